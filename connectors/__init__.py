@@ -1,0 +1,3 @@
+"""Built-in connector types: ``BUILTIN = {type: "module:Class"}`` and nothing else (see hub/registry.py)."""
+
+BUILTIN: dict[str, str] = {}

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hub.cli import main
+from hub.config import load_config
+from hub.errors import ConfigError
+from hub.yamlsrc import interpolate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    path = tmp_path / "hub.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env or {})
+    return [str(p).replace(str(path), "hub.yaml") for p in info.value.problems]
+
+
+def test_example_config_is_valid_without_any_environment():
+    config = load_config(ROOT / "config.example.yaml", {})
+    assert config.sources and config.server.port == 8080
+    assert config.db_path == ROOT / "hub.db"  # relative to the config file's folder
+    assert all("not set" in str(n) for n in config.notes)
+
+
+def test_interpolation_forms():
+    env = {"A": "1", "EMPTY": ""}
+    assert interpolate("x${A}y", env) == ("x1y", [])
+    assert interpolate("${B:-dflt}", env) == ("dflt", [])
+    assert interpolate("${EMPTY:-dflt}", env) == ("dflt", [])
+    assert interpolate("$${A} costs $$5", env) == ("${A} costs $5", [])
+    assert interpolate("${B}${C}", env) == ("", ["B", "C"])
+
+
+def test_unset_variable_is_an_error_at_the_line_that_uses_it(tmp_path):
+    out = problems(tmp_path, """\
+sources:
+  se:
+    verify:
+      scheme: hmac-sha256
+      header: X-SE-Signature
+      secrets: ["${SE_WEBHOOK_SECRET}"]
+""")
+    assert out == ["hub.yaml:6: sources.se.verify.secrets[0]: environment variable SE_WEBHOOK_SECRET is not set "
+                   "(set it, or write ${SE_WEBHOOK_SECRET:-default})"]
+
+
+def test_every_problem_is_collected_with_file_line_and_path(tmp_path):
+    out = problems(tmp_path, """\
+server: {port: 99999, max_body_byte: 10}
+sources:
+  se:
+    verify:
+      scheme: hmac-sha25
+      secrets: ["${SE_SECRET}"]
+      header: X-SE-Signature
+  gh:
+    verify:
+      scheme: github
+      secretz: ["x"]
+  sw:
+    verify: {scheme: standard-webhooks, secrets: ["abc"]}
+    idempotency_key: id
+""")
+    assert "hub.yaml:1: server.max_body_byte: unknown key; did you mean \"max_body_bytes\"?" in out
+    assert "hub.yaml:1: server.port: Input should be less than or equal to 65535" in out
+    assert any(p.startswith("hub.yaml:5: sources.se.verify.scheme: must be one of") and 'did you mean "hmac-sha256"' in p
+               for p in out)
+    assert any(p.startswith("hub.yaml:6: sources.se.verify.secrets[0]: environment variable SE_SECRET") for p in out)
+    assert "hub.yaml:11: sources.gh.verify.secretz: unknown key; did you mean \"secrets\"?" in out
+    assert "hub.yaml:9: sources.gh.verify.secrets: required key is missing" in out
+    assert "hub.yaml:14: sources.sw.idempotency_key: must be a JSON pointer starting with '/', e.g. /id" in out
+
+
+def test_cross_field_rules_point_at_their_key(tmp_path):
+    out = problems(tmp_path, """\
+sources:
+  a:
+    verify: {scheme: hmac-sha256, secrets: ["x"]}
+  b:
+    verify:
+      scheme: github
+      secrets: ["x"]
+      header: X-Other
+      tolerance_secs: 60
+  c:
+    verify:
+      scheme: standard-webhooks
+      secrets: ["whsec_"]
+  d:
+    verify: {scheme: slack, secrets: ["x"], encoding: base64}
+""")
+    assert out == [
+        "hub.yaml:3: sources.a.verify.header: required for scheme hmac-sha256",
+        "hub.yaml:8: sources.b.verify.header: not used by scheme github (its header is fixed); remove it",
+        "hub.yaml:9: sources.b.verify.tolerance_secs: scheme github signs no timestamp; remove it",
+        "hub.yaml:13: sources.c.verify.secrets: secret 1: expected whsec_ followed by base64 (or a whpk_/whsk_ "
+        "ed25519 key)",
+        "hub.yaml:15: sources.d.verify.encoding: only used by scheme hmac-sha256; remove it",
+    ]
+
+
+def test_yaml_syntax_error_and_duplicate_keys(tmp_path):
+    assert problems(tmp_path, "server: {port: 1\nsources: [")[0].startswith("hub.yaml:")
+    out = problems(tmp_path, "server:\n  port: 1\n  port: 2\n")
+    assert out == ["hub.yaml:3: server.port: duplicate key (first defined on line 2)"]
+
+
+def test_bad_source_name_and_top_level_shape(tmp_path):
+    assert problems(tmp_path, "sources:\n  'has space':\n    verify: {scheme: token, header: X, secrets: [a]}\n") == [
+        "hub.yaml:2: sources.has space: invalid name: use letters, digits, '_', '-' or '.', starting with a letter or digit"]
+    assert problems(tmp_path, "- just\n- a list\n") == [
+        "hub.yaml:1: the config must be a mapping of keys (server, storage, sources, ...)"]
+
+
+def test_secrets_never_appear_in_errors_or_reprs(tmp_path):
+    secret = "sup3r-s3cret-value"
+    text = f"""\
+sources:
+  a:
+    verify: {{scheme: hmac-sha256, header: X, secrets: ["${{S}}"], tolerance_secs: -1}}
+  b:
+    verify: {{scheme: standard-webhooks, secrets: ["whsec_{secret}!"]}}
+"""
+    out = problems(tmp_path, text, {"S": secret})
+    assert out and not any(secret in p for p in out)
+    path = tmp_path / "ok.yaml"
+    path.write_text(f'sources:\n  a:\n    verify: {{scheme: token, header: X-T, secrets: ["${{S}}"]}}\n')
+    config = load_config(path, {"S": secret})
+    assert secret not in repr(config) and secret not in str(config.model_dump())
+    assert config.sources["a"].verify.secrets[0].get_secret_value() == secret
+
+
+def test_check_config_exit_codes(tmp_path):
+    runner = CliRunner()
+    good = runner.invoke(main, ["check-config", str(ROOT / "config.example.yaml")])
+    assert good.exit_code == 0, good.output
+    assert "ok (3 source(s))" in good.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  prot: 8080\n")
+    result = runner.invoke(main, ["check-config", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:2: server.prot: unknown key; did you mean \"port\"?" in result.output
+    missing = runner.invoke(main, ["check-config", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "cannot read file" in missing.output
+
+
+def test_default_config_path_is_hub_yaml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hub.yaml").write_text("sources: {}\n")
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 0 and "hub.yaml: ok (0 source(s))" in result.output
