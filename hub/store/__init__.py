@@ -1,0 +1,94 @@
+"""The SQLite store: one file in WAL mode, versioned migrations, a group-commit writer, query modules.
+
+This package is the only place that writes SQL. ``Store`` owns the connections: one writer (used by
+the group-commit flusher) and one reader for the event loop; CLI commands use ``write_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlite_utils import Database
+
+from hub.errors import StoreError, StoreUnavailableError
+from hub.store import events
+from hub.store.schema import migrations
+from hub.store.writer import BatchHook, GroupCommitWriter
+
+T = TypeVar("T")
+__all__ = ["Store", "events"]
+
+
+class Store:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000, synchronous: str = "full",
+                 max_pending: int = 10_000, on_batch: BatchHook | None = None):
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self.max_pending = max_pending
+        self.on_batch = on_batch
+        self.writer: GroupCommitWriter | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = self.connect()
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            migrations.apply(Database(self.conn))
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        return conn
+
+    @property
+    def db(self) -> Database:
+        """sqlite-utils view of the reader connection (reads in the loop, CLI reads and writes)."""
+        return Database(self.conn)
+
+    async def start(self) -> None:
+        self.writer = GroupCommitWriter(self.connect(), busy_timeout_ms=self.busy_timeout_ms,
+                                        max_pending=self.max_pending, on_batch=self.on_batch)
+        self.writer.start()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> T:
+        """Run ``fn`` in the next group commit; returns once it is on disk."""
+        if self.writer is None:
+            raise StoreUnavailableError("the store writer is not running")
+        return await self.writer.submit(fn, single_statement=single_statement)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction on the calling thread, for the CLI and tests (no event loop needed)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self.conn)
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return result
+
+    async def insert_event(self, ev: events.NewEvent) -> tuple[str, bool]:
+        return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """True if a write transaction can be taken and committed now."""
+        try:
+            await asyncio.wait_for(self.write(lambda conn: None), timeout)
+            return True
+        except (StoreError, asyncio.TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer.conn.close()
+            self.writer = None
+        self.conn.close()

@@ -1,0 +1,78 @@
+"""Queries on the ``events`` table: the durable record of every verified inbound event."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+_INSERT = (
+    "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+_SUMMARY = "seq, 'evt_' || seq AS id, source, received_at, idempotency_key, content_type, verified_by, state, attempts, error, processed_at, length(body) AS size"
+
+
+def event_id(seq: int) -> str:
+    """Events are numbered in commit order; the id is that number (short to type, no extra index)."""
+    return f"evt_{seq}"
+
+
+def parse_id(text: str) -> int | None:
+    digits = text.removeprefix("evt_")
+    return int(digits) if digits.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    source: str
+    received_at: str
+    idempotency_key: str | None
+    content_type: str | None
+    headers: str  # JSON, secret-bearing headers already redacted
+    body: bytes
+    verified_by: str
+
+
+def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
+    """Store an event once per (source, idempotency key). Returns (stored id, was a duplicate)."""
+    cur = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
+                                 ev.headers, ev.body, ev.verified_by))
+    if cur.rowcount == 1:
+        return event_id(cur.lastrowid or 0), False
+    row = conn.execute("SELECT seq FROM events WHERE source = ? AND idempotency_key = ?",
+                       (ev.source, ev.idempotency_key)).fetchone()
+    return event_id(row[0]), True
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,
+            limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+    """Newest first, without bodies; page with ``before`` = the last ``seq`` seen."""
+    where, args = [], []
+    for column, value in (("source", source), ("state", state)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if before is not None:
+        where.append("seq < ?")
+        args.append(before)
+    sql = f"SELECT {_SUMMARY} FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+
+
+def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
+    seq = parse_id(ident)
+    if seq is None:
+        return None
+    rows = _rows(conn.execute("SELECT 'evt_' || seq AS id, * FROM events WHERE seq = ?", (seq,)))
+    return rows[0] if rows else None
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT state, count(*) FROM events GROUP BY state").fetchall())

@@ -1,0 +1,150 @@
+"""Versioned migrations (sqlite-utils ``Migrations``). Never edit a released migration: add one."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("findings-hub")
+
+
+def _run(db: Database, *statements: str) -> None:
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations(name="0001_initial")
+def initial(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            idempotency_key TEXT,
+            content_type TEXT,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            verified_by TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            processed_at TEXT
+        )""",
+        "CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        "CREATE INDEX events_pending ON events (seq) WHERE state = 'pending'",
+        "CREATE INDEX events_failed ON events (seq) WHERE state = 'failed'",
+        """CREATE TABLE findings (
+            id TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            scanner TEXT,
+            tool_id TEXT,
+            title TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            cvss_score REAL,
+            cve TEXT NOT NULL DEFAULT '[]',
+            cwe TEXT NOT NULL DEFAULT '[]',
+            rule_id TEXT,
+            description TEXT,
+            remediation TEXT,
+            asset TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL CHECK (status IN ('open', 'resolved', 'dismissed')),
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            resolved_at TEXT,
+            sla_due_at TEXT,
+            sla_breached_at TEXT,
+            refs TEXT NOT NULL DEFAULT '[]',
+            raw TEXT NOT NULL DEFAULT '{}',
+            scope TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX findings_status ON findings (status, severity)",
+        "CREATE INDEX findings_source ON findings (source, scope)",
+        "CREATE INDEX findings_sla ON findings (sla_due_at) WHERE status = 'open' AND sla_breached_at IS NULL",
+        """CREATE TABLE finding_history (
+            seq INTEGER PRIMARY KEY,
+            finding_id TEXT NOT NULL REFERENCES findings (id),
+            at TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            changes TEXT NOT NULL DEFAULT '{}',
+            event_id TEXT,
+            actor TEXT
+        )""",
+        "CREATE INDEX finding_history_finding ON finding_history (finding_id, seq)",
+        """CREATE TABLE deliveries (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            route TEXT NOT NULL,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            finding_id TEXT,
+            event_id TEXT,
+            order_key TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            snapshot TEXT NOT NULL,
+            payload TEXT,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'in_flight', 'done', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            last_attempt_at TEXT,
+            last_status INTEGER,
+            last_error TEXT,
+            done_at TEXT,
+            remote_id TEXT
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries (target, next_attempt_at, seq) WHERE state = 'pending'",
+        "CREATE INDEX deliveries_order ON deliveries (target, order_key, seq) WHERE state IN ('pending', 'in_flight')",
+        "CREATE INDEX deliveries_state ON deliveries (state, target, seq)",
+        """CREATE TABLE delivery_attempts (
+            seq INTEGER PRIMARY KEY,
+            delivery_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            duration_ms REAL,
+            status INTEGER,
+            outcome TEXT NOT NULL,
+            reason TEXT
+        )""",
+        "CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, seq)",
+        """CREATE TABLE external_refs (
+            finding_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            remote_id TEXT,
+            url TEXT,
+            remote_status TEXT,
+            state TEXT NOT NULL DEFAULT 'creating',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            synced_at TEXT,
+            PRIMARY KEY (finding_id, target)
+        )""",
+        "CREATE INDEX external_refs_target ON external_refs (target, state)",
+        """CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT,
+            last_used_at TEXT
+        )""",
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            result TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            remote_addr TEXT
+        )""",
+        """CREATE TABLE sync_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    )

@@ -1,0 +1,190 @@
+"""Group commit: one writer connection, many concurrent writes sharing one transaction and one fsync.
+
+Writes are jobs, ``fn(conn) -> result``. Jobs queue in the event loop; a flusher takes everything queued,
+runs it inside one ``BEGIN IMMEDIATE`` transaction on the loop (statements are microseconds), then
+awaits ``COMMIT`` on a dedicated thread so the fsync never blocks the loop. A job's future resolves only
+after the commit returned: a caller told "done" is on disk. While one commit runs, new jobs gather
+into the next batch; that is where the speed comes from.
+
+Each multi-statement job runs under its own SAVEPOINT, so a failing job rolls back alone. If the
+commit fails, or SQLite destroyed the transaction, every job of the batch fails with
+StoreUnavailableError and nothing of it is on disk. If another process holds the write lock, the whole
+batch moves to the writer thread, where waiting (``busy_timeout``) does not stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from hub.errors import StoreUnavailableError
+
+T = TypeVar("T")
+log = logging.getLogger("hub.store")
+
+
+@dataclass(eq=False)
+class Job(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+    single_statement: bool = False  # one statement is atomic on its own: no savepoint needed
+    error: BaseException | None = field(default=None, init=False)
+    result: Any = field(default=None, init=False)
+
+
+BatchHook = Callable[[int, float], None]  # (batch size, commit seconds)
+
+
+class GroupCommitWriter:
+    def __init__(self, conn: sqlite3.Connection, *, busy_timeout_ms: int, max_batch: int = 1024,
+                 max_pending: int = 10_000, on_batch: BatchHook | None = None):
+        self.conn = conn
+        self.busy_timeout_ms = busy_timeout_ms
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.on_batch = on_batch
+        self._queue: deque[Job[Any]] = deque()
+        self._wake = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-commit")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.last_error: str | None = None
+        conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for a lock; see _commit_blocking
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-group-commit")
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> asyncio.Future[T]:
+        """Queue a write; the future resolves after the commit that includes it."""
+        if self._closing or self._task is None:
+            raise StoreUnavailableError("the store is not accepting writes")
+        if len(self._queue) >= self.max_pending:
+            raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the disk")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(Job(fn, future, single_statement))
+        self._wake.set()
+        return future
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                n = min(len(self._queue), self.max_batch)
+                batch = [self._queue.popleft() for _ in range(n)]
+                try:
+                    await self._commit(batch)
+                except Exception as exc:  # never let the flusher die: fail the batch instead
+                    log.exception("group commit failed")
+                    self._fail(batch, StoreUnavailableError(f"store error: {exc}"))
+                self._settle(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[Job[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._commit_blocking, batch)
+            else:
+                self._fail(batch, _unavailable(exc))
+            return
+        self._run_jobs(batch)
+        if not self.conn.in_transaction:  # SQLite rolled the whole transaction back (I/O error, full disk)
+            self._fail(batch, StoreUnavailableError("the store rolled the transaction back"))
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._finish)
+        except sqlite3.Error as exc:
+            self._fail(batch, _unavailable(exc))
+            return
+        self.last_error = None
+        if self.on_batch:
+            self.on_batch(len(batch), time.perf_counter() - started)
+
+    def _finish(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def _commit_blocking(self, batch: list[Job[Any]]) -> None:
+        """Slow path on the writer thread: another process holds the lock, so wait for it here."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._run_jobs(batch)
+            if not self.conn.in_transaction:
+                raise sqlite3.OperationalError("the transaction was rolled back")
+            self._finish()
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self._fail(batch, _unavailable(exc))
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+
+    def _run_jobs(self, batch: list[Job[Any]]) -> None:
+        """Run each job; stop at once if SQLite ended the transaction (the next statement would autocommit)."""
+        conn = self.conn
+        for job in batch:
+            if job.single_statement:
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:
+                    job.error = _unavailable(exc) if isinstance(exc, sqlite3.OperationalError) else exc
+            else:
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:
+                    job.error = _unavailable(exc) if isinstance(exc, sqlite3.OperationalError) else exc
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK TO job")
+                if conn.in_transaction:
+                    conn.execute("RELEASE job")
+            if not conn.in_transaction:
+                return
+
+    def _fail(self, batch: list[Job[Any]], error: StoreUnavailableError) -> None:
+        self.last_error = str(error)
+        log.error("store could not commit %d write(s): %s", len(batch), error)
+        for job in batch:
+            job.error, job.result = error, None
+
+    @staticmethod
+    def _settle(batch: list[Job[Any]]) -> None:
+        for job in batch:
+            if job.future.done():
+                continue
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the store cannot commit: {exc}")

@@ -1,0 +1,125 @@
+"""Store: migrations, event queries, and the group-commit writer's promises."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from sqlite_utils import Database
+
+from hub.errors import StoreUnavailableError
+from hub.store import Store, events
+from hub.store.schema import migrations
+
+TABLES = {"events", "findings", "finding_history", "deliveries", "delivery_attempts", "external_refs", "api_tokens",
+          "audit_log", "sync_state"}
+
+
+def new_event(source: str = "se", key: str | None = None, body: bytes = b"{}") -> events.NewEvent:
+    return events.NewEvent(source, "2026-11-22T10:00:00.000Z", key, "application/json", "{}", body, "hmac-sha256")
+
+
+def test_migrations_create_the_design_tables_and_are_versioned():
+    db = Database(memory=True)
+    migrations.apply(db)
+    assert TABLES <= set(db.table_names())
+    applied = [m.name for m in migrations.applied(db)]
+    assert applied == ["0001_initial"]
+    migrations.apply(db)  # idempotent
+    assert [m.name for m in migrations.applied(db)] == applied
+
+
+def test_event_queries_in_memory():
+    db = Database(memory=True)
+    migrations.apply(db)
+    conn = db.conn
+    assert events.insert(conn, new_event(key="k1")) == ("evt_1", False)
+    assert events.insert(conn, new_event(key="k1")) == ("evt_1", True)
+    assert events.insert(conn, new_event(source="other", key="k1")) == ("evt_2", False)  # keys are per source
+    assert events.insert(conn, new_event()) == ("evt_3", False)
+    assert events.insert(conn, new_event()) == ("evt_4", False)  # no key: never a duplicate
+    listed = events.listing(conn, limit=2)
+    assert [r["id"] for r in listed] == ["evt_4", "evt_3"]
+    assert [r["id"] for r in events.listing(conn, before=3)] == ["evt_2", "evt_1"]
+    assert [r["id"] for r in events.listing(conn, source="other")] == ["evt_2"]
+    assert events.get(conn, "evt_2")["source"] == "other"
+    assert events.get(conn, "evt_99") is None and events.get(conn, "bogus") is None
+    assert events.counts(conn) == {"pending": 4}
+
+
+def test_store_enables_wal_and_full_sync(tmp_path):
+    store = Store(tmp_path / "x" / "hub.db")
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+async def test_concurrent_writes_share_commits_and_resolve_after_commit(tmp_path):
+    store = Store(tmp_path / "hub.db")
+    batches: list[int] = []
+    store.on_batch = lambda size, secs: batches.append(size)
+    await store.start()
+    try:
+        results = await asyncio.gather(*(store.insert_event(new_event(body=b'{"n": %d}' % i)) for i in range(200)))
+        assert sorted(int(r[0][4:]) for r in results) == list(range(1, 201))
+        assert sum(batches) == 200 and len(batches) < 200  # grouped
+        # Every resolved write is visible to an unrelated connection: it is committed.
+        with sqlite3.connect(store.path) as other:
+            assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 200
+    finally:
+        await store.close()
+
+
+async def test_a_failing_job_rolls_back_alone(tmp_path):
+    store = Store(tmp_path / "hub.db")
+    await store.start()
+
+    def good(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO sync_state VALUES ('good', '1', 'now')")
+        return "ok"
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO sync_state VALUES ('half', '1', 'now')")
+        raise ValueError("adapter blew up")
+
+    try:
+        results = await asyncio.gather(store.write(good), store.write(bad), return_exceptions=True)
+        assert results[0] == "ok" and isinstance(results[1], ValueError)
+        keys = [r[0] for r in store.conn.execute("SELECT key FROM sync_state")]
+        assert keys == ["good"]  # the failing job's own first statement was rolled back too
+    finally:
+        await store.close()
+
+
+async def test_operational_errors_become_store_unavailable(tmp_path):
+    store = Store(tmp_path / "hub.db")
+    await store.start()
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.write(lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)"))
+        assert await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_close_commits_what_is_queued(tmp_path):
+    store = Store(tmp_path / "hub.db")
+    await store.start()
+    futures = [asyncio.ensure_future(store.insert_event(new_event())) for _ in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert all(f.done() and not f.exception() for f in futures)
+    with sqlite3.connect(tmp_path / "hub.db") as other:
+        assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 50
+    with pytest.raises(StoreUnavailableError):
+        await store.write(lambda conn: None)
+
+
+def test_write_sync_rolls_back_on_error(tmp_path):
+    store = Store(tmp_path / "hub.db")
+    with pytest.raises(RuntimeError):
+        store.write_sync(lambda conn: (conn.execute("INSERT INTO sync_state VALUES ('x', '1', 'n')"),
+                                       (_ for _ in ()).throw(RuntimeError("boom"))))
+    assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 0
+    store.write_sync(lambda conn: conn.execute("INSERT INTO sync_state VALUES ('x', '1', 'n')"))
+    assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 1
