@@ -1,0 +1,66 @@
+"""``create_app(hub)``: the ASGI application. Routes, middleware and lifespan; no business logic."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hub.receiver import PREFIX, Receiver, error_body
+from hub.runtime import Hub
+
+_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def create_app(hub: Hub) -> Any:
+    """The Starlette app, behind a thin dispatcher that sends ``/hooks/...`` straight to the receiver."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        checks = {"store": hub.started and await hub.store.ping()}
+        ok = all(checks.values())
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        if hub.store.writer is not None:
+            hub.metrics.write_queue.set(hub.store.writer.pending)
+        return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = _CODES.get(exc.status_code, "error")
+        return Response(error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
+                        media_type="application/json", headers=getattr(exc, "headers", None))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.aclose()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    receiver = Receiver(hub)
+
+    async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await receiver(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    dispatch.app = app  # type: ignore[attr-defined]
+    return dispatch

@@ -1,0 +1,34 @@
+"""Prometheus metrics, one registry per hub instance (tests build many hubs in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # the *_created series double the output and nobody graphs them
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.received = Counter("hub_webhooks_received_total", "Webhook requests received.", ["source"], registry=r)
+        self.rejected = Counter("hub_webhooks_rejected_total", "Webhook requests rejected.", ["source", "reason"],
+                                registry=r)
+        self.stored = Counter("hub_events_stored_total", "Events committed to the store.", ["source"], registry=r)
+        self.duplicate = Counter("hub_events_duplicate_total", "Events answered as duplicates.", ["source"],
+                                 registry=r)
+        self.latency = Histogram("hub_http_request_duration_seconds", "Time to answer a webhook request.",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.commit_batch = Histogram("hub_store_commit_batch_size", "Writes per group commit.",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
+        self.commit_seconds = Histogram("hub_store_commit_seconds", "Time of one group commit, fsync included.",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.write_queue = Gauge("hub_store_write_queue", "Writes waiting for the next commit.", registry=r)
+
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.commit_batch.observe(size)
+        self.commit_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,204 @@
+"""``POST /hooks/{source}``: raw body -> verify -> store (group commit) -> 202. Nothing else.
+
+A thin ASGI callable rather than a Starlette route: it is the hot path, and skipping Request and
+JSONResponse objects is worth about half the throughput (../docs/architecture.md, "Intake").
+Order of checks: unknown source 404, wrong method 405, size 413 (never buffering past the limit),
+signature or timestamp 401, media type 415, JSON 400, then the store (503 if it cannot commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hub import signatures
+from hub.errors import StoreUnavailableError, VerificationError
+from hub.ids import iso
+from hub.store.events import NewEvent
+
+if TYPE_CHECKING:
+    from hub.config import SourceConfig
+    from hub.runtime import Hub
+
+log = logging.getLogger("hub.receiver")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PREFIX = "/hooks/"
+REDACTED = "[redacted]"
+_SECRET_HEADER = re.compile(r"auth|token|secret|signature|passw|api-?key|cookie|session|hmac|credential", re.I)
+
+
+_secret_names: dict[str, bool] = {}
+
+
+def _is_secret(name: str) -> bool:
+    known = _secret_names.get(name)
+    if known is None:
+        known = bool(_SECRET_HEADER.search(name))
+        if len(_secret_names) < 4096:
+            _secret_names[name] = known
+    return known
+
+
+def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Copy of the headers with every secret-bearing value replaced (names are kept, for debugging)."""
+    return {k: REDACTED if k in extra or _is_secret(k) else v for k, v in headers.items()}
+
+
+def resolve_pointer(doc: Any, pointer: str) -> Any:
+    """RFC 6901 JSON pointer; None when the path does not exist."""
+    for raw in pointer.split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return None
+        if doc is None:
+            return None
+    return doc
+
+
+@dataclass(frozen=True)
+class Source:
+    """A configured source, prepared once: scheme with decoded keys, pointer, metric children."""
+
+    name: str
+    scheme: signatures.Scheme
+    pointer: str | None
+    accepts_form: bool
+    redact: frozenset[str]
+
+    @classmethod
+    def build(cls, name: str, cfg: SourceConfig) -> Source:
+        scheme = cfg.verify.build()
+        return cls(name, scheme, cfg.id_pointer(), cfg.verify.scheme in signatures.FORM_SCHEMES,
+                   frozenset(getattr(scheme, "signature_headers", ())))
+
+
+def error_body(status: int, code: str, message: str) -> bytes:
+    """The one error shape every HTTP answer of the hub uses."""
+    return orjson.dumps({"ok": False, "code": code, "error": message,
+                         "errors": [{"code": code, "message": message}], "status": status})
+
+
+class Receiver:
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.sources = {name: Source.build(name, cfg) for name, cfg in hub.config.sources.items()}
+        self.limit = hub.config.server.max_body_bytes
+        m = hub.metrics
+        self._received = {n: m.received.labels(n) for n in [*self.sources, "_unknown"]}
+        self._stored = {n: m.stored.labels(n) for n in self.sources}
+        self._duplicate = {n: m.duplicate.labels(n) for n in self.sources}
+        self._latency = m.latency.labels("hooks")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        name = scope["path"][len(PREFIX):]
+        try:
+            await self._handle(name, scope, receive, send)
+        finally:
+            self._latency.observe(time.perf_counter() - started)
+
+    async def _handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        src = self.sources.get(name)
+        self._received[name if src else "_unknown"].inc()
+        if src is None:
+            return await self._reject(send, scope, name, 404, "unknown_source", f"no source named {name!r} is configured")
+        if scope["method"] != "POST":
+            return await self._reject(send, scope, name, 405, "method_not_allowed", "use POST",
+                                      [(b"allow", b"POST")])
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await self._read_body(receive, headers)
+        if body is None:
+            return await self._reject(send, scope, name, 413, "payload_too_large",
+                                      f"body is larger than {self.limit} bytes", [(b"connection", b"close")])
+        now = self.hub.clock()
+        try:
+            verified = src.scheme.verify(headers, body, now)
+        except VerificationError as exc:
+            return await self._reject(send, scope, name, 401, exc.code, str(exc), headers=headers, src=src)
+        ctype = headers.get("content-type", "").partition(";")[0].strip().lower()
+        is_form = ctype == "application/x-www-form-urlencoded"
+        if is_form and src.accepts_form:
+            key = verified.idempotency_key
+        elif ctype in ("application/json", "") or ctype.endswith("+json"):
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return await self._reject(send, scope, name, 400, "invalid_json", f"body is not valid JSON: {exc}")
+            key = verified.idempotency_key
+            if src.pointer is not None and (found := resolve_pointer(doc, src.pointer)) is not None:
+                key = found if isinstance(found, str) else orjson.dumps(found).decode()
+        else:
+            allowed = "application/json" + (" or application/x-www-form-urlencoded" if src.accepts_form else "")
+            return await self._reject(send, scope, name, 415, "unsupported_media_type",
+                                      f"content-type {ctype!r} is not accepted; send {allowed}")
+        event = NewEvent(name, iso(now), key, ctype or None,
+                         orjson.dumps(redact_headers(headers, src.redact)).decode(), body, src.scheme.name)
+        try:
+            event_id, duplicate = await self.hub.store.insert_event(event)
+        except Exception as exc:  # nothing was committed: the sender must retry
+            if not isinstance(exc, StoreUnavailableError):
+                log.exception("store refused an event from source %s", name)
+            return await self._reject(send, scope, name, 503, "unavailable", f"the event was not stored: {exc}",
+                                      [(b"retry-after", b"5")])
+        if duplicate:
+            self._duplicate[name].inc()
+            return await _respond(send, 200, b'{"id":"%s","status":"duplicate"}' % event_id.encode())
+        self._stored[name].inc()
+        self.hub.on_event_stored()
+        await _respond(send, 202, b'{"id":"%s","status":"accepted"}' % event_id.encode())
+
+    async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
+        """The whole body, or None as soon as it is known to exceed the limit."""
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return None
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body if len(body) <= self.limit else None
+        chunks, size = [body], len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _reject(self, send: Send, scope: Scope, name: str, status: int, code: str, message: str,
+                      extra: list[tuple[bytes, bytes]] | None = None, *, headers: Mapping[str, str] | None = None,
+                      src: Source | None = None) -> None:
+        label = name if name in self.sources else "_unknown"
+        self.hub.metrics.rejected.labels(label, code).inc()
+        client = scope.get("client") or ("-", 0)
+        if headers is not None:  # a failed verification: show what was sent, never the secret parts
+            log.warning("rejected source=%s status=%d code=%s client=%s reason=%s headers=%s", label, status, code,
+                        client[0], message, redact_headers(headers, src.redact if src else frozenset()))
+        else:
+            log.warning("rejected source=%s status=%d code=%s client=%s reason=%s", label, status, code,
+                        client[0], message)
+        await _respond(send, status, error_body(status, code, message), extra or [])
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
