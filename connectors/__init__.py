@@ -1,3 +1,6 @@
 """Built-in connector types: ``BUILTIN = {type: "module:Class"}`` and nothing else (see hub/registry.py)."""
 
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "file": "connectors.file:FileConnector",
+    "webhook": "connectors.webhook:WebhookConnector",
+}

@@ -1,44 +1,35 @@
 """pydantic models for hub.yaml, and ``load_config`` which reports every problem with file and line.
 
-Models forbid unknown keys. Checks that need more than one field (which keys a scheme takes,
-whether its secrets decode) live in ``problems()`` methods so each problem points at its own key.
+Validation runs in two phases. The first checks the file against the models below (unknown keys,
+types, cross-field rules in ``problems()``). The second wires what the models only name: each
+target's ``type`` picks a connector whose own Config model validates that target, each target's
+mapping is loaded and its templates compiled, each source's adapter validates its ``options``, and
+routes must name real sources and targets. Every problem of both phases is collected.
 Secrets are ``SecretStr``: reprs, logs and messages never show them.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, StringConstraints, ValidationError, field_validator,
-)
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
 from hub import signatures
-from hub.errors import ConfigError, Problem, format_path
+from hub.errors import ConfigError, HubError, Problem, TemplateError, format_path
+from hub.models import EVENT_TYPES
+from hub.strict import Loc, Name, StrictModel, translate
 from hub.yamlsrc import YamlDoc, load
 
-Loc = tuple[str | int, ...]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+if TYPE_CHECKING:
+    from hub.connector import TargetConfig
+    from hub.mappings import Mapping as PayloadMapping
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def problems(self) -> Iterator[tuple[Loc, str]]:
-        """Cross-field checks; yields (location relative to this model, message)."""
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) \
-                else [(None, value)]
-            for key, child in children:
-                if isinstance(child, StrictModel):
-                    prefix: Loc = (name,) if key is None else (name, key)
-                    for loc, msg in child.problems():
-                        yield (*prefix, *loc), msg
+EventType = Literal["event.received", "finding.created", "finding.updated", "finding.resolved", "finding.reopened",
+                    "finding.sla_breached", "delivery.dead"]
+assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 
 class ServerConfig(StrictModel):
@@ -73,7 +64,7 @@ class VerifyConfig(StrictModel):
             yield ("header",), f"not used by scheme {self.scheme} (its header is fixed); remove it"
         for key in ("prefix", "encoding"):
             if key in given and self.scheme != "hmac-sha256":
-                yield (key,), f"only used by scheme hmac-sha256; remove it"
+                yield (key,), "only used by scheme hmac-sha256; remove it"
         if "tolerance_secs" in given and self.scheme not in signatures.TIMESTAMPED:
             yield ("tolerance_secs",), f"scheme {self.scheme} signs no timestamp; remove it"
         try:
@@ -88,10 +79,26 @@ class VerifyConfig(StrictModel):
         )
 
 
+class FingerprintConfig(StrictModel):
+    use: Literal["default", "tool_id", "fields", "both"] = Field(
+        "default", description="default: asset + rule/CVE/title + location; tool_id: the tool's own id; "
+                               "fields: a hash of `fields`; both: tool id and `fields`.")
+    fields: list[str] = Field(default_factory=list, description="Finding fields (asset.* allowed) for fields/both.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        if self.use in ("fields", "both") and not self.fields:
+            yield ("fields",), f"list the fields to hash when use is {self.use}"
+        if self.use in ("default", "tool_id") and self.fields:
+            yield ("fields",), f"not used when use is {self.use}; remove it"
+
+
 class SourceConfig(StrictModel):
     verify: VerifyConfig = Field(description="How requests to /hooks/<name> are verified.")
     idempotency_key: str | None = Field(None, description="JSON pointer to the sender's event id in the body, e.g. /id.")
-    adapter: Name = Field("generic", description="Which adapter turns this source's events into findings.")
+    adapter: Name | None = Field(None, description="Which adapter turns this source's events into findings "
+                                                    "(none: events are stored and forwarded as event.received only).")
+    options: dict[str, Any] | None = Field(None, description="The adapter's settings (see docs/adapters.md).")
+    fingerprint: FingerprintConfig = Field(default_factory=FingerprintConfig, description="How duplicates are found.")
 
     @field_validator("idempotency_key")
     @classmethod
@@ -105,14 +112,63 @@ class SourceConfig(StrictModel):
         return self.idempotency_key or signatures.DEFAULT_ID_POINTER.get(self.verify.scheme)
 
 
+class RouteConfig(StrictModel):
+    name: Name = Field(description="Shown in deliveries and metrics.")
+    on: list[EventType] = Field(min_length=1, description="Event types this route handles.")
+    from_: list[str] | None = Field(None, alias="from", description="Only events of these sources (default: all).")
+    when: str | None = Field(None, description="Sandboxed Jinja expression over finding/event/changes; true = send.")
+    to: list[str] = Field(min_length=1, description="Target names.")
+
+
+class SlaConfig(StrictModel):
+    critical: float | None = Field(7, gt=0, description="Days to fix a critical finding (none: no SLA).")
+    high: float | None = Field(30, gt=0, description="Days to fix a high finding.")
+    medium: float | None = Field(90, gt=0, description="Days to fix a medium finding.")
+    low: float | None = Field(180, gt=0, description="Days to fix a low finding.")
+    info: float | None = Field(None, gt=0, description="Days to fix an info finding.")
+
+
+class PipelineConfig(StrictModel):
+    batch_events: int = Field(100, ge=1, le=10_000, description="Stored events processed per round.")
+    safety_net_secs: float = Field(5.0, gt=0, description="Interval of the job that picks up anything missed.")
+
+
 class HubConfig(StrictModel):
     server: ServerConfig = Field(ServerConfig(), description="The HTTP listener.")
     storage: StorageConfig = Field(StorageConfig(), description="The SQLite store.")
     sources: dict[Name, SourceConfig] = Field(default_factory=dict, description="Inbound webhooks by name.")
+    routes: list[RouteConfig] = Field(default_factory=list, description="Which events go to which targets.")
+    targets: dict[Name, dict[str, Any]] = Field(default_factory=dict, description="Where deliveries go, by name.")
+    sla: SlaConfig = Field(SlaConfig(), description="Days to fix, by severity: sets sla_due_at.")
+    pipeline: PipelineConfig = Field(PipelineConfig(), description="Event processing settings.")
 
     _file: str = PrivateAttr("<config>")
     _base_dir: Path = PrivateAttr(Path("."))
     _notes: list[Problem] = PrivateAttr(default_factory=list)
+    _targets: dict[str, TargetConfig] = PrivateAttr(default_factory=dict)
+    _mappings: dict[str, PayloadMapping] = PrivateAttr(default_factory=dict)
+    _options: dict[str, StrictModel | None] = PrivateAttr(default_factory=dict)
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        seen: set[str] = set()
+        for i, route in enumerate(self.routes):
+            if route.name in seen:
+                yield ("routes", i, "name"), f"route name {route.name!r} is used twice"
+            seen.add(route.name)
+            for j, name in enumerate(route.from_ or []):
+                if name not in self.sources:
+                    yield ("routes", i, "from", j), _unknown("source", name, list(self.sources))
+            for j, name in enumerate(route.to):
+                if name not in self.targets:
+                    yield ("routes", i, "to", j), _unknown("target", name, list(self.targets))
+            if route.when is not None:
+                from hub import templating
+
+                try:
+                    templating.compile_expression(route.when)
+                except TemplateError as exc:
+                    yield ("routes", i, "when"), f"invalid expression: {exc}"
 
     @property
     def notes(self) -> list[Problem]:
@@ -123,6 +179,17 @@ class HubConfig(StrictModel):
     def file(self) -> str:
         return self._file
 
+    @property
+    def target_configs(self) -> dict[str, TargetConfig]:
+        return self._targets
+
+    @property
+    def mappings(self) -> dict[str, PayloadMapping]:
+        return self._mappings
+
+    def adapter_options(self, source: str) -> StrictModel | None:
+        return self._options.get(source)
+
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         p = Path(path).expanduser()
@@ -131,6 +198,12 @@ class HubConfig(StrictModel):
     @property
     def db_path(self) -> Path:
         return self.resolve(self.storage.path)
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    from hub.registry import unknown_message
+
+    return unknown_message(kind, name, known) if known else f"unknown {kind} {name!r} (none configured)"
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubConfig:
@@ -154,14 +227,15 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
         config: HubConfig | None = HubConfig.model_validate(doc.data)
     except ValidationError as exc:
         config = None
-        problems += _translate(doc, exc)
+        problems += translate(doc, exc, HubConfig)
         problems += _entry_problems(doc)
     else:
+        config._file, config._base_dir = doc.file, base_dir
         problems += [doc.problem(loc, msg) for loc, msg in config.problems()]
+        problems += _wire(config, doc)
     problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
     if problems or config is None:
         raise ConfigError(problems)
-    config._file, config._base_dir = doc.file, base_dir
     config._notes = [
         doc.problem(loc, f"{', '.join(names)} is not set: using the default written in the file (fine for a demo, "
                          "not for production)")
@@ -170,7 +244,68 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
     return config
 
 
-_SECRETISH = re.compile(r"secret|token|auth|password|key", re.I)
+_SECRETISH = re.compile(r"secret|token|auth|password|api_key", re.I)
+
+
+def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
+    """Second phase: connectors validate their targets, mappings load, adapters validate their options."""
+    from hub import adapters, registry
+    from hub.mappings import folder_for, load_mapping
+
+    problems: list[Problem] = []
+    for name, raw in config.targets.items():
+        loc: Loc = ("targets", name)
+        type_name = raw.get("type")
+        if not isinstance(type_name, str):
+            problems.append(doc.problem(loc, "needs `type:` (the connector type, e.g. webhook, file, linear)"))
+            continue
+        try:
+            cls = registry.connector_class(type_name)
+        except HubError as exc:
+            problems.append(doc.problem((*loc, "type"), str(exc)))
+            continue
+        try:
+            target = cls.Config.model_validate(raw)
+        except ValidationError as exc:
+            problems += translate(doc, exc, cls.Config, loc)
+            continue
+        problems += [doc.problem((*loc, *sub), msg) for sub, msg in target.problems()]
+        custom = config.resolve(target.mapping) if target.mapping else None
+        try:
+            config._mappings[name] = load_mapping(type_name, folder_for(type_name, custom), cls.payloads)
+        except ConfigError as exc:
+            problems += exc.problems
+        config._targets[name] = target
+    for i, route in enumerate(config.routes):
+        for j, name in enumerate(route.to):
+            target = config._targets.get(name)
+            kinds = registry.connector_class(target.type).kinds if target else None
+            if kinds is not None and (unsupported := [k for k in route.on if k not in kinds]):
+                problems.append(doc.problem(("routes", i, "to", j), f"target {name} ({target.type}) cannot deliver "
+                                            f"{', '.join(unsupported)}; it takes {', '.join(sorted(kinds))}"))
+    for name, source in config.sources.items():
+        loc = ("sources", name)
+        if source.adapter is None:
+            if source.options is not None:
+                problems.append(doc.problem((*loc, "options"), "options need an `adapter:`"))
+            continue
+        try:
+            cls_a = adapters.adapter_class(source.adapter)
+        except HubError as exc:
+            problems.append(doc.problem((*loc, "adapter"), str(exc)))
+            continue
+        if cls_a.Options is None:
+            if source.options:
+                problems.append(doc.problem((*loc, "options"), f"the {source.adapter} adapter takes no options"))
+            continue
+        try:
+            options = cls_a.Options.model_validate(source.options or {})
+        except ValidationError as exc:
+            problems += translate(doc, exc, cls_a.Options, (*loc, "options"))
+            continue
+        problems += [doc.problem((*loc, "options", *sub), msg) for sub, msg in options.problems()]
+        config._options[name] = options
+    return problems
 
 
 def _entry_problems(doc: YamlDoc) -> list[Problem]:
@@ -191,66 +326,3 @@ def _hides_unset(doc: YamlDoc, problem: Problem) -> bool:
     """A follow-on problem caused by an unset variable (its value became empty) is not worth showing."""
     return any(problem.path == format_path(loc) or format_path(loc).startswith(problem.path + "[")
                or format_path(loc).startswith(problem.path + ".") for loc in doc.unset)
-
-
-def _translate(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
-    out = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc: Loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if "[key]" in loc:
-            loc = loc[: loc.index("[key]")]
-            msg = "invalid name: use letters, digits, '_', '-' or '.', starting with a letter or digit"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown key" + _hint(str(loc[-1]), _allowed_keys(loc[:-1]))
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif err["type"] == "literal_error":
-            expected = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
-            value = _value_at(doc.data, loc)
-            msg = f"must be one of {', '.join(expected)}" + (_hint(value, expected) if isinstance(value, str) else "")
-        out.append(doc.problem(loc, msg))
-    return out
-
-
-def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f'; did you mean "{close[0]}"?' if close else ""
-
-
-def _value_at(data: Any, loc: Loc) -> Any:
-    for key in loc:
-        try:
-            data = data[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _allowed_keys(loc: Loc) -> list[str]:
-    """Field names of the model that sits at ``loc`` (for "did you mean" on unknown keys)."""
-    current: Any = HubConfig
-    for key in loc:
-        if _is_model(current) and isinstance(key, str):
-            field = current.model_fields.get(key)
-            if field is None:
-                return []
-            args = [a for a in getattr(field.annotation, "__args__", ()) if a is not type(None)]
-            current = args[0] if len(args) == 1 and _is_model(args[0]) else field.annotation
-        else:
-            current = _inner(current)  # a dict key or list index: step into the element model
-    return list(current.model_fields) if _is_model(current) else []
-
-
-def _is_model(x: Any) -> bool:
-    return isinstance(x, type) and issubclass(x, BaseModel)
-
-
-def _inner(annotation: Any) -> Any:
-    """The model inside ``list[M]``, ``dict[str, M]`` or ``M | None``."""
-    for arg in reversed(getattr(annotation, "__args__", ()) or ()):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-        if (found := _inner(arg)) is not None:
-            return found
-    return None

@@ -9,7 +9,6 @@ signature or timestamp 401, media type 415, JSON 400, then the store (503 if it 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import orjson
 from hub import signatures
 from hub.errors import StoreUnavailableError, VerificationError
 from hub.ids import iso
+from hub.redact import redact_headers
 from hub.store.events import NewEvent
 
 if TYPE_CHECKING:
@@ -32,27 +32,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PREFIX = "/hooks/"
-REDACTED = "[redacted]"
-_SECRET_HEADER = re.compile(r"auth|token|secret|signature|passw|api-?key|cookie|session|hmac|credential", re.I)
-
-
-_secret_names: dict[str, bool] = {}
-
-
-def _is_secret(name: str) -> bool:
-    known = _secret_names.get(name)
-    if known is None:
-        known = bool(_SECRET_HEADER.search(name))
-        if len(_secret_names) < 4096:
-            _secret_names[name] = known
-    return known
-
-
-def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
-    """Copy of the headers with every secret-bearing value replaced (names are kept, for debugging)."""
-    return {k: REDACTED if k in extra or _is_secret(k) else v for k, v in headers.items()}
-
-
 def resolve_pointer(doc: Any, pointer: str) -> Any:
     """RFC 6901 JSON pointer; None when the path does not exist."""
     for raw in pointer.split("/")[1:]:

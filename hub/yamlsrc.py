@@ -18,6 +18,18 @@ import yaml
 
 from hub.errors import Problem, format_path
 
+class Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which would
+    turn a route's ``on:`` key into ``True``."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                             list("tTfF"))
+
 _VAR = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}\\]|\\.)*))?\}")
 _STR_TAG = "tag:yaml.org,2002:str"
 
@@ -82,7 +94,7 @@ def loads(text: str, name: str = "<string>", env: Mapping[str, str] | None = Non
     env = os.environ if env is None else env
     doc = YamlDoc(name, None)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -95,7 +107,7 @@ def loads(text: str, name: str = "<string>", env: Mapping[str, str] | None = Non
     if any(p.line == 0 or "duplicate key" in p.message for p in doc.problems):
         return doc
     try:
-        doc.data = yaml.SafeLoader("").construct_document(node)
+        doc.data = Loader("").construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         doc.problems.append(Problem(name, mark.line + 1 if mark else 0, "", f"invalid YAML: {exc}"))

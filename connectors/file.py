@@ -1,0 +1,76 @@
+"""``file``: append one NDJSON line per delivery to a local file (archives, demos, log shippers).
+
+Lines are written in batches with one write and one fsync; a delivery is done once its line is on
+disk. Needs no credentials, which is why config.example.yaml routes to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import ClassVar
+
+import httpx
+import orjson
+from pydantic import Field
+
+from hub.connector import BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.errors import TemplateError
+
+
+class FileConfig(TargetConfig):
+    path: str = Field(description="File to append to, relative to the config file's folder.")
+    fsync: bool = Field(True, description="fsync after each batch: done means on disk.")
+    batch: BatchConfig = Field(BatchConfig(max_events=1000, timeout_secs=0, in_flight=1, compression=False),
+                               description="Lines per write.")
+
+
+class FileConnector(Connector):
+    name: ClassVar[str] = "file"
+    Config = FileConfig
+    payloads = ("line",)
+
+    @property
+    def path(self) -> str:
+        assert isinstance(self.config, FileConfig)
+        return str(self.base_dir / os.path.expanduser(self.config.path))
+
+    def encode(self, item: Item) -> bytes:
+        doc = self.mapping.render_json("line", self.context(item))
+        return orjson.dumps(doc) + b"\n"
+
+    def render(self, item: Item) -> list[Outbound]:
+        return [Outbound("APPEND", f"file://{self.path}", {}, self.encode(item))]
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        return (await self.deliver_batch(client, [item]))[0]
+
+    async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [None] * len(items)
+        lines = []
+        for i, item in enumerate(items):
+            try:
+                lines.append(self.encode(item))
+            except TemplateError as exc:
+                verdicts[i] = Verdict(Outcome.PERMANENT, f"template error: {exc}")
+        if lines:
+            try:
+                await asyncio.to_thread(self._append, b"".join(lines))
+                ok = Verdict(Outcome.OK, f"appended to {self.config.path}")  # type: ignore[attr-defined]
+            except OSError as exc:
+                ok = Verdict(Outcome.RETRY, f"cannot write {self.config.path}: {exc.strerror}")  # type: ignore[attr-defined]
+            verdicts = [v or ok for v in verdicts]
+        return [v for v in verdicts if v is not None]
+
+    def _append(self, data: bytes) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.config.fsync:  # type: ignore[attr-defined]
+                os.fsync(fd)
+        finally:
+            os.close(fd)

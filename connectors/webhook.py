@@ -1,0 +1,57 @@
+"""``webhook``: a signed HTTPS POST per delivery, Standard Webhooks style (what Svix and others send).
+
+Headers ``webhook-id`` (the delivery's idempotency key, stable across retries), ``webhook-timestamp``
+and ``webhook-signature`` (v1 HMAC-SHA256 with the ``whsec_`` secret), so any Standard Webhooks
+receiver (including a Findings Hub source with ``scheme: standard-webhooks``) can verify and
+deduplicate. The body comes from mappings/webhook/body.json.j2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+import orjson
+from pydantic import Field, SecretStr
+
+from hub import signatures
+from hub.connector import HttpConnector, Item, Outbound, TargetConfig
+from hub.redact import is_secret_header
+from hub.strict import Loc
+
+
+class WebhookConfig(TargetConfig):
+    url: str = Field(pattern=r"^https?://", description="Where to POST.")  # type: ignore[assignment]
+    secret: SecretStr | None = Field(None, description="whsec_ secret: sign with Standard Webhooks headers.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if self.secret is not None:
+            try:
+                signatures.build("standard-webhooks", [self.secret.get_secret_value()])
+            except ValueError as exc:
+                yield ("secret",), str(exc)
+
+
+class WebhookConnector(HttpConnector):
+    name: ClassVar[str] = "webhook"
+    Config = WebhookConfig
+    payloads = ("body",)
+
+    def render(self, item: Item) -> list[Outbound]:
+        cfg = self.config
+        assert isinstance(cfg, WebhookConfig)
+        body = orjson.dumps(self.mapping.render_json("body", self.context(item)))
+        headers = {"content-type": "application/json", **cfg.headers, "webhook-id": item.idempotency_key}
+        secret: frozenset[str] = frozenset()
+        if cfg.secret is not None:
+            scheme = signatures.build("standard-webhooks", [cfg.secret.get_secret_value()])
+            headers.update(scheme.sign(body, time.time(), item.idempotency_key))
+            secret = frozenset({"webhook-signature"})
+        return [Outbound("POST", cfg.url, headers, body, secret | _secretish(cfg.headers))]
+
+
+def _secretish(headers: dict[str, str]) -> frozenset[str]:
+    return frozenset(h for h in headers if is_secret_header(h))

@@ -1,0 +1,287 @@
+"""The connector contract: what a target type implements and what the dispatcher relies on.
+
+A connector renders an ``Item`` (one delivery) through its mapping into exact requests, sends them
+and classifies the answer into a ``Verdict``: OK, RETRY or PERMANENT. Transport errors never reach
+``classify``; the dispatcher turns them into RETRY. Optional capabilities are Protocols checked with
+``isinstance``: ``SupportsBatch`` (many items per request, one verdict per item) and
+``SupportsStatus`` (read ticket state back for sync). A third-party connector needs only this module.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+from pydantic import Field, SecretStr
+
+from hub.strict import StrictModel
+from hub.models import Finding
+
+if TYPE_CHECKING:
+    from hub.mappings import Mapping
+
+USER_AGENT = "findings-hub/0.1 (+https://github.com/findings-hub)"
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str = ""  # shown by `hub deliveries`; never contains secrets
+    remote_id: str | None = None  # ticket or issue id when the target creates one
+    retry_after: float | None = None  # seconds, from Retry-After when the target sends it
+    status: int | None = None  # HTTP status, when there was an answer
+    remote_url: str | None = None
+    remote_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The link between a finding and its ticket at one target (``external_refs``)."""
+
+    finding_id: str
+    target: str
+    remote_id: str | None = None
+    url: str | None = None
+    remote_status: str | None = None
+    state: str = "creating"  # creating: written before the create call; linked: the remote id is known
+
+
+@dataclass(frozen=True)
+class Item:
+    """One delivery as a connector sees it."""
+
+    id: str
+    kind: str  # finding.created | finding.updated | ... | event.received
+    idempotency_key: str
+    route: str
+    target: str
+    finding: dict[str, Any] | None = None  # the Finding (JSON form) as it was at this lifecycle step
+    event: dict[str, Any] | None = None  # event.received: id, source, received_at, verified_by, body
+    changes: dict[str, Any] = field(default_factory=dict)  # finding.updated: {field: {"old": .., "new": ..}}
+    ref: Ref | None = None
+    attempt: int = 1
+    dead: dict[str, Any] | None = None  # delivery.dead: the delivery that gave up (id, target, kind, reason)
+
+
+@dataclass
+class Outbound:
+    """An exact request. ``hub render`` prints these with ``secret_headers`` masked."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    secret_headers: frozenset[str] = frozenset()
+    meta: dict[str, Any] = field(default_factory=dict)  # connector-private (which operation, ...)
+
+    def masked_headers(self) -> dict[str, str]:
+        secret = {h.lower() for h in self.secret_headers}
+        return {k: ("********" if k.lower() in secret else v) for k, v in self.headers.items()}
+
+
+# --- target configuration: the blocks every target has (like every Vector sink) ----------------------------
+
+
+class RetryConfig(StrictModel):
+    schedule_secs: list[float] = Field([5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0,
+                                       description="Delays before each retry; after the last one the delivery is dead.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Random spread of each delay, as a fraction (0.2 = +-20%).")
+
+
+class RateLimitConfig(StrictModel):
+    per_sec: float = Field(gt=0, description="Requests per second to this target (token bucket).")
+    burst: int | None = Field(None, ge=1, description="Bucket size; default: one second's worth.")
+
+
+class RequestConfig(StrictModel):
+    timeout_secs: float = Field(10.0, gt=0, le=300, description="Timeout of one request.")
+    verify_tls: bool = Field(True, description="Check the target's TLS certificate.")
+    ca_file: str | None = Field(None, description="PEM file of CAs to trust instead of the system's.")
+
+
+class BreakerConfig(StrictModel):
+    failures: int = Field(5, ge=1, description="Consecutive failed attempts that open the circuit.")
+    cooldown_secs: float = Field(30.0, gt=0, description="How long an open circuit waits before one probe.")
+
+
+class BatchConfig(StrictModel):
+    max_events: int = Field(500, ge=1, le=100_000, description="Items per request at most.")
+    max_bytes: int = Field(1_000_000, ge=1024, description="Request body size at most (before compression).")
+    timeout_secs: float = Field(1.0, ge=0, description="How long a partial batch waits for more items.")
+    in_flight: int = Field(2, ge=1, le=64, description="Batches sent concurrently to this target.")
+    compression: bool = Field(True, description="gzip request bodies.")
+
+
+class SyncConfig(StrictModel):
+    interval_secs: int = Field(300, ge=10, description="How often ticket status is read back.")
+
+
+class TargetConfig(StrictModel):
+    """Fields every target has; a connector's Config subclass adds its vendor fields."""
+
+    type: str = Field(description="Connector type: names the module, mapping folder and docs page.")
+    url: str | None = Field(None, description="API base URL; defaults to the vendor's public URL where there is one.")
+    mapping: str | None = Field(None, description="A mapping folder of your own instead of mappings/<type>/.")
+    concurrency: int = Field(4, ge=1, le=256, description="Deliveries in flight to this target at once.")
+    rate_limit: RateLimitConfig | None = Field(None, description="Token bucket; default: the connector's.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry schedule.")
+    request: RequestConfig = Field(default_factory=RequestConfig, description="HTTP request settings.")
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="When to stop trying for a while.")
+
+    def public(self) -> dict[str, Any]:
+        """The config as templates see it: secrets removed."""
+        return _strip_secrets(self)
+
+
+def _strip_secrets(model: StrictModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            continue
+        if isinstance(value, StrictModel):
+            out[name] = _strip_secrets(value)
+        elif isinstance(value, list) and any(isinstance(v, SecretStr) for v in value):
+            continue
+        else:
+            out[name] = value
+    return out
+
+
+# --- the contract -----------------------------------------------------------------------------------------
+
+
+class Connector:
+    """Base of every connector. Subclasses set ``name``, ``Config`` and implement ``deliver``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[TargetConfig]] = TargetConfig
+    default_url: ClassVar[str | None] = None
+    payloads: ClassVar[tuple[str, ...]] = ()  # payload names its mapping must provide
+    work_items: ClassVar[bool] = False  # one remote object per finding, linked through external_refs
+    default_rate_limit: ClassVar[float | None] = None  # requests/s when the config sets none
+
+    kinds: ClassVar[frozenset[str] | None] = None  # event types it can deliver (None: all)
+
+    def __init__(self, target: str, config: TargetConfig, mapping: Mapping, base_dir: Path | None = None):
+        self.target, self.config, self.mapping = target, config, mapping
+        self.base_dir = base_dir or Path(".")
+
+    @property
+    def base_url(self) -> str:
+        return (self.config.url or self.default_url or "").rstrip("/")
+
+    def client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+        """One client per delivery slot: httpx checks every pooled connection on each request, so many
+        small pools are much cheaper than one big one (../shared/docs/PERFORMANCE.md, "Outbound")."""
+        req = self.config.request
+        verify: Any = req.ca_file or req.verify_tls
+        return httpx.AsyncClient(transport=transport, timeout=req.timeout_secs, verify=verify,
+                                 headers={"user-agent": USER_AGENT}, follow_redirects=False,
+                                 limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
+
+    def context(self, item: Item) -> dict[str, Any]:
+        """What templates see."""
+        return {"kind": item.kind, "finding": item.finding, "event": item.event, "changes": item.changes,
+                "ref": item.ref, "dead": item.dead, "delivery": {"id": item.id, "idempotency_key": item.idempotency_key,
+                                              "route": item.route, "attempt": item.attempt},
+                "target": {"name": self.target, **self.config.public()}, "vars": self.mapping.vars}
+
+    def render(self, item: Item) -> list[Outbound]:
+        raise NotImplementedError
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the connector holds (files, caches); called at shutdown."""
+
+
+class HttpConnector(Connector):
+    """Render -> send each request -> classify; the first answer that is not OK decides."""
+
+    async def send(self, client: httpx.AsyncClient, out: Outbound) -> httpx.Response:
+        return await client.request(out.method, out.url, headers=out.headers, content=out.body)
+
+    def classify(self, response: httpx.Response) -> Verdict:
+        return classify_status(response)
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        verdict = Verdict(Outcome.OK, "nothing to send")
+        for out in self.render(item):
+            verdict = self.classify(await self.send(client, out))
+            if verdict.outcome is not Outcome.OK:
+                return verdict
+        return verdict
+
+
+@runtime_checkable
+class SupportsBatch(Protocol):
+    async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
+        """One verdict per item, in order: a failed item is retried or dead-lettered alone."""
+        ...
+
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    remote_id: str
+    status: str  # the vendor's own name for the state, for display
+    closed: bool  # resolved/done/closed by the vendor's state category, not its display name
+    url: str | None = None
+
+
+@runtime_checkable
+class SupportsStatus(Protocol):
+    async def read_status(self, client: httpx.AsyncClient, refs: Sequence[Ref]) -> list[RemoteStatus]:
+        """The current state of these linked tickets (batched); missing tickets are left out."""
+        ...
+
+
+# --- helpers for connectors ------------------------------------------------------------------------------
+
+
+def retry_after_secs(response: httpx.Response, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def short_body(response: httpx.Response, limit: int = 300) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def classify_status(response: httpx.Response) -> Verdict:
+    """Network errors, 408, 425, 429 and 5xx (but 501) retry; other 4xx are permanent."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return Verdict(Outcome.OK, f"HTTP {code}", status=code)
+    if code in (408, 425, 429) or (code >= 500 and code != 501):
+        return Verdict(Outcome.RETRY, f"HTTP {code}: {short_body(response, 200)}", retry_after=retry_after_secs(response),
+                       status=code)
+    return Verdict(Outcome.PERMANENT, f"HTTP {code}: {short_body(response)}", status=code)
+
+
+def finding_of(item: Item) -> Finding | None:
+    return Finding.model_validate(item.finding) if item.finding is not None else None

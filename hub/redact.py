@@ -1,0 +1,26 @@
+"""Which header values are secrets, and copies of headers with those values replaced."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+REDACTED = "[redacted]"
+_SECRET_HEADER = re.compile(r"auth|token|secret|signature|passw|api-?key|cookie|session|hmac|credential", re.I)
+_known: dict[str, bool] = {}
+
+
+def is_secret_header(name: str) -> bool:
+    """True for authorization, cookies, tokens, signatures, API keys and the like (any case)."""
+    name = name.lower()
+    known = _known.get(name)
+    if known is None:
+        known = bool(_SECRET_HEADER.search(name))
+        if len(_known) < 4096:
+            _known[name] = known
+    return known
+
+
+def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Copy of the headers with every secret-bearing value replaced (names are kept, for debugging)."""
+    return {k: REDACTED if k in extra or is_secret_header(k) else v for k, v in headers.items()}

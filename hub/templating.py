@@ -1,0 +1,155 @@
+"""Sandboxed Jinja: environments, filters, rendering to JSON, and errors that carry template:line.
+
+Templates see plain data (dicts, lists, strings). ``StrictUndefined`` makes a missing field an
+error; ``tojson`` is orjson-backed and turns an undefined value into that same clear error instead
+of a TypeError from inside json.dumps.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import orjson
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from hub.errors import TemplateError
+from hub.models import SEVERITY_RANK
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # raises UndefinedError naming the missing field
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+
+
+def dumps(value: Any, **_: Any) -> str:
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, jinja2.UndefinedError):  # name the missing field, not "not serializable"
+            raise exc.__cause__ from None
+        raise
+
+
+def _truncate_chars(value: Any, length: int, end: str = "...") -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= length else text[: max(0, length - len(end))] + end
+
+
+def _chunks(value: Any, size: int) -> list[str]:
+    text = "" if value is None else str(value)
+    return [text[i: i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _html(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _html_paragraphs(value: Any) -> str:
+    """Plain text -> escaped HTML paragraphs (blank lines) with <br> for single newlines."""
+    text = "" if value is None else str(value)
+    paras = [p for p in re.split(r"\n\s*\n", text.strip()) if p]
+    return "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paras)
+
+
+def _epoch(value: Any) -> float:
+    from hub.ids import parse_iso
+
+    return parse_iso(str(value))
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "truncate_chars": _truncate_chars,
+    "chunks": _chunks,
+    "html": _html,
+    "html_paragraphs": _html_paragraphs,
+    "severity_rank": lambda s: SEVERITY_RANK.get(str(s), 0),
+    "epoch": _epoch,
+    "compact": lambda items: [i for i in (items or []) if i not in (None, "", [], {})],
+}
+
+
+def environment(search_path: Iterable[Path] = (), undefined: type[jinja2.Undefined] = StrictUndefined
+                ) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=False,
+                               loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+                               extensions=["jinja2.ext.loopcontrols"])
+    env.policies["json.dumps_function"] = dumps
+    env.policies["json.dumps_kwargs"] = {}
+    env.filters.update(FILTERS)
+    return env
+
+
+_expr_env = environment()
+_lenient_env = environment(undefined=jinja2.ChainableUndefined)
+
+
+def compile_expression(source: str, lenient: bool = False) -> Callable[..., Any]:
+    """A sandboxed expression; raises TemplateError on syntax.
+
+    Strict (route ``when``): a misspelt field is an error. Lenient (adapter field paths): a missing
+    path, however deep, is None, because payloads leave optional fields out.
+    """
+    try:
+        return (_lenient_env if lenient else _expr_env).compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or "syntax error") from None
+
+
+def evaluate(expr: Callable[..., Any], **context: Any) -> Any:
+    try:
+        value = expr(**context)
+        return None if isinstance(value, jinja2.ChainableUndefined) else value
+    except jinja2.TemplateError as exc:
+        raise TemplateError(exc.message or str(exc)) from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def render(template: jinja2.Template, context: dict[str, Any]) -> str:
+    """Render; any failure becomes a TemplateError naming the template file and line."""
+    try:
+        return template.render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or "syntax error", exc.filename or template.name or "", exc.lineno) from None
+    except Exception as exc:  # undefined fields, filter errors, sandbox violations ...
+        file, line = _template_frame(exc, template)
+        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
+        raise TemplateError(message, file, line) from None
+
+
+def render_json(template: jinja2.Template, context: dict[str, Any]) -> Any:
+    """Render and parse as JSON; invalid JSON names the template and the output line that broke."""
+    text = render(template, context)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        line = text.count("\n", 0, exc.pos) + 1
+        raise TemplateError(f"output is not valid JSON ({exc.msg} at output line {line})",
+                            template.filename or template.name or "") from None
+
+
+def _template_frame(exc: BaseException, template: jinja2.Template) -> tuple[str, int]:
+    """The last traceback frame inside a .j2 file: that is the line of the template that failed."""
+    file, line = template.filename or template.name or "", 0
+    for frame, lineno in traceback.walk_tb(exc.__traceback__ or sys.exc_info()[2]):
+        name = frame.f_code.co_filename
+        if name.endswith(".j2") or name == template.filename:
+            file = name
+            tmpl = frame.f_globals.get("__jinja_template__")
+            line = tmpl.get_corresponding_lineno(lineno) if tmpl is not None else lineno
+    return file, line
