@@ -74,5 +74,53 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def pending(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    """The oldest pending events, in commit order, with bodies."""
+    return _rows(conn.execute("SELECT seq, 'evt_' || seq AS id, source, received_at, content_type, headers, body, "
+                              "verified_by FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)))
+
+
+def take(conn: sqlite3.Connection, seq: int, now: str) -> bool:
+    """Mark a pending event processed (inside the transaction that applies it); False if it is not pending."""
+    return conn.execute("UPDATE events SET state = 'processed', processed_at = ?, attempts = attempts + 1, "
+                        "error = NULL WHERE seq = ? AND state = 'pending'", (now, seq)).rowcount == 1
+
+
+def mark_failed(conn: sqlite3.Connection, seq: int, reason: str, now: str) -> None:
+    conn.execute("UPDATE events SET state = 'failed', error = ?, attempts = attempts + 1, processed_at = ? "
+                 "WHERE seq = ? AND state = 'pending'", (reason, now, seq))
+
+
+def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed: bool = False,
+              source: str | None = None) -> int:
+    """Put events back to pending: the given ids (any state), or every failed one (optionally of a source)."""
+    if ids:
+        seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
+        marks = ",".join("?" * len(seqs))
+        return conn.execute(f"UPDATE events SET state = 'pending', error = NULL WHERE seq IN ({marks})", seqs).rowcount
+    if failed:
+        sql, args = "UPDATE events SET state = 'pending', error = NULL WHERE state = 'failed'", []
+        if source:
+            sql, args = sql + " AND source = ?", [source]
+        return conn.execute(sql, args).rowcount
+    return 0
+
+
+def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Full rows (bodies included) keyed by event id."""
+    seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
+    if not seqs:
+        return {}
+    marks = ",".join("?" * len(seqs))
+    rows = _rows(conn.execute(f"SELECT 'evt_' || seq AS id, * FROM events WHERE seq IN ({marks})", seqs))
+    return {r["id"]: r for r in rows}
+
+
+def source_of(conn: sqlite3.Connection, ident: str) -> str | None:
+    seq = parse_id(ident)
+    row = conn.execute("SELECT source FROM events WHERE seq = ?", (seq,)).fetchone() if seq else None
+    return row[0] if row else None
+
+
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT state, count(*) FROM events GROUP BY state").fetchall())

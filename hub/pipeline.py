@@ -1,0 +1,236 @@
+"""Stored event -> adapter -> dedupe + lifecycle -> routes -> outbox rows, in one transaction per event.
+
+Runs after commit, never inside the request: the processor wakes when the receiver stores an event
+(and on a safety-net interval), reads pending events in commit order, parses each with its source's
+adapter outside the transaction, then applies everything for that event in one write job. An event
+whose adapter, template or route fails is marked ``failed`` with the reason and kept; nothing of it
+is half-applied, and ``hub events reprocess`` puts it back after the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hub import lifecycle
+from hub.adapters import Adapter, Parsed, StoredEvent, adapter_class, stored_event
+from hub.config import FingerprintConfig
+from hub.errors import HubError
+from hub.ids import iso
+from hub.models import Finding
+from hub.routing import Router
+from hub.store import deliveries as outbox
+from hub.store import events as event_rows
+from hub.store import findings as finding_rows
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("hub.pipeline")
+
+
+def delivery_key(route: str, target: str, what: str) -> str:
+    """Idempotency key per (route, target, finding step or event): sent as webhook-id, _id, ... by connectors."""
+    return "fh_" + hashlib.sha256(f"{route}\x1f{target}\x1f{what}".encode()).hexdigest()[:40]
+
+
+@dataclass
+class Outcome:
+    targets: set[str] = field(default_factory=set)
+    findings: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.config = hub.config
+        self.router = Router(hub.config.routes)
+        self.adapters: dict[str, Adapter] = {
+            name: adapter_class(src.adapter)(name, hub.config.adapter_options(name))
+            for name, src in hub.config.sources.items() if src.adapter}
+        self.fingerprints = {name: src.fingerprint if "fingerprint" in src.model_fields_set else FingerprintConfig(
+            use=getattr(self.adapters.get(name), "fingerprint", "default")) for name, src in hub.config.sources.items()}
+        self.on_deliveries: Callable[[set[str]], None] = lambda targets: None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        m = hub.metrics
+        self._processed = m.events_processed
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pipeline")
+        self._wake.set()  # events left pending by a previous run
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while not self._closing and await self.process_pending() > 0:
+                    pass
+            except Exception:  # the store is failing: keep the loop alive, the safety net retries
+                log.exception("processing stopped; will retry")
+
+    async def process_pending(self) -> int:
+        """Process one round of pending events; returns how many were taken."""
+        rows = event_rows.pending(self.hub.store.conn, self.config.pipeline.batch_events)
+        if not rows:
+            return 0
+        results = await asyncio.gather(*(self._process(row) for row in rows), return_exceptions=True)
+        targets: set[str] = set()
+        for row, result in zip(rows, results):
+            if isinstance(result, Outcome):
+                targets |= result.targets
+            elif isinstance(result, BaseException):
+                log.error("event %s could not be processed: %s", row["id"], result)
+        if targets:
+            self.on_deliveries(targets)
+        return len(rows)
+
+    async def _process(self, row: dict[str, Any]) -> Outcome | None:
+        event = stored_event(row)
+        adapter = self.adapters.get(event.source)
+        try:
+            parsed = adapter.parse(event) if adapter else Parsed()
+        except Exception as exc:
+            return await self._fail(row["seq"], exc)
+        now = self.hub.clock()
+        try:
+            outcome = await self.hub.store.write(lambda conn: self.apply(conn, row["seq"], event, parsed, now))
+        except HubError as exc:  # a route or template failed: the job rolled back alone
+            return await self._fail(row["seq"], exc)
+        if outcome is not None:
+            self._processed.labels(event.source, "processed").inc()
+        return outcome
+
+    async def _fail(self, seq: int, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, HubError) else str(exc)
+        if not isinstance(exc, HubError):
+            log.exception("adapter error on evt_%d", seq, exc_info=exc)
+        await self.hub.store.write(lambda conn: event_rows.mark_failed(conn, seq, reason[:2000], iso(self.hub.clock())))
+        self._processed.labels("-", "failed").inc()
+        log.warning("evt_%d failed: %s", seq, reason)
+        return None
+
+    def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed, now: float) -> Outcome | None:
+        """Everything one event changes, inside the caller's transaction."""
+        if not event_rows.take(conn, seq, iso(now)):
+            return None  # processed meanwhile (a reprocess raced us)
+        out = Outcome()
+        stamp = iso(now)
+        fp_config = self.fingerprints.get(event.source)
+        seen: set[str] = set()
+        for incoming in parsed.findings:
+            f = incoming.model_copy(update={"source": event.source})
+            fp = lifecycle.fingerprint(f, event.source, fp_config)
+            seen.add(fp)
+            existing = finding_rows.by_fingerprint(conn, fp)
+            change = lifecycle.apply(existing, f.model_copy(update={"fingerprint": fp}), now, self.config.sla)
+            scope = parsed.full_scope or (finding_rows.scope_of(conn, existing.id) if existing else None)
+            self.record(conn, change, scope, event.id, event.source, stamp, out)
+        if parsed.full_scope:
+            for gone in finding_rows.open_in_scope(conn, event.source, parsed.full_scope, seen):
+                change = lifecycle.resolve_absent(gone, now, f"absent from the full import in {event.id}")
+                self.record(conn, change, parsed.full_scope, event.id, event.source, stamp, out)
+        if self.router.wants("event.received"):
+            pairs = self.router.match("event.received", event.source, {"event": event.public(), "kind": "event.received"})
+            rows = [outbox.NewDelivery(r, t, "event.received", None, event.id, f"evt:{event.id}",
+                                       delivery_key(r, t, event.id), None) for r, t in pairs]
+            outbox.insert(conn, rows, stamp)
+            out.targets |= {t for _, t in pairs}
+        return out
+
+    def record(self, conn: sqlite3.Connection, change: lifecycle.Change, scope: str | None, event_id: str | None,
+               actor: str, stamp: str, out: Outcome) -> None:
+        """Store a lifecycle change, its history, and the outbox rows its routes ask for."""
+        f = change.finding
+        finding_rows.save(conn, f, scope, stamp)
+        out.findings += 1
+        if change.kind:
+            label = change.kind
+        elif change.created:
+            label = "finding.recorded"  # first seen already resolved: kept, nothing to deliver
+        elif change.changes:
+            label = "finding.changed"  # e.g. a resolved finding's fields changed
+        else:
+            return  # seen again, identical
+        step = finding_rows.add_history(conn, f.id, stamp, label, change.changes, event_id, actor)
+        if change.kind is None:
+            return
+        out.kinds[change.kind] = out.kinds.get(change.kind, 0) + 1
+        self.route(conn, change.kind, f, change.changes, actor, step, stamp, out)
+
+    def route(self, conn: sqlite3.Connection, kind: str, f: Finding, changes: dict[str, Any], source: str, step: int,
+              stamp: str, out: Outcome) -> None:
+        if not self.router.wants(kind):
+            return
+        data = f.model_dump(mode="json")
+        pairs = self.router.match(kind, f.source or source, {"finding": data, "changes": changes, "kind": kind})
+        if not pairs:
+            return
+        snapshot = orjson.dumps({"finding": data, "changes": changes}).decode()
+        rows = [outbox.NewDelivery(r, t, kind, f.id, None, f.id, delivery_key(r, t, f"step:{step}"), snapshot)
+                for r, t in pairs]
+        outbox.insert(conn, rows, stamp)
+        out.targets |= {t for _, t in pairs}
+
+    def route_dead(self, conn: sqlite3.Connection, dead: list[tuple[dict[str, Any], str]], stamp: str) -> set[str]:
+        """Deliveries that gave up become ``delivery.dead`` events for the routes that want them."""
+        if not self.router.wants("delivery.dead"):
+            return set()
+        targets: set[str] = set()
+        for row, reason in dead:
+            if row["kind"] == "delivery.dead":
+                continue  # a dead notification does not notify again
+            snap = orjson.loads(row["snapshot"]) if row["snapshot"] else {}
+            finding = snap.get("finding")
+            info = {"id": outbox.delivery_id(row["seq"]), "target": row["target"], "route": row["route"],
+                    "kind": row["kind"], "reason": reason, "attempts": row["attempts"],
+                    "finding_id": row["finding_id"], "event_id": row["event_id"]}
+            source = finding["source"] if finding else event_rows.source_of(conn, row["event_id"] or "")
+            pairs = self.router.match("delivery.dead", source or "",
+                                      {"delivery": info, "finding": finding, "kind": "delivery.dead"})
+            snapshot = orjson.dumps({"finding": finding, "delivery": info}).decode()
+            outbox.insert(conn, [outbox.NewDelivery(r, t, "delivery.dead", row["finding_id"], row["event_id"],
+                                                    f"dead:{row['seq']}", delivery_key(r, t, f"dead:{row['seq']}"),
+                                                    snapshot) for r, t in pairs], stamp)
+            targets |= {t for _, t in pairs}
+        return targets
+
+    async def check_sla(self) -> int:
+        """Findings past their SLA date: mark them and route ``finding.sla_breached`` once each."""
+        now = self.hub.clock()
+        due = finding_rows.due_for_sla(self.hub.store.conn, iso(now))
+        if not due:
+            return 0
+
+        def job(conn: sqlite3.Connection) -> Outcome:
+            out, stamp = Outcome(), iso(now)
+            for f in due:
+                finding_rows.mark_sla_breached(conn, f.id, stamp)
+                step = finding_rows.add_history(conn, f.id, stamp, "finding.sla_breached",
+                                                {"sla_due_at": f.sla_due_at}, None, "sla")
+                self.route(conn, "finding.sla_breached", f, {"sla_due_at": f.sla_due_at}, f.source, step, stamp, out)
+            return out
+
+        outcome = await self.hub.store.write(job)
+        if outcome.targets:
+            self.on_deliveries(outcome.targets)
+        return len(due)

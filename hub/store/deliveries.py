@@ -1,0 +1,186 @@
+"""The outbox: ``deliveries`` rows (pending -> in_flight -> done | dead) and their ``delivery_attempts``.
+
+Claiming keeps order per (target, order key): a delivery is claimable only when no earlier
+delivery with the same key is still pending or in flight, so an update never overtakes its create
+and a later step waits for an earlier one that is retrying.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_CLAIM = """
+SELECT d.seq FROM deliveries d
+WHERE d.target = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target = d.target AND e.order_key = d.order_key
+                  AND e.seq < d.seq AND e.state IN ('pending', 'in_flight'))
+ORDER BY d.next_attempt_at, d.seq LIMIT ?"""
+_FIELDS = ("seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, order_key, idempotency_key, snapshot, "
+           "payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
+           "remote_id")
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    route: str
+    target: str
+    kind: str
+    finding_id: str | None
+    event_id: str | None
+    order_key: str
+    idempotency_key: str
+    snapshot: str | None  # JSON: {"finding": .., "changes": ..}; None for raw events (read from `events`)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one attempt decided, to be recorded."""
+
+    seq: int
+    state: str  # pending (retry) | done | dead
+    next_attempt_at: str | None
+    status: int | None
+    reason: str
+    outcome: str  # ok | retry | permanent
+    duration_ms: float
+    remote_id: str | None = None
+
+
+def delivery_id(seq: int) -> str:
+    return f"dlv_{seq}"
+
+
+def parse_id(text: str) -> int | None:
+    digits = text.removeprefix("dlv_")
+    return int(digits) if digits.isdigit() else None
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> int:
+    """Add outbox rows (due now); a repeated idempotency key is ignored. Returns rows added."""
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, snapshot, "
+        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        [(r.route, r.target, r.kind, r.finding_id, r.event_id, r.order_key, r.idempotency_key, r.snapshot, now, now)
+         for r in rows])
+    return conn.total_changes - before
+
+
+def claim(conn: sqlite3.Connection, target: str, now: str, limit: int) -> list[dict[str, Any]]:
+    """Mark up to ``limit`` due deliveries of ``target`` in flight and return them (oldest due first)."""
+    seqs = [r[0] for r in conn.execute(_CLAIM, (target, now, limit))]
+    if not seqs:
+        return []
+    marks = ",".join("?" * len(seqs))
+    conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, last_attempt_at = ? "
+                 f"WHERE seq IN ({marks})", (now, *seqs))
+    return _rows(conn.execute(f"SELECT {_FIELDS} FROM deliveries WHERE seq IN ({marks}) "
+                              f"ORDER BY next_attempt_at, seq", seqs))
+
+
+def due_summary(conn: sqlite3.Connection, target: str, now: str, limit: int) -> tuple[int, str | None]:
+    """How many deliveries could be claimed now (up to ``limit``) and the oldest one's created_at."""
+    row = conn.execute(f"SELECT count(*), min(created_at) FROM deliveries WHERE seq IN ({_CLAIM})",
+                       (target, now, limit)).fetchone()
+    return int(row[0]), row[1]
+
+
+def save_payload(conn: sqlite3.Connection, seq: int, payload: bytes) -> None:
+    conn.execute("UPDATE deliveries SET payload = ? WHERE seq = ?", (payload, seq))
+
+
+def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> None:
+    results = list(results)
+    conn.executemany(
+        "UPDATE deliveries SET state = ?, next_attempt_at = coalesce(?, next_attempt_at), last_status = ?, "
+        "last_error = ?, done_at = CASE WHEN ? IN ('done', 'dead') THEN ? ELSE NULL END, "
+        "remote_id = coalesce(?, remote_id) WHERE seq = ?",
+        [(r.state, r.next_attempt_at, r.status, None if r.state == "done" else r.reason, r.state, now, r.remote_id,
+          r.seq) for r in results])
+    conn.executemany(
+        "INSERT INTO delivery_attempts (delivery, at, duration_ms, status, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        [(r.seq, now, round(r.duration_ms, 3), r.status, r.outcome, r.reason) for r in results])
+
+
+def release(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
+    """Give claimed deliveries back untried (shutdown, open circuit): the attempt is not counted."""
+    marks = ",".join("?" * len(seqs))
+    conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = max(attempts - 1, 0) WHERE seq IN ({marks}) "
+                 f"AND state = 'in_flight'", tuple(seqs))
+
+
+def reset_in_flight(conn: sqlite3.Connection, now: str) -> int:
+    """After a crash: deliveries left in flight are retried at once (their attempt counts)."""
+    return conn.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = ?, "
+                        "last_error = coalesce(last_error, 'interrupted: the hub stopped during the attempt') "
+                        "WHERE state = 'in_flight'", (now,)).rowcount
+
+
+def next_due(conn: sqlite3.Connection, target: str) -> str | None:
+    row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE target = ? AND state = 'pending'",
+                       (target,)).fetchone()
+    return row[0] if row else None
+
+
+def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
+    seq = parse_id(ident)
+    rows = _rows(conn.execute(f"SELECT {_FIELDS} FROM deliveries WHERE seq = ?", (seq,))) if seq else []
+    if not rows:
+        return None
+    row = rows[0]
+    row["attempt_log"] = _rows(conn.execute("SELECT at, duration_ms, status, outcome, reason FROM delivery_attempts "
+                                            "WHERE delivery = ? ORDER BY seq", (seq,)))
+    return row
+
+
+def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str | None = None,
+            since: str | None = None, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first; page with ``before`` = the last seq seen."""
+    where, args = _filters(state, target, since)
+    if before is not None:
+        where.append("seq < ?")
+        args.append(before)
+    sql = ("SELECT seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, state, attempts, created_at, "
+           "next_attempt_at, last_status, last_error FROM deliveries")
+    sql += f" WHERE {' AND '.join(where)}" if where else ""
+    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+
+
+def _filters(state: str | None, target: str | None, since: str | None) -> tuple[list[str], list[Any]]:
+    where, args = [], []
+    for clause, value in (("state = ?", state), ("target = ?", target), ("created_at >= ?", since)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return where, args
+
+
+def replay(conn: sqlite3.Connection, seqs: Sequence[int], now: str) -> int:
+    """Send again from scratch: pending now, attempts reset, rendered payload dropped (mappings may have changed)."""
+    marks = ",".join("?" * len(seqs))
+    return conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, payload = NULL, "
+                        f"done_at = NULL WHERE seq IN ({marks}) AND state IN ('dead', 'done')", (now, *seqs)).rowcount
+
+
+def replay_page(conn: sqlite3.Connection, *, state: str, target: str | None, since: str | None, after: int,
+                limit: int) -> list[int]:
+    """Seqs of the next page to replay, in ascending order (never the whole set in memory)."""
+    where, args = _filters(state, target, since)
+    where.append("seq > ?")
+    return [r[0] for r in conn.execute(f"SELECT seq FROM deliveries WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                                       (*args, after, limit))]
+
+
+def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
+    """Per target: pending count and the oldest pending created_at."""
+    rows = conn.execute("SELECT target, count(*), min(created_at) FROM deliveries WHERE state IN ('pending', "
+                        "'in_flight') GROUP BY target").fetchall()
+    return {t: (n, oldest) for t, n, oldest in rows}

@@ -1,0 +1,135 @@
+"""Queries on ``findings``, ``finding_history`` and ``external_refs``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from hub.connector import Ref
+from hub.models import ExternalRef, Finding
+
+_JSON = {"cve": "cve", "cwe": "cwe", "attack_techniques": "attack_techniques", "asset": "asset",
+         "references": "refs", "raw": "raw"}
+_PLAIN = ("id", "fingerprint", "source", "scanner", "tool_id", "title", "severity", "cvss_score", "rule_id",
+          "location", "description", "remediation", "status", "first_seen", "last_seen", "resolved_at", "sla_due_at")
+_COLUMNS = (*_PLAIN, *_JSON.values(), "scope", "updated_at")
+_UPSERT = (f"INSERT INTO findings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+           f"ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id"))
+
+
+def from_row(row: dict[str, Any]) -> Finding:
+    data = {k: row[k] for k in _PLAIN}
+    for field, column in _JSON.items():
+        data[field] = orjson.loads(row[column])
+    return Finding.model_validate(data)
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> Finding | None:
+    rows = _rows(conn.execute("SELECT * FROM findings WHERE fingerprint = ?", (fingerprint,)))
+    return from_row(rows[0]) if rows else None
+
+
+def get(conn: sqlite3.Connection, finding_id: str) -> Finding | None:
+    rows = _rows(conn.execute("SELECT * FROM findings WHERE id = ?", (finding_id,)))
+    if not rows:
+        return None
+    finding = from_row(rows[0])
+    return finding.model_copy(update={"external_refs": external_refs(conn, finding_id)})
+
+
+def save(conn: sqlite3.Connection, f: Finding, scope: str | None, now: str) -> None:
+    values = [getattr(f, k) for k in _PLAIN]
+    values += [orjson.dumps(getattr(f, field) if field != "asset" else f.asset.model_dump()).decode() for field in _JSON]
+    conn.execute(_UPSERT, (*values, scope, now))
+
+
+def scope_of(conn: sqlite3.Connection, finding_id: str) -> str | None:
+    row = conn.execute("SELECT scope FROM findings WHERE id = ?", (finding_id,)).fetchone()
+    return row[0] if row else None
+
+
+def add_history(conn: sqlite3.Connection, finding_id: str, at: str, kind: str, changes: dict[str, Any],
+                event_id: str | None, actor: str) -> int:
+    cur = conn.execute("INSERT INTO finding_history (finding_id, at, event_type, changes, event_id, actor) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (finding_id, at, kind, orjson.dumps(changes, default=str).decode(), event_id, actor))
+    return int(cur.lastrowid or 0)
+
+
+def history(conn: sqlite3.Connection, finding_id: str) -> list[dict[str, Any]]:
+    rows = _rows(conn.execute("SELECT seq, at, event_type, changes, event_id, actor FROM finding_history "
+                              "WHERE finding_id = ? ORDER BY seq", (finding_id,)))
+    for r in rows:
+        r["changes"] = orjson.loads(r["changes"])
+    return rows
+
+
+def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Iterable[str]) -> list[Finding]:
+    """Open findings of a full-import scope whose fingerprint is not in ``keep``."""
+    keep = set(keep)
+    rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open'",
+                              (source, scope)))
+    return [from_row(r) for r in rows if r["fingerprint"] not in keep]
+
+
+def due_for_sla(conn: sqlite3.Connection, now: str, limit: int = 500) -> list[Finding]:
+    rows = _rows(conn.execute("SELECT * FROM findings WHERE status = 'open' AND sla_breached_at IS NULL "
+                              "AND sla_due_at IS NOT NULL AND sla_due_at <= ? ORDER BY sla_due_at LIMIT ?", (now, limit)))
+    return [from_row(r) for r in rows]
+
+
+def mark_sla_breached(conn: sqlite3.Connection, finding_id: str, at: str) -> None:
+    conn.execute("UPDATE findings SET sla_breached_at = ? WHERE id = ?", (at, finding_id))
+
+
+# --- external refs: the ticket a finding has at a work-item target ------------------------------------------
+
+
+def external_refs(conn: sqlite3.Connection, finding_id: str) -> dict[str, ExternalRef]:
+    rows = conn.execute("SELECT target, remote_id, url, remote_status FROM external_refs WHERE finding_id = ?",
+                        (finding_id,)).fetchall()
+    return {t: ExternalRef(id=r, url=u, status=s) for t, r, u, s in rows}
+
+
+def ref(conn: sqlite3.Connection, finding_id: str, target: str) -> Ref | None:
+    row = conn.execute("SELECT remote_id, url, remote_status, state FROM external_refs "
+                       "WHERE finding_id = ? AND target = ?", (finding_id, target)).fetchone()
+    return Ref(finding_id, target, *row) if row else None
+
+
+def claim_ref(conn: sqlite3.Connection, finding_id: str, target: str, now: str) -> Ref:
+    """The link row, written before the create call: a crash between the two is reconciled, not duplicated."""
+    conn.execute("INSERT INTO external_refs (finding_id, target, state, created_at, updated_at) "
+                 "VALUES (?, ?, 'creating', ?, ?) ON CONFLICT DO NOTHING", (finding_id, target, now, now))
+    found = ref(conn, finding_id, target)
+    assert found is not None
+    return found
+
+
+def link_ref(conn: sqlite3.Connection, finding_id: str, target: str, remote_id: str, url: str | None,
+             remote_status: str | None, now: str) -> None:
+    conn.execute("UPDATE external_refs SET remote_id = ?, url = coalesce(?, url), "
+                 "remote_status = coalesce(?, remote_status), state = 'linked', updated_at = ? "
+                 "WHERE finding_id = ? AND target = ?", (remote_id, url, remote_status, now, finding_id, target))
+
+
+def linked_refs(conn: sqlite3.Connection, target: str, after: str = "", limit: int = 100) -> list[Ref]:
+    """Linked tickets of open findings, paged by finding id (for status sync-back)."""
+    rows = conn.execute(
+        "SELECT r.finding_id, r.target, r.remote_id, r.url, r.remote_status, r.state FROM external_refs r "
+        "JOIN findings f ON f.id = r.finding_id WHERE r.target = ? AND r.state = 'linked' AND f.status = 'open' "
+        "AND r.finding_id > ? ORDER BY r.finding_id LIMIT ?", (target, after, limit)).fetchall()
+    return [Ref(*r) for r in rows]
+
+
+def set_remote_status(conn: sqlite3.Connection, finding_id: str, target: str, status: str, now: str) -> None:
+    conn.execute("UPDATE external_refs SET remote_status = ?, synced_at = ? WHERE finding_id = ? AND target = ?",
+                 (status, now, finding_id, target))
