@@ -25,7 +25,8 @@ def create_app(hub: Hub) -> Any:
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> Response:
-        checks = {"store": hub.started and await hub.store.ping()}
+        checks = {"store": hub.started and await hub.store.ping(),
+                  "scheduler": hub.scheduler_running or not hub.use_scheduler}
         ok = all(checks.values())
         return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
 

@@ -25,6 +25,17 @@ class Metrics:
         self.commit_seconds = Histogram("hub_store_commit_seconds", "Time of one group commit, fsync included.",
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.write_queue = Gauge("hub_store_write_queue", "Writes waiting for the next commit.", registry=r)
+        self.events_processed = Counter("hub_events_processed_total", "Stored events processed, by result.",
+                                        ["source", "result"], registry=r)
+        self.deliveries = Counter("hub_deliveries_total", "Delivery attempts by target and outcome.",
+                                  ["target", "outcome"], registry=r)
+        self.delivery_latency = Histogram("hub_delivery_latency_seconds", "Received -> delivered, end to end.",
+                                          ["target"], buckets=LATENCY_BUCKETS + (10.0, 30.0, 60.0, 300.0), registry=r)
+        self.queue_depth = Gauge("hub_delivery_queue_depth", "Deliveries pending or in flight.", ["target"], registry=r)
+        self.oldest_pending = Gauge("hub_delivery_oldest_pending_seconds", "Age of the oldest pending delivery.",
+                                    ["target"], registry=r)
+        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
+                                  ["target"], registry=r)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.commit_batch.observe(size)

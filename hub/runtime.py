@@ -1,45 +1,72 @@
-"""``Hub``: one running instance (config, store, metrics, background work), shared by app and CLI."""
+"""``Hub``: one running instance (config, store, pipeline, dispatcher, scheduler), shared by app and CLI."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
 
 from hub.config import HubConfig
+from hub.delivery import Dispatcher
 from hub.metrics import Metrics
+from hub.pipeline import Pipeline
 from hub.store import Store
 
 log = logging.getLogger("hub")
 
 
 class Hub:
-    def __init__(self, config: HubConfig, *, clock: Callable[[], float] = time.time):
+    def __init__(self, config: HubConfig, *, clock: Callable[[], float] = time.time,
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
         self.config = config
         self.clock = clock
         self.metrics = Metrics()
         self.store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms,
                            synchronous=config.storage.synchronous, max_pending=config.server.max_pending_writes,
                            on_batch=self.metrics.on_batch)
+        self.pipeline = Pipeline(self)
+        self.dispatcher = Dispatcher(self, transports)
+        self.pipeline.on_deliveries = self.dispatcher.wake
+        self.use_scheduler = scheduler
+        self.scheduler: Any = None
         self.started = False
-        self._listeners: list[Callable[[], None]] = []
+
+    def on_event_stored(self) -> None:
+        """Called after an event is committed: process it now, not at the next safety-net tick."""
+        self.pipeline.wake()
+
+    def extra_jobs(self) -> list[tuple[str, Any, Callable[[], Awaitable[Any]]]]:
+        """Periodic jobs contributed by sources and targets: (id, trigger, coroutine function)."""
+        return []
 
     async def start(self) -> None:
         if self.started:
             return
         await self.store.start()
+        await self.dispatcher.start()
+        self.pipeline.start()
+        if self.use_scheduler:
+            from hub.scheduler import build_scheduler
+
+            self.scheduler = build_scheduler(self)
+            self.scheduler.start()
         self.started = True
-        log.info("hub started: %d source(s), store %s", len(self.config.sources), self.store.path)
+        log.info("hub started: %d source(s), %d route(s), %d target(s), store %s", len(self.config.sources),
+                 len(self.config.routes), len(self.config.target_configs), self.store.path)
 
-    def on_event_stored(self) -> None:
-        """Called after an event is committed; the pipeline subscribes to process it at once."""
-        for listener in self._listeners:
-            listener()
-
-    def subscribe(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
+    @property
+    def scheduler_running(self) -> bool:
+        return bool(self.scheduler is not None and self.scheduler.running)
 
     async def aclose(self) -> None:
-        if self.started:
-            await self.store.close()
-            self.started = False
+        if not self.started:
+            return
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        await self.pipeline.close()
+        await self.dispatcher.close()
+        await self.store.close()
+        self.started = False

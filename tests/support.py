@@ -28,8 +28,7 @@ def base_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
         "server": {"host": "127.0.0.1", "port": 8080},
         "storage": {"path": str(tmp_path / "hub.db")},
         "sources": {
-            "se": {"verify": {"scheme": "hmac-sha256", "header": "X-SE-Signature", "secrets": [HMAC_SECRET]},
-                   "adapter": "secureendpoint"},
+            "se": {"verify": {"scheme": "hmac-sha256", "header": "X-SE-Signature", "secrets": [HMAC_SECRET]}},
             "sw": {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}},
         },
     }
@@ -87,3 +86,34 @@ class HubProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class LoopbackServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread (for subprocess tests)."""
+
+    def __init__(self, app: Any, port: int | None = None):
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("loopback server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,288 @@
+"""The dispatcher: outbox rows -> render -> send -> classify -> record, one worker per target.
+
+Rows are the truth: a worker claims due deliveries (marking them in flight in a committed write),
+delivers them, and records each verdict: OK -> done, RETRY -> pending again at the next time of the
+schedule (or Retry-After), PERMANENT or schedule used up -> dead, with the reason. A crash leaves
+rows in flight; the next start puts them back to pending, so nothing acknowledged is lost.
+
+Each target has its own concurrency, token bucket and circuit breaker, so one dead target never
+delays another. Targets whose connector ``SupportsBatch`` get many items per request and one verdict
+per item. The worker wakes at once when the pipeline adds rows; the scheduler's safety-net job wakes
+every worker periodically in case a wake-up was missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from hub.adapters import stored_event
+from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict
+from hub.errors import TemplateError
+from hub.ids import iso, parse_iso
+from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
+from hub.registry import connector_class
+from hub.store import deliveries as outbox
+from hub.store import events as event_rows
+from hub.store import findings as finding_rows
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("hub.delivery")
+IDLE_WAIT = 30.0
+
+
+def build_connector(hub: Hub, name: str) -> Connector:
+    cfg = hub.config.target_configs[name]
+    return connector_class(cfg.type)(name, cfg, hub.config.mappings[name], hub.config.resolve("."))
+
+
+def error_verdict(exc: BaseException, timeout: float) -> Verdict:
+    """Exceptions while delivering: templates are permanent, the network retries."""
+    if isinstance(exc, TemplateError):
+        return Verdict(Outcome.PERMANENT, f"template error: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return Verdict(Outcome.RETRY, f"timeout after {timeout:g} s ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return Verdict(Outcome.RETRY, f"network error: {type(exc).__name__}: {exc}")
+    log.error("connector error: %s", exc, exc_info=exc)
+    return Verdict(Outcome.RETRY, f"internal error: {type(exc).__name__}: {exc}")
+
+
+class Worker:
+    """Delivers one target's outbox rows."""
+
+    def __init__(self, hub: Hub, name: str, transport: httpx.AsyncBaseTransport | None = None):
+        self.hub, self.name = hub, name
+        self.connector = build_connector(hub, name)
+        cfg = self.connector.config
+        self.cfg = cfg
+        self.batch = getattr(cfg, "batch", None) if isinstance(self.connector, SupportsBatch) else None
+        rate = cfg.rate_limit.per_sec if cfg.rate_limit else self.connector.default_rate_limit
+        self.bucket = TokenBucket(rate, cfg.rate_limit.burst if cfg.rate_limit else None, time.monotonic) \
+            if rate else None
+        self.breaker = CircuitBreaker(cfg.circuit_breaker.failures, cfg.circuit_breaker.cooldown_secs, time.monotonic)
+        self.capacity = self.batch.in_flight if self.batch else cfg.concurrency
+        self.clients: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for _ in range(self.capacity):
+            self.clients.put_nowait(self.connector.client(transport))
+        self.in_flight = 0
+        self.paused_until = 0.0  # monotonic; a 429 with Retry-After pauses the whole target
+        self.wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        m = hub.metrics
+        self._outcomes = {o: m.deliveries.labels(name, o.value) for o in Outcome}
+        self._latency = m.delivery_latency.labels(name)
+        self._circuit = m.circuit_open.labels(name)
+
+    async def run(self) -> None:
+        while not self._closing:
+            try:
+                delay = await self.step()
+            except Exception:
+                log.exception("target %s: dispatch round failed", self.name)
+                delay = 5.0
+            if delay is None:
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def step(self) -> float | None:
+        """Start what may start now. None: go again at once; a number: wait that long (or for a wake-up)."""
+        if (pause := self.paused_until - time.monotonic()) > 0:
+            return pause
+        allowance = self.breaker.allowance()
+        if allowance == 0:
+            return self.breaker.wait() or IDLE_WAIT
+        slots = self.capacity - self.in_flight
+        if slots <= 0:
+            return IDLE_WAIT  # a finishing delivery wakes us
+        now = self.hub.clock()
+        limit = (self.batch.max_events if self.batch else slots) if allowance is None else 1
+        if self.batch and allowance is None and (wait := self._batch_wait(now)) is not None:
+            return wait
+        rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, iso(now), limit))
+        if not rows:
+            due = outbox.next_due(self.hub.store.conn, self.name)
+            return min(IDLE_WAIT, max(0.05, parse_iso(due) - self.hub.clock())) if due else IDLE_WAIT
+        if allowance == 1:
+            self.breaker.start_probe()
+        if self.batch:
+            self._spawn(self._deliver_batch(rows))
+        else:
+            for row in rows:
+                self._spawn(self._deliver_one(row))
+        return None
+
+    def _batch_wait(self, now: float) -> float | None:
+        """A partial batch waits until its oldest item is ``timeout_secs`` old, unless it is full."""
+        assert self.batch is not None
+        count, oldest = outbox.due_summary(self.hub.store.conn, self.name, iso(now), self.batch.max_events)
+        if count == 0 or count >= self.batch.max_events or oldest is None:
+            return None
+        left = parse_iso(oldest) + self.batch.timeout_secs - now
+        return left if left > 0.001 else None
+
+    def _spawn(self, coro: Any) -> None:
+        self.in_flight += 1
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("target %s: delivery task failed", self.name, exc_info=task.exception())
+        self.wake.set()
+
+    async def _pace(self) -> None:
+        while self.bucket is not None and (wait := self.bucket.delay()) > 0:
+            await asyncio.sleep(wait)
+
+    async def _items(self, rows: list[dict[str, Any]]) -> list[Item]:
+        events: dict[str, dict[str, Any]] = {}
+        ids = [r["event_id"] for r in rows if r["event_id"] and r["snapshot"] is None]
+        if ids:
+            events = {k: stored_event(v).public() for k, v in event_rows.by_ids(self.hub.store.conn, ids).items()}
+        items = []
+        for r in rows:
+            snap = orjson.loads(r["snapshot"]) if r["snapshot"] else {}
+            ref = None
+            if self.connector.work_items and r["finding_id"]:
+                ref = finding_rows.ref(self.hub.store.conn, r["finding_id"], self.name)
+                if ref is None:  # the link row goes to disk before the create call
+                    fid, stamp = r["finding_id"], iso(self.hub.clock())
+                    ref = await self.hub.store.write(lambda c: finding_rows.claim_ref(c, fid, self.name, stamp))
+            items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
+                              snap.get("finding"), events.get(r["event_id"]) if r["event_id"] else None,
+                              snap.get("changes") or {}, ref, r["attempts"], snap.get("delivery")))
+        return items
+
+    async def _deliver_one(self, row: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            [item] = await self._items([row])
+            await self._pace()
+            client = await self.clients.get()
+            try:
+                verdict = await self.connector.deliver(client, item)
+            finally:
+                self.clients.put_nowait(client)
+        except Exception as exc:
+            verdict = error_verdict(exc, self.cfg.request.timeout_secs)
+        await self._record([row], [verdict], time.perf_counter() - started)
+
+    async def _deliver_batch(self, rows: list[dict[str, Any]]) -> None:
+        assert isinstance(self.connector, SupportsBatch)
+        started = time.perf_counter()
+        try:
+            items = await self._items(rows)
+            await self._pace()
+            client = await self.clients.get()
+            try:
+                verdicts = await self.connector.deliver_batch(client, items)
+            finally:
+                self.clients.put_nowait(client)
+            if len(verdicts) != len(items):
+                raise RuntimeError(f"{self.cfg.type} returned {len(verdicts)} verdicts for {len(items)} items")
+        except Exception as exc:
+            verdicts = [error_verdict(exc, self.cfg.request.timeout_secs)] * len(rows)
+        await self._record(rows, verdicts, time.perf_counter() - started)
+
+    async def _record(self, rows: list[dict[str, Any]], verdicts: list[Verdict], elapsed: float) -> None:
+        now = self.hub.clock()
+        results, dead, links = [], [], []
+        retry = self.cfg.retry
+        for row, v in zip(rows, verdicts):
+            self._outcomes[v.outcome].inc()
+            if v.outcome is Outcome.OK:
+                state, next_at = "done", None
+                self._latency.observe(max(0.0, now - parse_iso(row["created_at"])))
+                if self.connector.work_items and v.remote_id and row["finding_id"]:
+                    links.append((row["finding_id"], v))
+            else:
+                delay = retry_delay(row["attempts"], retry.schedule_secs, retry.jitter, v.retry_after) \
+                    if v.outcome is Outcome.RETRY else None
+                state, next_at = ("pending", iso(now + delay)) if delay is not None else ("dead", None)
+                if state == "dead":
+                    dead.append((row, v))
+            results.append(outbox.Result(row["seq"], state, next_at, v.status, v.reason, v.outcome.value,
+                                         elapsed * 1000 / max(1, len(rows)), v.remote_id))
+        self._pacing(verdicts, now)
+        stamp = iso(now)
+
+        def job(conn: sqlite3.Connection) -> set[str]:
+            outbox.record(conn, results, stamp)
+            for fid, v in links:
+                finding_rows.link_ref(conn, fid, self.name, v.remote_id or "", v.remote_url, v.remote_status, stamp)
+            return self.hub.pipeline.route_dead(conn, [(r, v.reason) for r, v in dead], stamp) if dead else set()
+
+        targets = await self.hub.store.write(job)
+        for row, v in dead:
+            log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row["seq"], row["attempts"],
+                        v.reason)
+        if targets:
+            self.hub.dispatcher.wake(targets)
+
+    def _pacing(self, verdicts: list[Verdict], now: float) -> None:
+        if any(v.outcome is Outcome.OK for v in verdicts):
+            self.breaker.success()
+        elif any(v.outcome is Outcome.RETRY for v in verdicts):
+            if self.breaker.failure():
+                log.warning("target %s: circuit open for %.0f s after repeated failures", self.name,
+                            self.breaker.cooldown)
+        self._circuit.set(1 if self.breaker.state != "closed" else 0)
+        waits = [v.retry_after for v in verdicts if v.retry_after and v.status == 429]
+        if waits:
+            self.paused_until = max(self.paused_until, time.monotonic() + min(max(waits), 3600.0))
+
+    async def close(self, grace: float = 10.0) -> None:
+        self._closing = True
+        self.wake.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        for task in self._tasks:
+            task.cancel()
+        while not self.clients.empty():
+            await self.clients.get_nowait().aclose()
+        self.connector.close()
+
+
+class Dispatcher:
+    def __init__(self, hub: Hub, transports: dict[str, httpx.AsyncBaseTransport] | None = None):
+        self.hub = hub
+        transports = transports or {}
+        self.workers = {name: Worker(hub, name, transports.get(name)) for name in hub.config.target_configs}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        stamp = iso(self.hub.clock())
+        reset = await self.hub.store.write(lambda conn: outbox.reset_in_flight(conn, stamp))
+        if reset:
+            log.warning("%d deliveries were in flight when the hub stopped; retrying them", reset)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(w.run(), name=f"hub-target-{n}") for n, w in self.workers.items()]
+
+    def wake(self, targets: Iterable[str] | None = None) -> None:
+        for name in self.workers if targets is None else targets:
+            if (worker := self.workers.get(name)) is not None:
+                worker.wake.set()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.close() for w in self.workers.values()))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

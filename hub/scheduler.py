@@ -1,0 +1,56 @@
+"""Builds the AsyncIOScheduler and registers the periodic jobs; nothing else.
+
+Jobs are rebuilt from config at every start (memory job store); the store records what is due, so
+a missed run is harmless. ``max_instances=1`` means a job never runs twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from hub.ids import parse_iso
+from hub.store import deliveries as outbox
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("hub.scheduler")
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+
+
+def _guarded(name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        try:
+            await fn()
+        except Exception:
+            log.exception("job %s failed; it runs again at its next time", name)
+
+    return run
+
+
+def build_scheduler(hub: Hub) -> AsyncIOScheduler:
+    sched = AsyncIOScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
+
+    async def safety_net() -> None:
+        hub.pipeline.wake()
+        hub.dispatcher.wake()
+
+    async def gauges() -> None:
+        stats = outbox.queue_stats(hub.store.conn)
+        now = hub.clock()
+        for name in hub.config.target_configs:
+            count, oldest = stats.get(name, (0, None))
+            hub.metrics.queue_depth.labels(name).set(count)
+            hub.metrics.oldest_pending.labels(name).set(max(0.0, now - parse_iso(oldest)) if oldest else 0)
+
+    sched.add_job(_guarded("safety-net", safety_net), "interval", seconds=hub.config.pipeline.safety_net_secs,
+                  id="safety-net")
+    sched.add_job(_guarded("sla", hub.pipeline.check_sla), "interval", seconds=60, id="sla")
+    sched.add_job(_guarded("gauges", gauges), "interval", seconds=15, id="gauges")
+    for job_id, trigger, fn in hub.extra_jobs():
+        sched.add_job(_guarded(job_id, fn), trigger, id=job_id)
+    return sched

@@ -1,0 +1,297 @@
+"""End to end in one process: signed events in, findings with a lifecycle, deliveries to a fake receiver
+that fails in the ways real ones do; dead letters, replay, failed events and reprocessing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from hub import signatures
+from hub.app import create_app
+from hub.cli import main
+from hub.config import load_config
+from hub.runtime import Hub
+from hub.store import deliveries as outbox
+from tests.fakes.webhook import Scripted, receiver
+from tests.support import SW_SECRET, write_config
+
+OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
+
+
+def config_data(tmp_path: Path, *, when: str | None = None, schedule: list[float] | None = None,
+                breaker: int = 100, extra_targets: dict[str, Any] | None = None) -> dict[str, Any]:
+    route: dict[str, Any] = {"name": "all", "on": ["finding.created", "finding.updated", "finding.resolved",
+                                                    "finding.reopened"], "to": ["hook", "archive"]}
+    if when:
+        route["when"] = when
+    targets: dict[str, Any] = {
+        "hook": {"type": "webhook", "url": "http://receiver.test/hook", "secret": OUT_SECRET,
+                 "retry": {"schedule_secs": schedule or [0.05, 0.05, 0.05, 0.05, 0.05, 0.05], "jitter": 0},
+                 "circuit_breaker": {"failures": breaker, "cooldown_secs": 0.2}, "concurrency": 4},
+        "archive": {"type": "file", "path": "out/archive.ndjson"},
+        **(extra_targets or {}),
+    }
+    return {
+        "storage": {"path": str(tmp_path / "hub.db")},
+        "sources": {"scanner": {
+            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
+            "adapter": "generic",
+            "options": {"findings": "body.findings", "fields": {
+                "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
+                "asset.identifier": "item.host", "asset.tags": "item.tags"},
+                "status": "item.state"}}},
+        "routes": [route],
+        "targets": targets,
+        "pipeline": {"safety_net_secs": 0.5},
+    }
+
+
+class Harness:
+    def __init__(self, hub: Hub, client: httpx.AsyncClient):
+        self.hub, self.client, self.n = hub, client, 0
+
+    async def send(self, findings: list[dict[str, Any]]) -> httpx.Response:
+        self.n += 1
+        body = orjson.dumps({"findings": findings})
+        headers = {"content-type": "application/json",
+                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
+        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
+        assert r.status_code == 202, r.text
+        return r
+
+    def states(self) -> dict[str, int]:
+        rows = self.hub.store.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()
+        return dict(rows)
+
+    async def until(self, check: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; deliveries {self.states()}")
+            await asyncio.sleep(0.02)
+
+    def settled(self) -> bool:
+        s = self.states()
+        return bool(s) and not s.get("pending") and not s.get("in_flight")
+
+    def events(self, state: str) -> int:
+        return self.hub.store.conn.execute("SELECT count(*) FROM events WHERE state = ?", (state,)).fetchone()[0]
+
+
+async def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport) -> AsyncIterator[Harness]:
+    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), transports={"hook": transport})
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
+                                     base_url="http://hub.test") as client:
+            yield Harness(hub, client)
+    finally:
+        await hub.aclose()
+
+
+def item(i: int, **kw: Any) -> dict[str, Any]:
+    return {"id": f"F-{i}", "title": f"Finding {i}", "severity": "high", "host": f"web-{i}", "tags": ["external"],
+            "state": "open", **kw}
+
+
+def order_ok(received: list[dict[str, Any]]) -> dict[str, list[str]]:
+    by_finding: dict[str, list[str]] = {}
+    for doc in received:
+        by_finding.setdefault(doc["finding"]["tool_id"], []).append(doc["type"])
+    return by_finding
+
+
+async def test_every_finding_arrives_in_order_through_failures(tmp_path):
+    app = receiver(OUT_SECRET)
+    script = [503, 503, (429, {"retry-after": "1"}), "timeout", "timeout", 502]
+    transport = Scripted(app, script)
+    async for h in harness(tmp_path, config_data(tmp_path), transport):
+        await h.send([item(i) for i in range(10)])
+        await h.send([item(i, severity="critical") for i in range(10)])  # updated
+        await h.send([item(i, state="fixed") for i in range(5)])  # resolved
+        await h.send([item(i) for i in range(2)])  # reopened
+        await h.send([item(i, severity="critical") for i in range(5, 10)])  # identical: nothing
+        await h.until(lambda: h.events("processed") == 5)
+        await h.until(h.settled)
+        assert h.states() == {"done": 2 * (10 + 10 + 5 + 2)}
+        assert transport.calls >= 27 + len(script)
+        sequences = order_ok(app.state.received)
+        assert len(app.state.received) == 27  # each (finding, step) exactly once
+        for i in range(10):
+            want = ["finding.created", "finding.updated"] + (["finding.resolved"] if i < 5 else []) + \
+                   (["finding.reopened"] if i < 2 else [])
+            assert sequences[f"F-{i}"] == want, i
+        lines = (tmp_path / "out" / "archive.ndjson").read_text().splitlines()
+        assert len(lines) == 27 and {json.loads(x)["type"] for x in lines} == {
+            "finding.created", "finding.updated", "finding.resolved", "finding.reopened"}
+        upd = next(d for d in app.state.received if d["type"] == "finding.updated")
+        assert upd["changes"]["severity"] == {"old": "high", "new": "critical"}
+        assert upd["finding"]["raw"]["id"] == upd["finding"]["tool_id"]  # raw included
+        retried = h.hub.store.conn.execute("SELECT max(attempts) FROM deliveries WHERE target = 'hook'").fetchone()[0]
+        assert retried >= 2
+
+
+async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
+    app = receiver(OUT_SECRET)
+    transport = Scripted(app, default=500)
+    data = config_data(tmp_path, schedule=[0.01, 0.01])
+    async for h in harness(tmp_path, data, transport):
+        await h.send([item(1), item(2)])
+        await h.until(lambda: h.states().get("dead") == 2)
+        dead = outbox.listing(h.hub.store.conn, state="dead")
+        assert {d["attempts"] for d in dead} == {3} and all("HTTP 500" in d["last_error"] for d in dead)
+        shown = outbox.get(h.hub.store.conn, dead[0]["id"])
+        assert [a["outcome"] for a in shown["attempt_log"]] == ["retry", "retry", "retry"]
+        assert app.state.received == []
+        transport.default = "ok"  # the receiver is fixed
+        result = CliRunner().invoke(main, ["deliveries", "replay", "--config", str(tmp_path / "hub.yaml"),
+                                           "--state", "dead", "--target", "hook"])
+        assert result.exit_code == 0 and "2 delivery(ies) queued again" in result.output
+        h.hub.dispatcher.wake()
+        await h.until(lambda: h.states() == {"done": 4})
+        assert sorted(d["finding"]["tool_id"] for d in app.state.received) == ["F-1", "F-2"]
+
+
+async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
+    transport = Scripted(receiver(OUT_SECRET), default=(400, {}))
+    async for h in harness(tmp_path, config_data(tmp_path), transport):
+        await h.send([item(1)])
+        await h.until(lambda: h.states().get("dead") == 1)
+        [dead] = outbox.listing(h.hub.store.conn, state="dead")
+        assert dead["attempts"] == 1 and dead["last_error"].startswith("HTTP 400") and dead["last_status"] == 400
+
+
+async def test_failed_route_expression_marks_the_event_failed_then_reprocess(tmp_path):
+    bad = config_data(tmp_path, when='finding.asset.tags[3] == "x"')  # no 4th tag: the expression fails
+    transport = Scripted(receiver(OUT_SECRET))
+    async for h in harness(tmp_path, bad, transport):
+        await h.send([item(1)])
+        await h.until(lambda: h.events("failed") == 1)
+        row = h.hub.store.conn.execute("SELECT error FROM events").fetchone()
+        assert "route all" in row[0] and "when" in row[0]
+        assert h.hub.store.conn.execute("SELECT count(*) FROM findings").fetchone()[0] == 0  # nothing half-applied
+        listed = CliRunner().invoke(main, ["events", "list", "--failed", "--config", str(tmp_path / "hub.yaml")])
+        assert "failed" in listed.output and "route all" in listed.output
+    good = config_data(tmp_path, when='"external" in finding.asset.tags')
+    write_config(tmp_path / "hub.yaml", good)
+    result = CliRunner().invoke(main, ["events", "reprocess", "--failed", "--config", str(tmp_path / "hub.yaml")])
+    assert result.exit_code == 0 and "1 event(s) queued" in result.output
+    app = receiver(OUT_SECRET)
+    async for h in harness(tmp_path, good, Scripted(app)):
+        await h.until(lambda: h.events("processed") == 1)
+        await h.until(h.settled)
+        assert [d["type"] for d in app.state.received] == ["finding.created"]
+
+
+async def test_adapter_failure_is_kept_and_reported(tmp_path):
+    async for h in harness(tmp_path, config_data(tmp_path), Scripted(receiver(OUT_SECRET))):
+        await h.send([{"id": "x", "severity": "catastrophic", "title": "t"}])
+        await h.until(lambda: h.events("failed") == 1)
+        error = h.hub.store.conn.execute("SELECT error FROM events").fetchone()[0]
+        assert "finding 0" in error and "catastrophic" in error
+
+
+async def test_when_filters_and_no_route_no_delivery(tmp_path):
+    app = receiver(OUT_SECRET)
+    data = config_data(tmp_path, when='finding.severity in ["critical", "high"] and "external" in finding.asset.tags')
+    async for h in harness(tmp_path, data, Scripted(app)):
+        await h.send([item(1), item(2, severity="low"), item(3, tags=["internal"])])
+        await h.until(lambda: h.events("processed") == 1)
+        await h.until(h.settled)
+        assert [d["finding"]["tool_id"] for d in app.state.received] == ["F-1"]
+        assert h.hub.store.conn.execute("SELECT count(*) FROM findings").fetchone()[0] == 3
+
+
+async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
+    dead_app, healthy = receiver(OUT_SECRET), receiver(OUT_SECRET)
+    extra = {"other": {"type": "webhook", "url": "http://other.test/hook", "secret": OUT_SECRET}}
+    data = config_data(tmp_path, breaker=2, extra_targets=extra)
+    data["routes"][0]["to"] = ["hook", "other"]
+    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)),
+              transports={"hook": Scripted(dead_app, default="timeout"), "other": Scripted(healthy)})
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
+                                     base_url="http://hub.test") as client:
+            h = Harness(hub, client)
+            await h.send([item(i) for i in range(30)])
+            await h.until(lambda: len(healthy.state.received) == 30, timeout=10)
+            assert hub.dispatcher.workers["hook"].breaker.state != "closed"
+            pending = hub.store.conn.execute(
+                "SELECT count(*) FROM deliveries WHERE target = 'hook' AND state = 'pending'").fetchone()[0]
+            assert pending > 0  # waiting, not lost
+            metrics = (await client.get("/metrics")).text
+            assert 'hub_target_circuit_open{target="hook"} 1.0' in metrics
+            assert 'hub_deliveries_total{outcome="ok",target="other"} 30.0' in metrics
+    finally:
+        await hub.aclose()
+
+
+async def test_event_received_routes_forward_the_raw_event(tmp_path):
+    app = receiver(OUT_SECRET)
+    data = config_data(tmp_path)
+    data["routes"] = [{"name": "raw", "on": ["event.received"], "to": ["hook"]}]
+    async for h in harness(tmp_path, data, Scripted(app)):
+        r = await h.send([item(1)])
+        await h.until(lambda: len(app.state.received) == 1)
+        [doc] = app.state.received
+        assert doc["type"] == "event.received" and doc["event"]["id"] == r.json()["id"]
+        assert doc["event"]["body"] == {"findings": [item(1)]} and doc["event"]["verified_by"] == "standard-webhooks"
+
+
+async def test_delivery_dead_notifies_another_target(tmp_path):
+    app = receiver(OUT_SECRET)
+    extra = {"ops": {"type": "webhook", "url": "http://ops.test/hook", "secret": OUT_SECRET}}
+    data = config_data(tmp_path, extra_targets=extra)
+    data["routes"].append({"name": "tell-ops", "on": ["delivery.dead"], "to": ["ops"]})
+    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)),
+              transports={"hook": Scripted(receiver(OUT_SECRET), default=(403, {})), "ops": Scripted(app)})
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
+                                     base_url="http://hub.test") as client:
+            await Harness(hub, client).send([item(1)])
+            await Harness(hub, client).until(lambda: len(app.state.received) == 1)
+            [doc] = app.state.received
+            assert doc["type"] == "delivery.dead" and doc["delivery"]["target"] == "hook"
+            assert doc["delivery"]["reason"].startswith("HTTP 403") and doc["finding"]["tool_id"] == "F-1"
+    finally:
+        await hub.aclose()
+
+
+def test_route_problems_are_config_errors_with_lines(tmp_path):
+    data = config_data(tmp_path, when='finding.severity ==')
+    data["routes"][0]["to"] = ["hook", "archiv"]
+    data["routes"][0]["from"] = ["scaner"]
+    data["targets"]["hook"]["typ"] = "x"
+    data["targets"]["archive"]["type"] = "fille"
+    path = write_config(tmp_path / "bad.yaml", data)
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 2
+    out = result.output
+    assert 'routes[0].from[0]: unknown source "scaner"; did you mean "scanner"?' in out
+    assert 'routes[0].to[1]: unknown target "archiv"; did you mean "archive"?' in out
+    assert "routes[0].when: invalid expression" in out
+    assert 'targets.hook.typ: unknown key; did you mean "type"?' in out
+    assert 'targets.archive.type: unknown connector type "fille"; did you mean "file"?' in out
+    assert all(line.startswith(f"{path}:") for line in out.splitlines()[:-1])
+
+
+def test_example_config_routes_findings_to_the_archive():
+    config = load_config(Path(__file__).resolve().parents[1] / "config.example.yaml", {})
+    assert config.target_configs["archive"].type == "file"
+    assert "finding.created" in config.routes[0].on
+
+
+@pytest.fixture(autouse=True)
+def _quiet_scheduler_logs(caplog):
+    caplog.set_level("WARNING", logger="apscheduler")
