@@ -12,7 +12,8 @@ _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"012345678
 
 
 def new_id(prefix: str, now: float | None = None) -> str:
-    """``<prefix>_`` + 26 characters: 48-bit milliseconds then 80 random bits (the ULID layout)."""
+    """``<prefix>_`` + 26 base32 characters (Crockford alphabet): 48-bit milliseconds then 80 random bits,
+    so ids sort by creation time."""
     ms = int((time.time() if now is None else now) * 1000)
     raw = ms.to_bytes(6, "big") + os.urandom(10)
     return prefix + "_" + base64.b32encode(raw).translate(_TO_CROCKFORD)[:26].decode()

@@ -69,10 +69,10 @@ def test_newcomer_flow_serve_send_test_events(tmp_path):
         code, out = invoke("send-test", "--config", str(config), "--source", "sw")
         assert code == 0 and "-> 202" in out
         code, listing = invoke("events", "list", "--config", str(config))
-        assert code == 0 and event_id in listing and "pending" in listing
+        assert code == 0 and event_id in listing and "processed" in listing
         code, shown = invoke("events", "show", event_id, "--config", str(config))
         doc = json.loads(shown)
-        assert doc["source"] == "se" and doc["body"]["event"] == "finding.created"
+        assert doc["source"] == "se" and doc["body"]["finding"]["title"] == "Test finding from hub send-test"
         assert doc["headers"]["x-se-signature"] == "[redacted]"
         code, lines = invoke("events", "list", "--config", str(config), "--json", "--source", "sw")
         assert [json.loads(line)["source"] for line in lines.splitlines()] == ["sw"]

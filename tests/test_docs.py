@@ -7,23 +7,37 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hub import config
+from hub import config, connector
 from hub.cli import main
+from hub.registry import connector_class, connector_paths
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def models() -> list[type[BaseModel]]:
-    return [m for m in vars(config).values()
+    return [m for mod in (config, connector) for m in vars(mod).values()
             if isinstance(m, type) and issubclass(m, config.StrictModel) and m is not config.StrictModel]
 
 
+def documented(path: Path) -> set[str]:
+    return set(re.findall(r"^\| `([a-z_]+)` \|", path.read_text(), re.M))
+
+
 def test_every_config_key_is_in_the_reference():
-    text = (DOCS / "configuration.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, re.M))
-    missing = {f"{m.__name__}.{name}" for m in models() for name in m.model_fields
-               if name not in documented and name not in ("server", "storage", "sources")}
+    keys = documented(DOCS / "configuration.md")
+    missing = {f"{m.__name__}.{f.alias or name}" for m in models() for name, f in m.model_fields.items()
+               if (f.alias or name) not in keys and name not in ("server", "storage", "sources")}
     assert not missing, f"undocumented config keys: {sorted(missing)}"
+
+
+def test_every_connector_has_a_page_with_its_own_keys():
+    base = set(connector.TargetConfig.model_fields)
+    for type_name in connector_paths():
+        page = DOCS / "connectors" / f"{type_name}.md"
+        assert page.is_file(), f"docs/connectors/{type_name}.md is missing"
+        own = set(connector_class(type_name).Config.model_fields) - base
+        missing = own - documented(page)
+        assert not missing, f"docs/connectors/{type_name}.md does not document {sorted(missing)}"
 
 
 def test_every_config_field_has_help_text():

@@ -1,61 +1,20 @@
-"""The ``hub`` command. The only place where errors become text and exit codes.
-
-Exit codes: 0 success, 1 the operation failed (a request was refused, a record is missing),
-2 invalid configuration or arguments.
-"""
+"""hub serve, check-config, sign, send-test: running the hub and getting a first event in."""
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import orjson
 
 from hub import samples
-from hub.config import HubConfig, load_config
-from hub.errors import ConfigError, HubError
+from hub.cli import config_option, fail, load, main, setup_logging
+from hub.config import HubConfig
+from hub.errors import HubError
 from hub.ids import new_id
-
-CONFIG_HELP = "Config file (default ./hub.yaml)."
-config_option = click.option("--config", "config_path", default="./hub.yaml", show_default=False, help=CONFIG_HELP,
-                             type=click.Path(dir_okay=False))
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def load(path: str) -> HubConfig:
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
-        sys.exit(2)
-    for note in config.notes:
-        click.echo(f"note: {note}", err=True)
-    return config
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
-
-
-def dumps(data: Any) -> str:
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="findings-hub")
-def main() -> None:
-    """Findings Hub: verified webhook intake, deduplicated findings, delivery to ticketing and SIEMs."""
 
 
 @main.command()
@@ -175,60 +134,3 @@ def send_test(config_path: str, source: str, url: str | None, body_path: str | N
         sys.exit(1)
 
 
-@main.group()
-def events() -> None:
-    """Inspect stored inbound events."""
-
-
-def _store(config: HubConfig) -> Any:
-    from hub.store import Store
-
-    try:
-        return Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
-    except HubError as exc:
-        fail(str(exc))
-
-
-@events.command("list")
-@config_option
-@click.option("--source", help="Only this source.")
-@click.option("--state", type=click.Choice(["pending", "processed", "failed"]), help="Only this processing state.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def events_list(config_path: str, source: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """List events, newest first."""
-    from hub.store import events as q
-
-    store = _store(load(config_path))
-    rows = q.listing(store.conn, source=source, state=state, limit=limit)
-    if as_json:
-        for row in rows:
-            click.echo(orjson.dumps(row).decode())
-        return
-    if not rows:
-        click.echo("no events")
-        return
-    click.echo(f"{'ID':<31} {'SOURCE':<16} {'RECEIVED':<24} {'STATE':<10} {'SIZE':>7}  KEY")
-    for r in rows:
-        click.echo(f"{r['id']:<31} {r['source']:<16.16} {r['received_at']:<24} {r['state']:<10} {r['size']:>7}  "
-                   f"{r['idempotency_key'] or '-'}")
-
-
-@events.command("show")
-@click.argument("event_id")
-@config_option
-def events_show(event_id: str, config_path: str) -> None:
-    """Show one event: metadata, stored (redacted) headers and body."""
-    from hub.store import events as q
-
-    store = _store(load(config_path))
-    row = q.get(store.conn, event_id)
-    if row is None:
-        fail(f"no event {event_id}")
-    body: bytes = row.pop("body")
-    row["headers"] = orjson.loads(row["headers"])
-    try:
-        row["body"] = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        row["body"] = body.decode("utf-8", "replace")
-    click.echo(dumps(row))

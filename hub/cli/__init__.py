@@ -1,0 +1,69 @@
+"""The ``hub`` command. The only place where errors become text and exit codes.
+
+Exit codes: 0 success, 1 the operation failed (a request was refused, a record is missing),
+2 invalid configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+import orjson
+
+from hub.config import HubConfig, load_config
+from hub.errors import ConfigError, HubError
+
+if TYPE_CHECKING:
+    from hub.store import Store
+
+CONFIG_HELP = "Config file (default ./hub.yaml)."
+config_option = click.option("--config", "config_path", default="./hub.yaml", show_default=False, help=CONFIG_HELP,
+                             type=click.Path(dir_okay=False))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def load(path: str) -> HubConfig:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
+        sys.exit(2)
+    for note in config.notes:
+        click.echo(f"note: {note}", err=True)
+    return config
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+
+
+def dumps(data: Any) -> str:
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="findings-hub")
+def main() -> None:
+    """Findings Hub: verified webhook intake, deduplicated findings, delivery to ticketing and SIEMs."""
+
+
+def open_store(config: HubConfig) -> Store:
+    from hub.store import Store
+
+    try:
+        return Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
+    except HubError as exc:
+        fail(str(exc))
+
+
+from hub.cli import deliveries, events, intake, mappings  # noqa: E402,F401  (register the commands)
