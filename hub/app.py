@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub.receiver import PREFIX, Receiver, error_body
+from hub.errors import error_json
+from hub.receiver import PREFIX, Receiver
 from hub.runtime import Hub
 
 _CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -38,7 +39,7 @@ def create_app(hub: Hub) -> Any:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = _CODES.get(exc.status_code, "error")
-        return Response(error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
+        return Response(error_json(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
                         media_type="application/json", headers=getattr(exc, "headers", None))
 
     @contextlib.asynccontextmanager
@@ -49,8 +50,11 @@ def create_app(hub: Hub) -> Any:
         finally:
             await hub.aclose()
 
+    from hub import api
+
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)],
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
+                *(api.routes(hub) if hub.config.api.enabled else [])],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

@@ -92,8 +92,60 @@ class FingerprintConfig(StrictModel):
             yield ("fields",), f"not used when use is {self.use}; remove it"
 
 
+class PollAuth(StrictModel):
+    bearer: SecretStr | None = Field(None, description="Sent as Authorization: Bearer <token>.")
+    header: str | None = Field(None, description="Or: the name of a header that carries an API key ...")
+    value: SecretStr | None = Field(None, description="... and its value.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        if (self.bearer is None) == (self.header is None):
+            yield (), "set either bearer, or header and value"
+        if (self.header is None) != (self.value is None):
+            yield ("value" if self.header else "header",), "header and value go together"
+
+
+class PollConfig(StrictModel):
+    adapter: Name | None = Field(None, description="Adapter for the pulled pages (default: the source's adapter).")
+    url: str = Field(pattern=r"^https?://", description="The list endpoint to pull.")
+    auth: PollAuth | None = Field(None, description="Credentials for the platform's API.")
+    every_secs: int | None = Field(None, ge=10, description="Run every N seconds ...")
+    cron: str | None = Field(None, description='... or on a cron schedule (UTC), e.g. "*/5 * * * *".')
+    mode: Literal["pages", "secuprobe"] = Field("pages", description="pages: a paged list endpoint; secuprobe: "
+                                                "list scans, wait for completed, read their vulnerabilities.")
+    pagination: Literal["page", "cursor", "none"] = Field("page", description="How pages are requested.")
+    page_param: str = Field("page", description="Query parameter of the page number (page pagination).")
+    size_param: str = Field("per_page", description="Query parameter of the page size (NEURO: limit).")
+    page_size: int = Field(100, ge=1, le=1000, description="Items asked for per page.")
+    cursor_param: str = Field("cursor", description="Query parameter carrying the cursor (cursor pagination).")
+    cursor_path: str = Field("meta.next_cursor", description="Where the next cursor sits in a page (dotted path).")
+    items_path: str | None = Field(None, description="Where the list sits in a page (default: data, findings, "
+                                                     "items, results or vulnerabilities).")
+    since_param: str | None = Field(None, description="Query parameter for incremental runs, e.g. updated_since.")
+    params: dict[str, str] = Field(default_factory=dict, description="Extra query parameters on every request.")
+    full_import: bool = Field(False, description="A complete run is a re-import: open findings it did not see resolve.")
+    max_pages: int = Field(1000, ge=1, description="Safety stop per run.")
+    timeout_secs: float = Field(30.0, gt=0, description="Timeout of one request.")
+    max_wait_secs: float = Field(60.0, ge=0, description="Longest Retry-After / rate-limit reset honoured inside a "
+                                                         "run; longer waits end the run, which resumes next time.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        if (self.every_secs is None) == (self.cron is None):
+            yield (), "set either every_secs or cron"
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                yield ("cron",), f"invalid cron expression: {exc}"
+        if self.full_import and self.since_param:
+            yield ("full_import",), "a full import must pull everything: remove since_param"
+
+
 class SourceConfig(StrictModel):
-    verify: VerifyConfig = Field(description="How requests to /hooks/<name> are verified.")
+    verify: VerifyConfig | None = Field(None, description="How requests to /hooks/<name> are verified "
+                                                          "(none: the source is only polled).")
+    poll: PollConfig | None = Field(None, description="Pull the platform's REST API on a schedule.")
     idempotency_key: str | None = Field(None, description="JSON pointer to the sender's event id in the body, e.g. /id.")
     adapter: Name | None = Field(None, description="Which adapter turns this source's events into findings "
                                                     "(none: events are stored and forwarded as event.received only).")
@@ -107,8 +159,17 @@ class SourceConfig(StrictModel):
             raise ValueError(f"must be a JSON pointer starting with '/', e.g. /{value.lstrip('#')}")
         return value
 
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if self.verify is None and self.poll is None:
+            yield (), "a source needs verify (webhooks), poll (API pulls) or both"
+        if self.poll is not None and not (self.poll.adapter or self.adapter):
+            yield ("poll", "adapter"), "polled pages need an adapter (here or in the source)"
+
     def id_pointer(self) -> str | None:
         """The configured pointer, else the scheme's default (Stripe's event id); None if the scheme has an id header."""
+        if self.verify is None:
+            return self.idempotency_key
         return self.idempotency_key or signatures.DEFAULT_ID_POINTER.get(self.verify.scheme)
 
 
@@ -133,6 +194,13 @@ class PipelineConfig(StrictModel):
     safety_net_secs: float = Field(5.0, gt=0, description="Interval of the job that picks up anything missed.")
 
 
+class ApiConfig(StrictModel):
+    enabled: bool = Field(True, description="Serve /api/v1 (bearer tokens from `hub tokens create`).")
+    source: Name = Field("api", description="Source name of findings posted to POST /api/v1/findings.")
+    rate_limit_per_min: int = Field(600, ge=1, description="Requests per minute per token (429 above).")
+    max_body_bytes: int = Field(10_485_760, gt=0, description="Largest POST /api/v1/findings body.")
+
+
 class HubConfig(StrictModel):
     server: ServerConfig = Field(ServerConfig(), description="The HTTP listener.")
     storage: StorageConfig = Field(StorageConfig(), description="The SQLite store.")
@@ -141,6 +209,7 @@ class HubConfig(StrictModel):
     targets: dict[Name, dict[str, Any]] = Field(default_factory=dict, description="Where deliveries go, by name.")
     sla: SlaConfig = Field(SlaConfig(), description="Days to fix, by severity: sets sla_due_at.")
     pipeline: PipelineConfig = Field(PipelineConfig(), description="Event processing settings.")
+    api: ApiConfig = Field(ApiConfig(), description="The hub's own HTTP API.")
 
     _file: str = PrivateAttr("<config>")
     _base_dir: Path = PrivateAttr(Path("."))
@@ -151,14 +220,16 @@ class HubConfig(StrictModel):
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
+        if self.api.enabled and self.api.source in self.sources:
+            yield ("api", "source"), f"{self.api.source!r} is also a configured source; give the API another name"
         seen: set[str] = set()
         for i, route in enumerate(self.routes):
             if route.name in seen:
                 yield ("routes", i, "name"), f"route name {route.name!r} is used twice"
             seen.add(route.name)
             for j, name in enumerate(route.from_ or []):
-                if name not in self.sources:
-                    yield ("routes", i, "from", j), _unknown("source", name, list(self.sources))
+                if name not in self.source_names:
+                    yield ("routes", i, "from", j), _unknown("source", name, self.source_names)
             for j, name in enumerate(route.to):
                 if name not in self.targets:
                     yield ("routes", i, "to", j), _unknown("target", name, list(self.targets))
@@ -169,6 +240,11 @@ class HubConfig(StrictModel):
                     templating.compile_expression(route.when)
                 except TemplateError as exc:
                     yield ("routes", i, "when"), f"invalid expression: {exc}"
+
+    @property
+    def source_names(self) -> list[str]:
+        """Configured sources, plus the API's pseudo-source when the API is on."""
+        return [*self.sources, *([self.api.source] if self.api.enabled else [])]
 
     @property
     def notes(self) -> list[Problem]:
@@ -285,6 +361,13 @@ def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
                                             f"{', '.join(unsupported)}; it takes {', '.join(sorted(kinds))}"))
     for name, source in config.sources.items():
         loc = ("sources", name)
+        if source.poll is not None and source.poll.adapter and source.poll.adapter != source.adapter:
+            try:
+                if adapters.adapter_class(source.poll.adapter).Options is not None:
+                    problems.append(doc.problem((*loc, "poll", "adapter"), f"the {source.poll.adapter} adapter needs "
+                                                "options: set it as the source's adapter instead"))
+            except HubError as exc:
+                problems.append(doc.problem((*loc, "poll", "adapter"), str(exc)))
         if source.adapter is None:
             if source.options is not None:
                 problems.append(doc.problem((*loc, "options"), "options need an `adapter:`"))

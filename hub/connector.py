@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -281,6 +282,21 @@ def classify_status(response: httpx.Response) -> Verdict:
         return Verdict(Outcome.RETRY, f"HTTP {code}: {short_body(response, 200)}", retry_after=retry_after_secs(response),
                        status=code)
     return Verdict(Outcome.PERMANENT, f"HTTP {code}: {short_body(response)}", status=code)
+
+
+def verdict_for_exception(exc: BaseException, timeout: float | None = None) -> Verdict:
+    """Exceptions while delivering: template errors are permanent, the network is retried."""
+    from hub.errors import TemplateError
+
+    if isinstance(exc, TemplateError):
+        return Verdict(Outcome.PERMANENT, f"template error: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        after = f" after {timeout:g} s" if timeout else ""
+        return Verdict(Outcome.RETRY, f"timeout{after} ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return Verdict(Outcome.RETRY, f"network error: {type(exc).__name__}: {exc}")
+    logging.getLogger("hub.delivery").error("connector error: %s", exc, exc_info=exc)
+    return Verdict(Outcome.RETRY, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def finding_of(item: Item) -> Finding | None:

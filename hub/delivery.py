@@ -24,8 +24,7 @@ import httpx
 import orjson
 
 from hub.adapters import stored_event
-from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict
-from hub.errors import TemplateError
+from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
 from hub.ids import iso, parse_iso
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 from hub.registry import connector_class
@@ -43,18 +42,6 @@ IDLE_WAIT = 30.0
 def build_connector(hub: Hub, name: str) -> Connector:
     cfg = hub.config.target_configs[name]
     return connector_class(cfg.type)(name, cfg, hub.config.mappings[name], hub.config.resolve("."))
-
-
-def error_verdict(exc: BaseException, timeout: float) -> Verdict:
-    """Exceptions while delivering: templates are permanent, the network retries."""
-    if isinstance(exc, TemplateError):
-        return Verdict(Outcome.PERMANENT, f"template error: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
-        return Verdict(Outcome.RETRY, f"timeout after {timeout:g} s ({type(exc).__name__})")
-    if isinstance(exc, httpx.TransportError):
-        return Verdict(Outcome.RETRY, f"network error: {type(exc).__name__}: {exc}")
-    log.error("connector error: %s", exc, exc_info=exc)
-    return Verdict(Outcome.RETRY, f"internal error: {type(exc).__name__}: {exc}")
 
 
 class Worker:
@@ -182,7 +169,7 @@ class Worker:
             finally:
                 self.clients.put_nowait(client)
         except Exception as exc:
-            verdict = error_verdict(exc, self.cfg.request.timeout_secs)
+            verdict = verdict_for_exception(exc, self.cfg.request.timeout_secs)
         await self._record([row], [verdict], time.perf_counter() - started)
 
     async def _deliver_batch(self, rows: list[dict[str, Any]]) -> None:
@@ -199,7 +186,7 @@ class Worker:
             if len(verdicts) != len(items):
                 raise RuntimeError(f"{self.cfg.type} returned {len(verdicts)} verdicts for {len(items)} items")
         except Exception as exc:
-            verdicts = [error_verdict(exc, self.cfg.request.timeout_secs)] * len(rows)
+            verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
 
     async def _record(self, rows: list[dict[str, Any]], verdicts: list[Verdict], elapsed: float) -> None:

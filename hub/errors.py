@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +68,15 @@ class TemplateError(HubError):
         self.file, self.line = file, line
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
         super().__init__(f"{where}{message}")
+
+
+def error_json(status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> bytes:
+    """The one JSON error shape of every HTTP answer: ``{ok, code, error, errors, status}``."""
+    import orjson
+
+    return orjson.dumps({"ok": False, "code": code, "error": message,
+                         "errors": errors if errors is not None else [{"code": code, "message": message}],
+                         "status": status})
 
 
 def format_path(loc: Iterable[str | int]) -> str:

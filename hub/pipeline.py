@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,8 @@ import orjson
 
 from hub import lifecycle
 from hub.adapters import Adapter, Parsed, StoredEvent, adapter_class, stored_event
-from hub.config import FingerprintConfig
+from hub.config import FingerprintConfig, SourceConfig
+from hub.connector import RemoteStatus
 from hub.errors import HubError
 from hub.ids import iso
 from hub.models import Finding
@@ -48,6 +49,16 @@ class Outcome:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+def poll_control(event: StoredEvent) -> Parsed | None:
+    """The control event a complete full-import poll stores last (only the poller can store those)."""
+    if event.verified_by != "poll" or b'"findings_hub"' not in event.body:
+        return None
+    doc = event.data
+    if isinstance(doc, dict) and doc.get("findings_hub") == "poll.complete":
+        return Parsed(full_scope=str(doc["scope"]), unseen_since=str(doc["since"]))
+    return None
+
+
 class Pipeline:
     def __init__(self, hub: Hub):
         self.hub = hub
@@ -56,14 +67,27 @@ class Pipeline:
         self.adapters: dict[str, Adapter] = {
             name: adapter_class(src.adapter)(name, hub.config.adapter_options(name))
             for name, src in hub.config.sources.items() if src.adapter}
-        self.fingerprints = {name: src.fingerprint if "fingerprint" in src.model_fields_set else FingerprintConfig(
-            use=getattr(self.adapters.get(name), "fingerprint", "default")) for name, src in hub.config.sources.items()}
+        self.poll_adapters: dict[str, Adapter] = {
+            name: adapter_class(src.poll.adapter)(name, None) for name, src in hub.config.sources.items()
+            if src.poll is not None and src.poll.adapter and src.poll.adapter != src.adapter}
+        self.fingerprints = {name: self._fingerprint_config(name, src) for name, src in hub.config.sources.items()}
+        if hub.config.api.enabled:  # POST /api/v1/findings: Strobes-shaped items, identified by the tool's ids
+            api = hub.config.api.source
+            self.adapters[api] = adapter_class("strobes")(api, None)
+            self.fingerprints[api] = FingerprintConfig(use="tool_id")
         self.on_deliveries: Callable[[set[str]], None] = lambda targets: None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         m = hub.metrics
         self._processed = m.events_processed
+
+    def _fingerprint_config(self, name: str, src: SourceConfig) -> FingerprintConfig:
+        """The source's own setting, else its adapter's default (tool_id for platforms whose follow-ups carry only ids)."""
+        if "fingerprint" in src.model_fields_set:
+            return src.fingerprint
+        adapter = self.adapters.get(name) or self.poll_adapters.get(name)
+        return FingerprintConfig(use=getattr(adapter, "fingerprint", "default"))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pipeline")
@@ -106,9 +130,10 @@ class Pipeline:
 
     async def _process(self, row: dict[str, Any]) -> Outcome | None:
         event = stored_event(row)
-        adapter = self.adapters.get(event.source)
+        adapter = (self.poll_adapters.get(event.source) if event.verified_by == "poll" else None) \
+            or self.adapters.get(event.source)
         try:
-            parsed = adapter.parse(event) if adapter else Parsed()
+            parsed = poll_control(event) or (adapter.parse(event) if adapter else Parsed())
         except Exception as exc:
             return await self._fail(row["seq"], exc)
         now = self.hub.clock()
@@ -143,9 +168,16 @@ class Pipeline:
             seen.add(fp)
             existing = finding_rows.by_fingerprint(conn, fp)
             change = lifecycle.apply(existing, f.model_copy(update={"fingerprint": fp}), now, self.config.sla)
-            scope = parsed.full_scope or (finding_rows.scope_of(conn, existing.id) if existing else None)
+            scope = parsed.full_scope or event.headers.get("x-hub-poll-scope") or \
+                (finding_rows.scope_of(conn, existing.id) if existing else None)
             self.record(conn, change, scope, event.id, event.source, stamp, out)
-        if parsed.full_scope:
+        for target, statuses in parsed.statuses.items():
+            self.apply_remote(conn, target, statuses, now, out)
+        if parsed.full_scope and parsed.unseen_since:  # a paged full import ended: what it did not see is gone
+            for gone in finding_rows.open_unseen(conn, event.source, parsed.full_scope, parsed.unseen_since):
+                change = lifecycle.resolve_absent(gone, now, f"absent from the full import that ended with {event.id}")
+                self.record(conn, change, parsed.full_scope, event.id, event.source, stamp, out)
+        elif parsed.full_scope:
             for gone in finding_rows.open_in_scope(conn, event.source, parsed.full_scope, seen):
                 change = lifecycle.resolve_absent(gone, now, f"absent from the full import in {event.id}")
                 self.record(conn, change, parsed.full_scope, event.id, event.source, stamp, out)
@@ -158,7 +190,7 @@ class Pipeline:
         return out
 
     def record(self, conn: sqlite3.Connection, change: lifecycle.Change, scope: str | None, event_id: str | None,
-               actor: str, stamp: str, out: Outcome) -> None:
+               actor: str, stamp: str, out: Outcome, exclude_target: str | None = None) -> None:
         """Store a lifecycle change, its history, and the outbox rows its routes ask for."""
         f = change.finding
         finding_rows.save(conn, f, scope, stamp)
@@ -175,14 +207,15 @@ class Pipeline:
         if change.kind is None:
             return
         out.kinds[change.kind] = out.kinds.get(change.kind, 0) + 1
-        self.route(conn, change.kind, f, change.changes, actor, step, stamp, out)
+        self.route(conn, change.kind, f, change.changes, actor, step, stamp, out, exclude_target)
 
     def route(self, conn: sqlite3.Connection, kind: str, f: Finding, changes: dict[str, Any], source: str, step: int,
-              stamp: str, out: Outcome) -> None:
+              stamp: str, out: Outcome, exclude_target: str | None = None) -> None:
         if not self.router.wants(kind):
             return
         data = f.model_dump(mode="json")
         pairs = self.router.match(kind, f.source or source, {"finding": data, "changes": changes, "kind": kind})
+        pairs = [(r, t) for r, t in pairs if t != exclude_target]  # no echo to the ticket that caused it
         if not pairs:
             return
         snapshot = orjson.dumps({"finding": data, "changes": changes}).decode()
@@ -190,6 +223,26 @@ class Pipeline:
                 for r, t in pairs]
         outbox.insert(conn, rows, stamp)
         out.targets |= {t for _, t in pairs}
+
+    def apply_remote(self, conn: sqlite3.Connection, target: str, statuses: Sequence[RemoteStatus], now: float,
+                     out: Outcome | None = None) -> Outcome:
+        """Ticket states read back (sync job or vendor webhook): store them; a ticket closed by the
+        vendor's state category resolves its open finding, with ``resolved_by`` and no echo to it."""
+        out = out if out is not None else Outcome()
+        stamp = iso(now)
+        for st in statuses:
+            finding_id = finding_rows.finding_for_remote(conn, target, st.remote_id)
+            if finding_id is None:
+                continue
+            finding_rows.set_remote_status(conn, finding_id, target, st.status, stamp)
+            existing = finding_rows.get(conn, finding_id)
+            if not st.closed or existing is None or existing.status != "open":
+                continue
+            change = lifecycle.apply(existing, existing.model_copy(update={"status": "resolved"}), now, self.config.sla)
+            change.changes.update(resolved_by=target, remote_status=st.status)
+            self.record(conn, change, finding_rows.scope_of(conn, finding_id), None, f"target:{target}", stamp, out,
+                        exclude_target=target)
+        return out
 
     def route_dead(self, conn: sqlite3.Connection, dead: list[tuple[dict[str, Any], str]], stamp: str) -> set[str]:
         """Deliveries that gave up become ``delivery.dead`` events for the routes that want them."""

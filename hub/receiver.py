@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hub import signatures
-from hub.errors import StoreUnavailableError, VerificationError
+from hub.errors import StoreUnavailableError, VerificationError, error_json
 from hub.ids import iso
 from hub.redact import redact_headers
 from hub.store.events import NewEvent
@@ -59,25 +59,21 @@ class Source:
 
     @classmethod
     def build(cls, name: str, cfg: SourceConfig) -> Source:
+        assert cfg.verify is not None
         scheme = cfg.verify.build()
         return cls(name, scheme, cfg.id_pointer(), cfg.verify.scheme in signatures.FORM_SCHEMES,
                    frozenset(getattr(scheme, "signature_headers", ())))
 
 
-def error_body(status: int, code: str, message: str) -> bytes:
-    """The one error shape every HTTP answer of the hub uses."""
-    return orjson.dumps({"ok": False, "code": code, "error": message,
-                         "errors": [{"code": code, "message": message}], "status": status})
-
-
 class Receiver:
     def __init__(self, hub: Hub):
         self.hub = hub
-        self.sources = {name: Source.build(name, cfg) for name, cfg in hub.config.sources.items()}
+        self.sources = {name: Source.build(name, cfg) for name, cfg in hub.config.sources.items() if cfg.verify}
         self.limit = hub.config.server.max_body_bytes
         m = hub.metrics
         self._received = {n: m.received.labels(n) for n in [*self.sources, "_unknown"]}
         self._stored = {n: m.stored.labels(n) for n in self.sources}
+        self.poll_only = {n for n, cfg in hub.config.sources.items() if cfg.verify is None}
         self._duplicate = {n: m.duplicate.labels(n) for n in self.sources}
         self._latency = m.latency.labels("hooks")
 
@@ -93,7 +89,9 @@ class Receiver:
         src = self.sources.get(name)
         self._received[name if src else "_unknown"].inc()
         if src is None:
-            return await self._reject(send, scope, name, 404, "unknown_source", f"no source named {name!r} is configured")
+            message = f"source {name!r} has no verify: block, it is only polled" if name in self.poll_only \
+                else f"no source named {name!r} is configured"
+            return await self._reject(send, scope, name, 404, "unknown_source", message)
         if scope["method"] != "POST":
             return await self._reject(send, scope, name, 405, "method_not_allowed", "use POST",
                                       [(b"allow", b"POST")])
@@ -172,7 +170,7 @@ class Receiver:
         else:
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s", label, status, code,
                         client[0], message)
-        await _respond(send, status, error_body(status, code, message), extra or [])
+        await _respond(send, status, error_json(status, code, message), extra or [])
 
 
 async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -29,6 +29,10 @@ class Hub:
                            on_batch=self.metrics.on_batch)
         self.pipeline = Pipeline(self)
         self.dispatcher = Dispatcher(self, transports)
+        from hub.polling import Poller
+
+        self.pollers = {name: Poller(self, name, (transports or {}).get(f"poll:{name}"))
+                        for name, src in config.sources.items() if src.poll is not None}
         self.pipeline.on_deliveries = self.dispatcher.wake
         self.use_scheduler = scheduler
         self.scheduler: Any = None
@@ -39,8 +43,27 @@ class Hub:
         self.pipeline.wake()
 
     def extra_jobs(self) -> list[tuple[str, Any, Callable[[], Awaitable[Any]]]]:
-        """Periodic jobs contributed by sources and targets: (id, trigger, coroutine function)."""
-        return []
+        """Periodic jobs contributed by targets (status sync) and sources (polling): (id, trigger, coroutine fn)."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        from hub.connector import SupportsStatus
+        from hub.sync import sync_target
+
+        from apscheduler.triggers.cron import CronTrigger
+
+        jobs: list[tuple[str, Any, Callable[[], Awaitable[Any]]]] = []
+        for name, poller in self.pollers.items():
+            cfg = poller.cfg
+            trigger = CronTrigger.from_crontab(cfg.cron, timezone="UTC") if cfg.cron else \
+                IntervalTrigger(seconds=cfg.every_secs or 300)
+            jobs.append((f"poll:{name}", trigger, poller.run))
+        for name, worker in self.dispatcher.workers.items():
+            if isinstance(worker.connector, SupportsStatus):
+                sync = getattr(worker.cfg, "sync", None)
+                every = sync.interval_secs if sync is not None else 300
+                jobs.append((f"sync:{name}", IntervalTrigger(seconds=every),
+                             lambda name=name: sync_target(self, name)))  # type: ignore[misc]
+        return jobs
 
     async def start(self) -> None:
         if self.started:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from hub.strict import StrictModel
+from hub.connector import RemoteStatus
 from hub.errors import AdapterError, RegistryError
 from hub.models import Finding
 from hub.registry import unknown_message
@@ -67,6 +68,10 @@ def stored_event(row: dict[str, Any]) -> StoredEvent:
 class Parsed:
     findings: list[Finding] = field(default_factory=list)
     full_scope: str | None = None  # the findings are the complete set for this scope: others in it resolve
+    # Ticket states a vendor webhook reported (target name -> statuses): closed tickets resolve findings.
+    statuses: dict[str, list[RemoteStatus]] = field(default_factory=dict)
+    # A completed full-import poll: open findings of ``full_scope`` not seen since this time resolve.
+    unseen_since: str | None = None
 
 
 class Adapter(Protocol):

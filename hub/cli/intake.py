@@ -56,6 +56,8 @@ def _source(config: HubConfig, name: str) -> Any:
     if name not in config.sources:
         known = ", ".join(sorted(config.sources)) or "none configured"
         fail(f"no source named {name!r} (sources: {known})", 2)
+    if config.sources[name].verify is None:
+        fail(f"source {name!r} has no verify: block (it is only polled): nothing to sign", 2)
     return config.sources[name]
 
 

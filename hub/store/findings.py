@@ -80,6 +80,13 @@ def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Itera
     return [from_row(r) for r in rows if r["fingerprint"] not in keep]
 
 
+def open_unseen(conn: sqlite3.Connection, source: str, scope: str, since: str) -> list[Finding]:
+    """Open findings of a scope not seen since ``since`` (the start of a complete full-import run)."""
+    rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open' "
+                              "AND last_seen < ?", (source, scope, since)))
+    return [from_row(r) for r in rows]
+
+
 def due_for_sla(conn: sqlite3.Connection, now: str, limit: int = 500) -> list[Finding]:
     rows = _rows(conn.execute("SELECT * FROM findings WHERE status = 'open' AND sla_breached_at IS NULL "
                               "AND sla_due_at IS NOT NULL AND sla_due_at <= ? ORDER BY sla_due_at LIMIT ?", (now, limit)))
@@ -130,6 +137,37 @@ def linked_refs(conn: sqlite3.Connection, target: str, after: str = "", limit: i
     return [Ref(*r) for r in rows]
 
 
+def finding_for_remote(conn: sqlite3.Connection, target: str, remote_id: str) -> str | None:
+    row = conn.execute("SELECT finding_id FROM external_refs WHERE target = ? AND remote_id = ?",
+                       (target, remote_id)).fetchone()
+    return row[0] if row else None
+
+
 def set_remote_status(conn: sqlite3.Connection, finding_id: str, target: str, status: str, now: str) -> None:
     conn.execute("UPDATE external_refs SET remote_status = ?, synced_at = ? WHERE finding_id = ? AND target = ?",
                  (status, now, finding_id, target))
+
+
+def search(conn: sqlite3.Connection, *, status: str | None = None, severity: str | None = None,
+           source: str | None = None, asset_tag: str | None = None, created_after: str | None = None,
+           text: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Finding], int]:
+    """Filtered findings, newest first, and the total count of the filter."""
+    where, args = [], []
+    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source),
+                          ("first_seen >= ?", created_after)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    if asset_tag is not None:
+        where.append("EXISTS (SELECT 1 FROM json_each(findings.asset, '$.tags') WHERE value = ?)")
+        args.append(asset_tag)
+    if text:
+        where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\' OR cve LIKE ? ESCAPE '\\' "
+                     "OR asset LIKE ? ESCAPE '\\')")
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        args += [pattern] * 4
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    total = conn.execute(f"SELECT count(*) FROM findings{clause}", args).fetchone()[0]
+    rows = _rows(conn.execute(f"SELECT * FROM findings{clause} ORDER BY first_seen DESC, id DESC LIMIT ? OFFSET ?",
+                              (*args, limit, offset)))
+    return [from_row(r) for r in rows], int(total)

@@ -149,3 +149,9 @@ def initial(db: Database) -> None:
             updated_at TEXT NOT NULL
         )""",
     )
+
+
+@migrations(name="0002_external_refs_by_remote_id")
+def refs_by_remote_id(db: Database) -> None:
+    """Status sync-back and vendor webhooks find a finding from its ticket id."""
+    _run(db, "CREATE INDEX external_refs_remote ON external_refs (target, remote_id)")

@@ -1,0 +1,66 @@
+"""Status sync-back: read the state of linked tickets and resolve findings a human closed.
+
+A periodic job per ``SupportsStatus`` target pages through the open findings linked to it (in
+batches the vendor can answer in one request), asks the connector for the tickets' states, stores
+each ticket's status and, when the vendor's *state category* says closed, resolves the finding with
+history ``resolved_by: <target>``. The resulting ``finding.resolved`` goes to every other matching
+target, never back to the ticket that closed it (no echo). Vendor webhooks (Linear's signed ones)
+take the same path at once through an adapter that yields ``RemoteStatus`` updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hub.connector import SupportsStatus
+from hub.store import findings as finding_rows
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("hub.sync")
+PAGE = 50
+
+
+@dataclass
+class SyncReport:
+    checked: int = 0
+    resolved: int = 0
+    errors: int = 0
+
+
+async def sync_target(hub: Hub, target: str) -> SyncReport:
+    """One sync run for one target; stops at the first vendor error (the next run starts over)."""
+    worker = hub.dispatcher.workers[target]
+    connector = worker.connector
+    report = SyncReport()
+    if not isinstance(connector, SupportsStatus):
+        return report
+    after = ""
+    batch = getattr(connector, "status_batch", PAGE)
+    while True:
+        refs = finding_rows.linked_refs(hub.store.conn, target, after, batch)
+        if not refs:
+            break
+        after = refs[-1].finding_id
+        client = await worker.clients.get()
+        try:
+            statuses = await connector.read_status(client, refs)
+        except Exception as exc:
+            report.errors += 1
+            log.warning("sync %s: reading ticket status failed, will retry next run: %s", target, exc)
+            break
+        finally:
+            worker.clients.put_nowait(client)
+        report.checked += len(refs)
+        now = hub.clock()
+        outcome = await hub.store.write(lambda conn: hub.pipeline.apply_remote(conn, target, statuses, now))
+        report.resolved += outcome.kinds.get("finding.resolved", 0)
+        if outcome.targets:
+            hub.dispatcher.wake(outcome.targets)
+    if report.resolved:
+        log.info("sync %s: %d ticket(s) checked, %d finding(s) resolved by their ticket", target, report.checked,
+                 report.resolved)
+    return report
