@@ -1,0 +1,183 @@
+"""What every ``/api/v1`` endpoint shares: bearer-token auth with scopes, a per-token rate limit,
+an audit row per call, the one error shape, and the description the OpenAPI document is built from.
+
+401 for a missing, malformed, unknown, expired or revoked token; 403 for a scope the token lacks;
+429 with Retry-After past the token's limit. Every answer carries X-RateLimit-Limit, -Remaining and
+-Reset once the token is known.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hub import tokens
+from hub.errors import StoreUnavailableError, error_json
+from hub.ids import iso, parse_iso
+from hub.store import tokens as token_rows
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors, self.headers = status, code, message, errors, headers or {}
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    name: str
+    scopes: list[str]
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.name} ({self.token_id})"
+
+
+@dataclass
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str
+    where: str = "query"
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    action: str  # audit action, e.g. findings.list
+    scope: str
+    summary: str
+    handler: Callable[[Hub, Request, Principal], Awaitable[tuple[int, Any, dict[str, Any]]]]
+    params: list[Param] = field(default_factory=list)
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+    response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    status: int = 200
+
+
+class RateLimiter:
+    """A fixed one-minute window per token: simple, and the Reset header means what it says."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.time):
+        self.limit, self.clock = per_minute, clock
+        self.windows: dict[str, tuple[int, int]] = {}
+
+    def hit(self, key: str) -> tuple[bool, dict[str, str]]:
+        now = self.clock()
+        window = int(now // 60)
+        start, count = self.windows.get(key, (window, 0))
+        if start != window:
+            start, count = window, 0
+        allowed = count < self.limit
+        if allowed:
+            count += 1
+        self.windows[key] = (start, count)
+        reset = (start + 1) * 60
+        headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(max(0, self.limit - count)),
+                   "X-RateLimit-Reset": str(reset)}
+        if not allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(reset - now)))
+        return allowed, headers
+
+
+def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+class Api:
+    def __init__(self, hub: Hub, endpoints: list[Endpoint]):
+        self.hub = hub
+        self.endpoints = endpoints
+        self.limiter = RateLimiter(hub.config.api.rate_limit_per_min, hub.clock)
+        self._last_used: dict[str, float] = {}
+
+    def routes(self) -> list[Route]:
+        return [Route(ep.path, self._wrap(ep), methods=[ep.method]) for ep in self.endpoints]
+
+    def _wrap(self, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def call(request: Request) -> Response:
+            headers: dict[str, str] = {}
+            actor, result, detail = "anonymous", "error", {}
+            try:
+                principal = self.authenticate(request)
+                actor = principal.actor
+                allowed, headers = self.limiter.hit(principal.token_id)
+                if not allowed:
+                    raise ApiError(429, "rate_limited", f"more than {self.limiter.limit} requests this minute",
+                                   headers=headers)
+                if not tokens.allows(principal.scopes, ep.scope):
+                    raise ApiError(403, "forbidden", f"this token lacks the {ep.scope!r} scope")
+                status, data, detail = await ep.handler(self.hub, request, principal)
+                await self._touch(principal)
+                response = json_response(status, data, headers)
+                result = str(status)
+            except ApiError as exc:
+                headers = {**headers, **exc.headers}
+                response = Response(error_json(exc.status, exc.code, exc.message, exc.errors), status_code=exc.status,
+                                    media_type="application/json", headers=headers)
+                result = f"{exc.status} {exc.code}"
+                detail = {"error": exc.message}
+            except StoreUnavailableError as exc:
+                response = Response(error_json(503, "unavailable", str(exc)), status_code=503,
+                                    media_type="application/json", headers={**headers, "Retry-After": "5"})
+                result = "503 unavailable"
+            await self._audit(actor, ep, request, result, detail)
+            return response
+
+        return call
+
+    def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if not header:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (create one with `hub tokens create`)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        ident = tokens.token_id(value.strip()) if scheme.lower() == "bearer" else None
+        row = token_rows.by_id(self.hub.store.conn, ident) if ident else None
+        if row is None or not tokens.matches(value.strip(), row["hash"]):
+            raise ApiError(401, "invalid_token", "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
+        if row["revoked_at"]:
+            raise ApiError(401, "token_revoked", "the token was revoked", headers={"WWW-Authenticate": "Bearer"})
+        if row["expires_at"] and parse_iso(row["expires_at"]) <= self.hub.clock():
+            raise ApiError(401, "token_expired", "the token has expired", headers={"WWW-Authenticate": "Bearer"})
+        return Principal(row["id"], row["name"], row["scopes"])
+
+    async def _touch(self, principal: Principal) -> None:
+        """last_used_at, written at most once a minute per token (not a write per request)."""
+        now = self.hub.clock()
+        if now - self._last_used.get(principal.token_id, 0) >= 60:
+            self._last_used[principal.token_id] = now
+            stamp = iso(now)
+            await self.hub.store.write(lambda conn: token_rows.touch(conn, principal.token_id, stamp))
+
+    async def _audit(self, actor: str, ep: Endpoint, request: Request, result: str, detail: dict[str, Any]) -> None:
+        client = request.client.host if request.client else None
+        target = "/".join(str(v) for v in request.path_params.values()) or None
+        stamp = iso(self.hub.clock())
+        try:
+            await self.hub.store.write(lambda conn: token_rows.audit(conn, stamp, actor, ep.action, target, result,
+                                                                     detail, client))
+        except StoreUnavailableError:
+            pass  # the answer already says 503 when it matters; auditing must not turn a 200 into an error
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}")
+    return int(raw)

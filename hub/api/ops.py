@@ -1,0 +1,156 @@
+"""``/api/v1`` operations: events, deliveries and replay, tokens and the audit log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+
+from hub import tokens
+from hub.api.base import ApiError, Endpoint, Param, Principal, query_int
+from hub.ids import iso, parse_iso
+from hub.store import deliveries as outbox
+from hub.store import events as event_rows
+from hub.store import tokens as token_rows
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+STATES = ["pending", "in_flight", "done", "dead"]
+
+
+async def events_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    q = request.query_params
+    state = q.get("state")
+    if state is not None and state not in ("pending", "processed", "failed"):
+        raise ApiError(400, "invalid_parameter", "state must be pending, processed or failed")
+    rows = event_rows.listing(hub.store.conn, source=q.get("source"), state=state,
+                              limit=query_int(request, "limit", 50, 1, 500))
+    return 200, {"ok": True, "data": rows}, {}
+
+
+async def deliveries_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    q = request.query_params
+    state = q.get("state")
+    if state is not None and state not in STATES:
+        raise ApiError(400, "invalid_parameter", f"state must be one of {', '.join(STATES)}")
+    rows = outbox.listing(hub.store.conn, state=state, target=q.get("target"),
+                          limit=query_int(request, "limit", 50, 1, 500))
+    return 200, {"ok": True, "data": rows}, {}
+
+
+async def delivery_get(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    ident = request.path_params["delivery_id"]
+    row = outbox.get(hub.store.conn, ident)
+    if row is None:
+        raise ApiError(404, "not_found", f"no delivery {ident}")
+    row["snapshot"] = orjson.loads(row["snapshot"]) if row["snapshot"] else None
+    row.pop("payload", None)
+    return 200, {"ok": True, "data": row}, {}
+
+
+async def replay_one(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    ident = request.path_params["delivery_id"]
+    seq = outbox.parse_id(ident)
+    now = iso(hub.clock())
+    count = await hub.store.write(lambda conn: outbox.replay(conn, [seq], now)) if seq else 0
+    if not count:
+        raise ApiError(409 if seq and outbox.get(hub.store.conn, ident) else 404, "not_replayable",
+                       f"{ident} does not exist or is not dead/done")
+    hub.dispatcher.wake()
+    return 202, {"ok": True, "replayed": 1}, {"delivery": ident}
+
+
+async def replay_many(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    try:
+        doc = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"state", "target", "since"}:
+        raise ApiError(400, "invalid_payload", "send {state: dead|done, target?, since?}")
+    state, since = doc.get("state", "dead"), doc.get("since")
+    if state not in ("dead", "done"):
+        raise ApiError(400, "invalid_payload", "state must be dead or done")
+    if since is not None:
+        try:
+            since = iso(parse_iso(str(since)))
+        except ValueError:
+            raise ApiError(400, "invalid_payload", "since must be an ISO 8601 time") from None
+    total, after, now = 0, 0, iso(hub.clock())
+    while True:  # page by page, each page its own transaction
+        seqs = outbox.replay_page(hub.store.conn, state=state, target=doc.get("target"), since=since, after=after,
+                                  limit=500)
+        if not seqs:
+            break
+        total += await hub.store.write(lambda conn, seqs=seqs: outbox.replay(conn, seqs, now))
+        after = seqs[-1]
+    hub.dispatcher.wake()
+    return 202, {"ok": True, "replayed": total}, {"replayed": total, **doc}
+
+
+async def tokens_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    return 200, {"ok": True, "data": token_rows.listing(hub.store.conn)}, {}
+
+
+async def token_create(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    name, scopes, days = doc.get("name"), doc.get("scopes"), doc.get("expires_days")
+    if not isinstance(name, str) or not name or not isinstance(scopes, list) or not scopes \
+            or any(s not in tokens.SCOPES for s in scopes):
+        raise ApiError(400, "invalid_payload", f"send {{name, scopes: [{'|'.join(tokens.SCOPES)}], expires_days?}}")
+    if days is not None and (not isinstance(days, int) or days < 1):
+        raise ApiError(400, "invalid_payload", "expires_days must be a positive integer")
+    now = hub.clock()
+    token, row = await hub.store.write(lambda conn: tokens.issue(conn, name, scopes, now, days))
+    return 201, {"ok": True, "token": token, "data": row, "warning": "store this token now: it is shown only once"}, \
+        {"token_id": row["id"], "name": name, "scopes": scopes}
+
+
+async def token_revoke(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    ident = request.path_params["token_id"]
+    stamp = iso(hub.clock())
+    if not await hub.store.write(lambda conn: token_rows.revoke(conn, ident, stamp)):
+        raise ApiError(404, "not_found", f"no active token {ident}")
+    return 200, {"ok": True, "revoked": ident}, {}
+
+
+async def audit_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    rows = token_rows.audit_listing(hub.store.conn, query_int(request, "limit", 100, 1, 1000))
+    return 200, {"ok": True, "data": rows}, {}
+
+
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Rows to return.")
+DELIVERY = Param("delivery_id", {"type": "string"}, "Delivery id (dlv_...).", "path")
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/events", "events.list", "read", "Stored inbound events, newest first.", events_list,
+             params=[Param("source", {"type": "string"}, "Source name."),
+                     Param("state", {"type": "string", "enum": ["pending", "processed", "failed"]}, "State."), LIMIT]),
+    Endpoint("GET", "/api/v1/deliveries", "deliveries.list", "read", "Deliveries (the outbox), newest first.",
+             deliveries_list, params=[Param("state", {"type": "string", "enum": STATES}, "State."),
+                                      Param("target", {"type": "string"}, "Target name."), LIMIT]),
+    Endpoint("GET", "/api/v1/deliveries/{delivery_id}", "deliveries.get", "read",
+             "One delivery with every attempt.", delivery_get, params=[DELIVERY]),
+    Endpoint("POST", "/api/v1/deliveries/{delivery_id}/replay", "deliveries.replay", "replay",
+             "Send a dead (or done) delivery again with the current mappings.", replay_one, params=[DELIVERY],
+             status=202),
+    Endpoint("POST", "/api/v1/deliveries/replay", "deliveries.replay_bulk", "replay",
+             "Replay every dead (or done) delivery, optionally of one target and since a time.", replay_many,
+             body={"type": "object", "properties": {"state": {"type": "string", "enum": ["dead", "done"]},
+                                                    "target": {"type": "string"},
+                                                    "since": {"type": "string", "format": "date-time"}}},
+             status=202),
+    Endpoint("GET", "/api/v1/tokens", "tokens.list", "admin", "API tokens (never their secrets).", tokens_list),
+    Endpoint("POST", "/api/v1/tokens", "tokens.create", "admin", "Create a token; the answer shows it once.",
+             token_create, status=201, body={"type": "object", "required": ["name", "scopes"], "properties": {
+                 "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": list(tokens.SCOPES)}},
+                 "expires_days": {"type": "integer", "minimum": 1}}}),
+    Endpoint("DELETE", "/api/v1/tokens/{token_id}", "tokens.revoke", "admin", "Revoke a token.", token_revoke,
+             params=[Param("token_id", {"type": "string"}, "Token id.", "path")]),
+    Endpoint("GET", "/api/v1/audit", "audit.list", "admin", "The audit log, newest first.", audit_list,
+             params=[Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Rows.")]),
+]

@@ -1,0 +1,62 @@
+"""``api_tokens`` (hashed; the token itself is shown once) and ``audit_log``."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row["scopes"] = orjson.loads(row["scopes"])
+    return row
+
+
+def insert(conn: sqlite3.Connection, token_id: str, name: str, prefix: str, digest: str, scopes: list[str],
+           created_at: str, expires_at: str | None) -> None:
+    conn.execute("INSERT INTO api_tokens (id, name, prefix, hash, scopes, created_at, expires_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (token_id, name, prefix, digest, orjson.dumps(scopes).decode(), created_at, expires_at))
+
+
+def by_id(conn: sqlite3.Connection, token_id: str) -> dict[str, Any] | None:
+    rows = _rows(conn.execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)))
+    return _decode(rows[0]) if rows else None
+
+
+def listing(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [_decode(r) for r in _rows(conn.execute(
+        "SELECT id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_tokens "
+        "ORDER BY created_at"))]
+
+
+def revoke(conn: sqlite3.Connection, token_id: str, at: str) -> bool:
+    return conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        (at, token_id)).rowcount == 1
+
+
+def touch(conn: sqlite3.Connection, token_id: str, at: str) -> None:
+    conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
+
+
+def audit(conn: sqlite3.Connection, at: str, actor: str, action: str, target: str | None, result: str,
+          detail: dict[str, Any], remote_addr: str | None) -> None:
+    conn.execute("INSERT INTO audit_log (at, actor, action, target, result, detail, remote_addr) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (at, actor, action, target, result, orjson.dumps(detail, default=str).decode(), remote_addr))
+
+
+def audit_listing(conn: sqlite3.Connection, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
+    sql, args = "SELECT * FROM audit_log", []
+    if actor:
+        sql, args = sql + " WHERE actor = ?", [actor]
+    rows = _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+    for r in rows:
+        r["detail"] = orjson.loads(r["detail"])
+    return rows

@@ -1,0 +1,69 @@
+"""API tokens: ``fh_<id>_<secret>``, shown once, stored as a SHA-256 digest, compared in constant time.
+
+Tokens are 256-bit random, so a fast hash is enough (no password hashing needed); the id part
+finds the row, the digest comparison uses ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from hub.ids import iso
+from hub.store import tokens as token_rows
+
+SCOPES = ("ingest", "read", "replay", "admin")  # admin may do everything
+PREFIX = "fh_"
+
+
+@dataclass(frozen=True)
+class NewToken:
+    id: str
+    token: str  # the only time the secret exists in clear
+    digest: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.id}_"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate() -> NewToken:
+    token_id = secrets.token_hex(5)
+    token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+    return NewToken(token_id, token, digest(token))
+
+
+def token_id(token: str) -> str | None:
+    """The id part of a well-formed token, else None."""
+    if not token.startswith(PREFIX):
+        return None
+    ident, sep, rest = token[len(PREFIX):].partition("_")
+    return ident if sep and rest and len(ident) == 10 and all(c in "0123456789abcdef" for c in ident) else None
+
+
+def matches(token: str, stored_digest: str) -> bool:
+    return hmac.compare_digest(digest(token).encode(), stored_digest.encode())
+
+
+def allows(scopes: list[str], needed: str) -> bool:
+    return needed in scopes or "admin" in scopes
+
+
+def issue(conn: sqlite3.Connection, name: str, scopes: list[str], now: float,
+          expires_days: int | None) -> tuple[str, dict[str, Any]]:
+    """Create a token inside the caller's transaction: (the token, shown once; its row without the digest)."""
+    new = generate()
+    expires = iso(now + expires_days * 86400) if expires_days else None
+    token_rows.insert(conn, new.id, name, new.prefix, new.digest, scopes, iso(now), expires)
+    row = token_rows.by_id(conn, new.id)
+    assert row is not None
+    row.pop("hash")
+    return new.token, row
