@@ -1,0 +1,19 @@
+"""``sync_state``: small JSON documents by key (poll cursors and watermarks, sync bookmarks)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+
+def get(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+    return orjson.loads(row[0]) if row else None
+
+
+def put(conn: sqlite3.Connection, key: str, value: dict[str, Any], now: str) -> None:
+    conn.execute("INSERT INTO sync_state (key, value, updated_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                 (key, orjson.dumps(value).decode(), now))
