@@ -34,6 +34,8 @@ def create_app(hub: Hub) -> Any:
     async def metrics(request: Request) -> Response:
         if hub.store.writer is not None:
             hub.metrics.write_queue.set(hub.store.writer.pending)
+        if hub.started:
+            hub.refresh_gauges()
         return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -80,7 +80,7 @@ async def deliver_chunks(items: Sequence[Item], encode: Callable[[Item], bytes],
             results = [verdict_for_exception(exc)] * len(chunk)
         if len(results) != len(chunk):
             raise RuntimeError(f"send returned {len(results)} verdicts for {len(chunk)} items")
-        for enc, verdict in zip(chunk, results):
+        for enc, verdict in zip(chunk, results, strict=True):
             verdicts[enc.index] = verdict
     return [verdicts[i] for i in range(len(items))]
 

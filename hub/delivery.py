@@ -14,10 +14,11 @@ every worker periodically in case a wake-up was missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -135,6 +136,15 @@ class Worker:
             log.error("target %s: delivery task failed", self.name, exc_info=task.exception())
         self.wake.set()
 
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of this target's pool (one per delivery slot), returned after use."""
+        client = await self.clients.get()
+        try:
+            yield client
+        finally:
+            self.clients.put_nowait(client)
+
     async def _pace(self) -> None:
         while self.bucket is not None and (wait := self.bucket.delay()) > 0:
             await asyncio.sleep(wait)
@@ -152,7 +162,7 @@ class Worker:
                 ref = finding_rows.ref(self.hub.store.conn, r["finding_id"], self.name)
                 if ref is None:  # the link row goes to disk before the create call
                     fid, stamp = r["finding_id"], iso(self.hub.clock())
-                    ref = await self.hub.store.write(lambda c: finding_rows.claim_ref(c, fid, self.name, stamp))
+                    ref = await self.hub.store.write(lambda c, f=fid, s=stamp: finding_rows.claim_ref(c, f, self.name, s))
             items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
                               snap.get("finding"), events.get(r["event_id"]) if r["event_id"] else None,
                               snap.get("changes") or {}, ref, r["attempts"], snap.get("delivery")))
@@ -163,11 +173,8 @@ class Worker:
         try:
             [item] = await self._items([row])
             await self._pace()
-            client = await self.clients.get()
-            try:
+            async with self.client() as client:
                 verdict = await self.connector.deliver(client, item)
-            finally:
-                self.clients.put_nowait(client)
         except Exception as exc:
             verdict = verdict_for_exception(exc, self.cfg.request.timeout_secs)
         await self._record([row], [verdict], time.perf_counter() - started)
@@ -178,11 +185,8 @@ class Worker:
         try:
             items = await self._items(rows)
             await self._pace()
-            client = await self.clients.get()
-            try:
+            async with self.client() as client:
                 verdicts = await self.connector.deliver_batch(client, items)
-            finally:
-                self.clients.put_nowait(client)
             if len(verdicts) != len(items):
                 raise RuntimeError(f"{self.cfg.type} returned {len(verdicts)} verdicts for {len(items)} items")
         except Exception as exc:
@@ -193,7 +197,7 @@ class Worker:
         now = self.hub.clock()
         results, dead, links = [], [], []
         retry = self.cfg.retry
-        for row, v in zip(rows, verdicts):
+        for row, v in zip(rows, verdicts, strict=True):
             self._outcomes[v.outcome].inc()
             if v.outcome is Outcome.OK:
                 state, next_at = "done", None

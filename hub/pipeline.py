@@ -119,7 +119,7 @@ class Pipeline:
             return 0
         results = await asyncio.gather(*(self._process(row) for row in rows), return_exceptions=True)
         targets: set[str] = set()
-        for row, result in zip(rows, results):
+        for row, result in zip(rows, results, strict=True):
             if isinstance(result, Outcome):
                 targets |= result.targets
             elif isinstance(result, BaseException):

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from hub.ids import parse_iso
-from hub.store import deliveries as outbox
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -40,12 +38,7 @@ def build_scheduler(hub: Hub) -> AsyncIOScheduler:
         hub.dispatcher.wake()
 
     async def gauges() -> None:
-        stats = outbox.queue_stats(hub.store.conn)
-        now = hub.clock()
-        for name in hub.config.target_configs:
-            count, oldest = stats.get(name, (0, None))
-            hub.metrics.queue_depth.labels(name).set(count)
-            hub.metrics.oldest_pending.labels(name).set(max(0.0, now - parse_iso(oldest)) if oldest else 0)
+        hub.refresh_gauges()
 
     sched.add_job(_guarded("safety-net", safety_net), "interval", seconds=hub.config.pipeline.safety_net_secs,
                   id="safety-net")

@@ -45,18 +45,16 @@ async def sync_target(hub: Hub, target: str) -> SyncReport:
         if not refs:
             break
         after = refs[-1].finding_id
-        client = await worker.clients.get()
         try:
-            statuses = await connector.read_status(client, refs)
+            async with worker.client() as client:
+                statuses = await connector.read_status(client, refs)
         except Exception as exc:
             report.errors += 1
             log.warning("sync %s: reading ticket status failed, will retry next run: %s", target, exc)
             break
-        finally:
-            worker.clients.put_nowait(client)
         report.checked += len(refs)
         now = hub.clock()
-        outcome = await hub.store.write(lambda conn: hub.pipeline.apply_remote(conn, target, statuses, now))
+        outcome = await hub.store.write(lambda conn, st=statuses, t=now: hub.pipeline.apply_remote(conn, target, st, t))
         report.resolved += outcome.kinds.get("finding.resolved", 0)
         if outcome.targets:
             hub.dispatcher.wake(outcome.targets)

@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from hub import templating
 from hub.adapters import Parsed, StoredEvent
+from hub.adapters._util import finding as build_finding
 from hub.strict import Loc, StrictModel
 from hub.errors import AdapterError, TemplateError
 from hub.models import Asset, Finding
@@ -124,15 +125,7 @@ class GenericAdapter:
                 data["severity"] = normalize_severity(data["severity"], self.options.severity_scale)  # type: ignore[arg-type]
             except ValueError as exc:
                 raise AdapterError(f"finding {index}: severity: {exc}") from None
-        data = {k: v for k, v in data.items() if v is not None}
-        data["asset"] = {k: (str(v) if k not in ("tags", "risk_score") else v) for k, v in data["asset"].items()
-                         if v is not None}
-        try:
-            return Finding.model_validate(data)
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                               for e in exc.errors(include_input=False, include_url=False))
-            raise AdapterError(f"finding {index}: {detail}") from None
+        return build_finding(f"finding {index}", data)
 
 
 def _is_resolved(value: Any) -> bool:

@@ -47,6 +47,11 @@ def setup_logging(level: str) -> None:
                         stream=sys.stderr, force=True)
 
 
+def echo_json_lines(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        click.echo(orjson.dumps(row).decode())
+
+
 def dumps(data: Any) -> str:
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from hub.cli import config_option, dumps, fail, load, main, open_store
+from hub.cli import config_option, echo_json_lines, dumps, fail, load, main, open_store
 from hub.ids import iso, parse_iso
 
 STATES = ["pending", "in_flight", "done", "dead"]
@@ -18,8 +18,7 @@ def deliveries() -> None:
 
 def _print(rows: list[dict], as_json: bool) -> None:
     if as_json:
-        for row in rows:
-            click.echo(orjson.dumps(row).decode())
+        echo_json_lines(rows)
         return
     if not rows:
         click.echo("no deliveries")
@@ -109,6 +108,6 @@ def deliveries_replay(delivery_ids: tuple[str, ...], config_path: str, state: st
         seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after, limit=page)
         if not seqs:
             break
-        total += store.write_sync(lambda conn: q.replay(conn, seqs, now))
+        total += store.write_sync(lambda conn, page=seqs: q.replay(conn, page, now))
         after = seqs[-1]
     click.echo(f"{total} delivery(ies) queued again")

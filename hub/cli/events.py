@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from hub.cli import config_option, dumps, fail, load, main, open_store
+from hub.cli import config_option, echo_json_lines, dumps, fail, load, main, open_store
 
 
 @main.group()
@@ -29,8 +29,7 @@ def events_list(config_path: str, source: str | None, state: str | None, failed:
     store = open_store(load(config_path))
     rows = q.listing(store.conn, source=source, state=state, limit=limit)
     if as_json:
-        for row in rows:
-            click.echo(orjson.dumps(row).decode())
+        echo_json_lines(rows)
         return
     if not rows:
         click.echo("no events")

@@ -6,10 +6,9 @@ import getpass
 import time
 
 import click
-import orjson
 
 from hub import tokens as token_logic
-from hub.cli import config_option, fail, load, main, open_store
+from hub.cli import config_option, echo_json_lines, fail, load, main, open_store
 from hub.ids import iso
 from hub.store import tokens as token_rows
 
@@ -56,8 +55,7 @@ def tokens_list(config_path: str, as_json: bool) -> None:
     """List tokens (never their secrets)."""
     rows = token_rows.listing(open_store(load(config_path)).conn)
     if as_json:
-        for row in rows:
-            click.echo(orjson.dumps(row).decode())
+        echo_json_lines(rows)
         return
     if not rows:
         click.echo("no tokens")
@@ -93,5 +91,4 @@ def tokens_revoke(token_id: str, config_path: str) -> None:
 @click.option("--actor", help="Only this actor (e.g. 'token:ci (ab12cd34ef)' or 'cli:alice').")
 def audit(config_path: str, limit: int, actor: str | None) -> None:
     """Show the audit log (API calls and token changes), newest first, as JSON lines."""
-    for row in token_rows.audit_listing(open_store(load(config_path)).conn, limit, actor):
-        click.echo(orjson.dumps(row).decode())
+    echo_json_lines(token_rows.audit_listing(open_store(load(config_path)).conn, limit, actor))

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hub.store._rows import rows as _rows
+
 _CLAIM = """
 SELECT d.seq FROM deliveries d
 WHERE d.target = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
@@ -57,10 +59,6 @@ def parse_id(text: str) -> int | None:
     digits = text.removeprefix("dlv_")
     return int(digits) if digits.isdigit() else None
 
-
-def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> int:

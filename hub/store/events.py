@@ -6,6 +6,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from hub.store._rows import rows as _rows
+
 _INSERT = (
     "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -45,10 +47,6 @@ def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
                        (ev.source, ev.idempotency_key)).fetchone()
     return event_id(row[0]), True
 
-
-def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,

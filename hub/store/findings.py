@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from hub.store._rows import rows as _rows
+
 from hub.connector import Ref
 from hub.models import ExternalRef, Finding
 
@@ -26,10 +28,6 @@ def from_row(row: dict[str, Any]) -> Finding:
         data[field] = orjson.loads(row[column])
     return Finding.model_validate(data)
 
-
-def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> Finding | None:

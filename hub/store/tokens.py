@@ -7,10 +7,8 @@ from typing import Any
 
 import orjson
 
+from hub.store._rows import rows as _rows
 
-def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
