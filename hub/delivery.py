@@ -199,11 +199,11 @@ class Worker:
         retry = self.cfg.retry
         for row, v in zip(rows, verdicts, strict=True):
             self._outcomes[v.outcome].inc()
+            if self.connector.work_items and v.remote_id and row["finding_id"]:
+                links.append((row["finding_id"], v))  # a ticket made before a later step failed is linked too
             if v.outcome is Outcome.OK:
                 state, next_at = "done", None
                 self._latency.observe(max(0.0, now - parse_iso(row["created_at"])))
-                if self.connector.work_items and v.remote_id and row["finding_id"]:
-                    links.append((row["finding_id"], v))
             else:
                 delay = retry_delay(row["attempts"], retry.schedule_secs, retry.jitter, v.retry_after) \
                     if v.outcome is Outcome.RETRY else None
