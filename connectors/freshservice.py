@@ -1,0 +1,288 @@
+"""``freshservice``: one Freshservice incident per finding, kept current, resolved when fixed, read back.
+
+Freshservice API v2 (REST, JSON; no OpenAPI spec): https://api.freshservice.com/ . Every account has its
+own base URL ``https://<domain>.freshservice.com``, so ``url`` is required; requests go to
+``{url}/api/v2/tickets...``. Auth: HTTP Basic, the agent's API key as user name and ``X`` as password.
+Facts and their sources: ../shared/docs/targets.md, section "freshservice".
+
+Freshservice has no idempotency key, so the create request carries a correlation tag
+(``fh-`` + the finding id); a retried create first looks for that tag with ``/tickets/filter``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+import orjson
+from pydantic import Field, SecretStr
+
+from hub.connector import (HttpConnector, Item, Outbound, Outcome, Ref, RemoteStatus, SyncConfig, TargetConfig,
+                           Verdict, classify_status, retry_after_secs, short_body)
+from hub.errors import HubError, TemplateError
+from hub.models import FINDING_EVENTS
+from hub.strict import Loc, StrictModel
+
+STATUS_NAMES = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}  # vendor/freshservice/ticket-enums.json
+SOURCES = frozenset({*range(1, 16), 18})
+OPEN = 2
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class FreshserviceError(HubError):
+    """Reading ticket status failed (the sync job logs it and tries again next run)."""
+
+
+class FreshserviceAuth(StrictModel):
+    api_key: SecretStr = Field(description="API key of the Freshservice agent the hub acts as (Profile settings).")
+
+
+class FreshserviceConfig(TargetConfig):
+    """Where tickets go (account URL, requester, group/workspace) and how they are resolved and read back."""
+
+    url: str = Field(pattern=r"^https?://",  # type: ignore[assignment]
+                     description="https://<domain>.freshservice.com (http:// only for localhost test doubles).")
+    auth: FreshserviceAuth = Field(description="API key auth (HTTP Basic, key as user name, X as password).")
+    requester_email: str | None = Field(None, description="Requester of every ticket (unknown emails become contacts).")
+    requester_id: int | None = Field(None, description="Requester id instead of requester_email.")
+    group_id: int | None = Field(None, description="Agent group the tickets are assigned to.")
+    workspace_id: int | None = Field(None, description="Workspace of the tickets (accounts with workspaces).")
+    department_id: int | None = Field(None, description="Department of the tickets.")
+    category: str | None = Field(None, description="Ticket category.")
+    source: int = Field(14, description="Ticket source code; 14 = Alerts (2 = Portal).")
+    custom_fields: dict[str, Any] = Field(default_factory=dict, description="Custom fields sent on create.")
+    resolved_status: Literal[4, 5] = Field(4, description="Status set when the finding resolves: 4 Resolved, 5 Closed.")
+    resolve_custom_fields: dict[str, Any] = Field(default_factory=dict,
+                                                  description="Custom fields sent with the resolve (closure-required).")
+    closed_statuses: list[int] = Field([4, 5], min_length=1, description="Status codes read back as closed.")
+    correlation_tag_prefix: str = Field("fh-", pattern=r"^[A-Za-z0-9_.-]{1,8}$",
+                                        description="Prefix of the tag that carries the finding id.")
+    correlation_query: str | None = Field("tag:'{tag}'", max_length=400,
+                                          description="Filter query finding an earlier create ({tag}, {finding_id}); "
+                                                      "null: never search.")
+    rate_limit_reserve: int = Field(20, ge=0, description="Sync pauses when X-RateLimit-Remaining is below this.")
+    sync: SyncConfig = Field(default_factory=lambda: SyncConfig(interval_secs=600),
+                             description="Status read-back: one GET per open linked ticket per run.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if (self.requester_email is None) == (self.requester_id is None):
+            yield ("requester_email",), "set exactly one of requester_email or requester_id"
+        parts = urlsplit(self.url)
+        if parts.scheme != "https" and parts.hostname not in LOCAL_HOSTS:
+            yield ("url",), "Freshservice is HTTPS only: use https://<domain>.freshservice.com"
+        if self.source not in SOURCES:
+            yield ("source",), f"unknown source code {self.source} (1-15 or 18; 14 = Alerts, 2 = Portal)"
+        if query := self.correlation_query:
+            try:
+                ok = query.format(tag="", finding_id="") != query and '"' not in query
+            except (KeyError, IndexError, ValueError):
+                ok = False
+            if not ok:
+                yield ("correlation_query",), "must use {tag} or {finding_id} (no other braces, no double quotes)"
+
+
+class FreshserviceConnector(HttpConnector):
+    """Tickets API v2: create, update (+ private note), resolve/reopen by status code, read back by GET."""
+
+    name: ClassVar[str] = "freshservice"
+    Config = FreshserviceConfig
+    payloads = ("ticket", "update", "note")
+    work_items = True
+    kinds = frozenset(FINDING_EVENTS)
+    default_rate_limit = 0.5  # deliveries/s: Starter allows 100 calls/min per account, 50 creates (targets.md)
+    status_batch = 10  # one GET per ticket: keep a batch well inside the per-minute view budget
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.remaining: int | None = None  # X-RateLimit-Remaining of the last answer
+        self.sync_paused_until = 0.0
+
+    @property
+    def cfg(self) -> FreshserviceConfig:
+        assert isinstance(self.config, FreshserviceConfig)
+        return self.config
+
+    def marker(self, finding_id: str) -> str:
+        """The correlation tag; ``fnd_`` is dropped so it stays within 32 characters."""
+        return self.cfg.correlation_tag_prefix + finding_id.removeprefix("fnd_")
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The agent portal page of a ticket."""
+        return f"{self.base_url}/a/tickets/{ticket_id}"
+
+    def request(self, method: str, path: str, op: str, body: Any = None, params: dict[str, Any] | None = None
+                ) -> Outbound:
+        """An API v2 request with Basic ``<api_key>:X`` auth (masked in ``hub render``)."""
+        key = self.cfg.auth.api_key.get_secret_value()
+        headers = {"authorization": "Basic " + base64.b64encode(f"{key}:X".encode()).decode()}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        query = "?" + urlencode(params, quote_via=quote) if params else ""
+        return Outbound(method, f"{self.base_url}/api/v2{path}{query}", headers,
+                        b"" if body is None else orjson.dumps(body), frozenset({"authorization"}), {"op": op})
+
+    def _render(self, payload: str, item: Item) -> Any:
+        return self.mapping.render_json(payload, self.context(item)) if self.mapping.applies(payload, item.kind) \
+            else None
+
+    def create_request(self, item: Item) -> Outbound:
+        """POST /tickets from the ``ticket`` payload, with the correlation tag added."""
+        body = self._render("ticket", item)
+        if not isinstance(body, dict) or item.finding is None:
+            raise TemplateError("the ticket payload must render a JSON object", "ticket")
+        tags = [str(t) for t in body.get("tags") or []]
+        body["tags"] = tags + [t for t in [self.marker(item.finding["id"])] if t not in tags]
+        return self.request("POST", "/tickets", "create", body)
+
+    def step_requests(self, item: Item, ticket: str, fresh: bool) -> list[Outbound]:
+        """What a lifecycle step sends to an existing ticket (``fresh``: created by this delivery)."""
+        out = []
+        if item.kind == "finding.updated" and not fresh and (body := self._render("update", item)):
+            out.append(self.request("PUT", f"/tickets/{ticket}", "update", body))
+        elif item.kind == "finding.resolved":
+            cf = self.cfg.resolve_custom_fields
+            body = {"status": self.cfg.resolved_status, **({"custom_fields": cf} if cf else {})}
+            out.append(self.request("PUT", f"/tickets/{ticket}", "resolve", body))
+        elif item.kind == "finding.reopened" and not fresh:
+            out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN}))
+        if item.kind != "finding.created" and (note := self._render("note", item)):
+            out.append(self.request("POST", f"/tickets/{ticket}/notes", "note", note))
+        return out
+
+    def render(self, item: Item) -> list[Outbound]:
+        ticket = _linked(item.ref)
+        if ticket:
+            return [] if item.kind == "finding.created" else self.step_requests(item, ticket, False)
+        return [self.create_request(item), *self.step_requests(item, "{new ticket id}", True)]
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        """Find or create the finding's ticket, then apply this lifecycle step to it."""
+        ticket, how, doc = _linked(item.ref), "ticket", {}
+        if ticket is None and item.ref is not None and self.cfg.correlation_query \
+                and (item.attempt > 1 or item.kind != "finding.created"):  # an earlier attempt may have created it
+            verdict, doc = await self.find(client, item)
+            if verdict is not None:
+                return verdict
+            ticket, how = (str(doc["id"]), "adopted ticket") if doc else (None, how)
+        if ticket is None:
+            verdict, doc = await self.call(client, self.create_request(item))
+            if verdict.outcome is not Outcome.OK:
+                return verdict
+            ticket, how = str(doc["id"]), "created ticket"
+        status, done = doc.get("status"), [f"{how} #{ticket}"]
+        for out in self.step_requests(item, ticket, how == "created ticket"):
+            verdict, doc = await self.call(client, out)
+            if verdict.outcome is not Outcome.OK:
+                return verdict
+            status = doc.get("status", status)
+            done.append(out.meta["op"])
+        return Verdict(Outcome.OK, ", ".join(done), remote_id=ticket, remote_url=self.ticket_url(ticket),
+                       remote_status=_status_name(status), status=200)
+
+    async def find(self, client: httpx.AsyncClient, item: Item) -> tuple[Verdict | None, dict[str, Any]]:
+        """The oldest ticket carrying this finding's correlation tag (made by an attempt whose answer was lost)."""
+        fid = item.finding["id"] if item.finding else ""
+        query = (self.cfg.correlation_query or "").format(tag=self.marker(fid), finding_id=fid)
+        params = {"query": f'"{query}"', **({"workspace_id": self.cfg.workspace_id} if self.cfg.workspace_id else {})}
+        response = await self.send(client, self.request("GET", "/tickets/filter", "find", params=params))
+        verdict = self.classify(response)
+        if verdict.outcome is not Outcome.OK:
+            hint = f"; check correlation_query of target {self.target} (null skips the search)" \
+                if verdict.outcome is Outcome.PERMANENT else ""
+            return Verdict(verdict.outcome, f"looking for a ticket from an earlier attempt: {verdict.reason}{hint}",
+                           retry_after=verdict.retry_after, status=verdict.status), {}
+        found = [t for t in _json(response).get("tickets") or [] if isinstance(t, dict) and "id" in t]
+        return None, min(found, key=lambda t: int(t["id"])) if found else {}
+
+    async def call(self, client: httpx.AsyncClient, out: Outbound) -> tuple[Verdict, dict[str, Any]]:
+        """Send, classify (with the operation's hints) and return the ticket or note from the answer."""
+        response = await self.send(client, out)
+        verdict = self.classify(response)
+        if verdict.outcome is Outcome.PERMANENT and (hint := _HINTS.get((verdict.status, out.meta["op"]))):
+            verdict = Verdict(verdict.outcome, verdict.reason + hint.format(t=self.target), status=verdict.status)
+        doc = _json(response)
+        found = doc.get("ticket") or doc.get("conversation") or {}
+        if verdict.outcome is Outcome.OK and out.meta["op"] == "create" and "id" not in found:
+            verdict = Verdict(Outcome.PERMANENT, f"HTTP {response.status_code} without ticket.id: "
+                              f"{short_body(response)}", status=response.status_code)
+        return verdict, found
+
+    async def send(self, client: httpx.AsyncClient, out: Outbound) -> httpx.Response:
+        response = await super().send(client, out)
+        if (left := response.headers.get("x-ratelimit-remaining", "")).isdigit():
+            self.remaining = int(left)
+        return response
+
+    def classify(self, response: httpx.Response) -> Verdict:
+        """Freshservice answers: 400 lists its field errors; 401/403 say which credential or permission to check."""
+        code = response.status_code
+        if code == 401:
+            return Verdict(Outcome.PERMANENT, f"HTTP 401: Freshservice rejected the API key: check auth.api_key of "
+                           f"target {self.target} (an active agent's key, sent as Basic <api_key>:X)", status=code)
+        if code == 403:
+            return Verdict(Outcome.PERMANENT, f"HTTP 403: the agent whose API key target {self.target} uses may not do "
+                           f"this: give it a role that can view/create/edit tickets (in its workspace/group): "
+                           f"{short_body(response, 200)}", status=code)
+        if code == 400 and (errors := _json(response).get("errors")):
+            text = "; ".join(f"{e.get('field') or '?'}: {e.get('message', '')} ({e.get('code', '')})"
+                             for e in errors[:5] if isinstance(e, dict))
+            return Verdict(Outcome.PERMANENT, f"HTTP 400 {_json(response).get('description', 'Validation failed')}: "
+                           f"{text}", status=code)
+        if code == 429:
+            return Verdict(Outcome.RETRY, "HTTP 429: the account's per-minute API limit is used up (shared by every "
+                           "integration on the account)", retry_after=retry_after_secs(response), status=code)
+        return classify_status(response)
+
+    async def read_status(self, client: httpx.AsyncClient, refs: Sequence[Ref]) -> list[RemoteStatus]:
+        """GET each ticket; closed when its status code is in ``closed_statuses`` (4, 5), not by name."""
+        out: list[RemoteStatus] = []
+        for ref in refs:
+            if not ref.remote_id or time.monotonic() < self.sync_paused_until:
+                continue
+            if self.remaining is not None and self.remaining < self.cfg.rate_limit_reserve:
+                self.sync_paused_until, self.remaining = time.monotonic() + 60, None  # leave the rest of the minute
+                break
+            response = await self.send(client, self.request("GET", f"/tickets/{ref.remote_id}", "read"))
+            if response.status_code == 404:
+                continue  # deleted (or merged away): nothing to read
+            verdict = self.classify(response)
+            if verdict.status == 429:
+                self.sync_paused_until = time.monotonic() + (verdict.retry_after or 60)
+                break
+            if verdict.outcome is not Outcome.OK:
+                raise FreshserviceError(f"reading ticket {ref.remote_id}: {verdict.reason}")
+            status = (_json(response).get("ticket") or {}).get("status")
+            out.append(RemoteStatus(ref.remote_id, _status_name(status) or "?", status in self.cfg.closed_statuses,
+                                    self.ticket_url(ref.remote_id)))
+        return out
+
+
+_GONE = "; the ticket was deleted or merged, or the agent of target {t} cannot see it"
+_HINTS = {
+    (400, "create"): "; the account may make fields mandatory: set them in custom_fields of target {t} "
+                     "(GET /api/v2/ticket_form_fields lists them)",
+    (400, "resolve"): "; resolving can need custom fields marked 'required on closure': set them in "
+                      "resolve_custom_fields of target {t}",
+    **{(404, op): _GONE for op in ("update", "resolve", "reopen", "note")},
+}
+
+
+def _linked(ref: Ref | None) -> str | None:
+    return ref.remote_id if ref is not None and ref.state == "linked" and ref.remote_id else None
+
+
+def _status_name(status: Any) -> str | None:
+    return None if status is None else STATUS_NAMES.get(status, str(status))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        doc = response.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
