@@ -4,4 +4,5 @@ BUILTIN: dict[str, str] = {
     "file": "connectors.file:FileConnector",
     "webhook": "connectors.webhook:WebhookConnector",
     "freshservice": "connectors.freshservice:FreshserviceConnector",
+    "linear": "connectors.linear:LinearConnector",
 }

@@ -22,6 +22,7 @@ from hub.registry import unknown_message
 
 BUILTIN: dict[str, str] = {
     "generic": "hub.adapters.generic:GenericAdapter",
+    "linear": "hub.adapters.linear:LinearAdapter",
     "neuro": "hub.adapters.neuro:NeuroAdapter",
     "obexum": "hub.adapters.obexum:ObexumAdapter",
     "secureendpoint": "hub.adapters.secureendpoint:SecureEndpointAdapter",
