@@ -5,4 +5,5 @@ BUILTIN: dict[str, str] = {
     "webhook": "connectors.webhook:WebhookConnector",
     "freshservice": "connectors.freshservice:FreshserviceConnector",
     "linear": "connectors.linear:LinearConnector",
+    "monday": "connectors.monday:MondayConnector",
 }
