@@ -6,4 +6,5 @@ BUILTIN: dict[str, str] = {
     "freshservice": "connectors.freshservice:FreshserviceConnector",
     "linear": "connectors.linear:LinearConnector",
     "monday": "connectors.monday:MondayConnector",
+    "notion": "connectors.notion:NotionConnector",
 }
