@@ -7,4 +7,5 @@ BUILTIN: dict[str, str] = {
     "linear": "connectors.linear:LinearConnector",
     "monday": "connectors.monday:MondayConnector",
     "notion": "connectors.notion:NotionConnector",
+    "splunk_hec": "connectors.splunk_hec:SplunkHecConnector",
 }
