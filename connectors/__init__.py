@@ -8,4 +8,5 @@ BUILTIN: dict[str, str] = {
     "monday": "connectors.monday:MondayConnector",
     "notion": "connectors.notion:NotionConnector",
     "splunk_hec": "connectors.splunk_hec:SplunkHecConnector",
+    "sentinel": "connectors.sentinel:SentinelConnector",
 }
