@@ -9,4 +9,5 @@ BUILTIN: dict[str, str] = {
     "notion": "connectors.notion:NotionConnector",
     "splunk_hec": "connectors.splunk_hec:SplunkHecConnector",
     "sentinel": "connectors.sentinel:SentinelConnector",
+    "elastic": "connectors.elastic:ElasticConnector",
 }
