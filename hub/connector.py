@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 
 from hub.strict import StrictModel
 from hub.models import Finding
@@ -141,9 +141,28 @@ class TargetConfig(StrictModel):
     request: RequestConfig = Field(default_factory=RequestConfig, description="HTTP request settings.")
     circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="When to stop trying for a while.")
 
+    _public: dict[str, Any] | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_keep_type_defaults(cls, data: Any) -> Any:
+        """``batch: {in_flight: 8}`` keeps the connector's own batch defaults (HEC 1000 events, bulk 5 MB), not the
+        block model's generic ones: a block given in part is laid over the field's default, key by key."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for key, info in cls.model_fields.items():
+            given = data.get(key)
+            if isinstance(given, dict) and isinstance(info.default, BaseModel):
+                merged[key] = {**info.default.model_dump(exclude_defaults=True), **given}
+        return merged
+
     def public(self) -> dict[str, Any]:
-        """The config as templates see it: secrets removed."""
-        return _strip_secrets(self)
+        """The config as templates see it: secrets removed. Built once (the model is frozen); a fresh dict each
+        call so a caller may add to it."""
+        if self._public is None:
+            self._public = _strip_secrets(self)
+        return dict(self._public)
 
 
 def _strip_secrets(model: StrictModel) -> dict[str, Any]:

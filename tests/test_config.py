@@ -155,3 +155,20 @@ def test_default_config_path_is_hub_yaml(tmp_path, monkeypatch):
     (tmp_path / "hub.yaml").write_text("sources: {}\n")
     result = CliRunner().invoke(main, ["check-config"])
     assert result.exit_code == 0 and "hub.yaml: ok (0 source(s))" in result.output
+
+
+@pytest.mark.parametrize(("kind", "extra", "max_events", "max_bytes"), [
+    ("splunk_hec", {"auth": {"token": "t"}}, 1000, 1_000_000),
+    ("elastic", {"auth": {"api_key": "k"}}, 1000, 5_000_000),
+    ("sentinel", {"tenant_id": "t", "auth": {"client_id": "c", "client_secret": "s"},
+                  "dcr_immutable_id": "dcr-0123", "stream": "Custom-Findings"}, 1000, 1_000_000),
+])
+def test_a_partial_batch_block_keeps_the_connectors_own_defaults(kind, extra, max_events, max_bytes):
+    from hub.registry import connector_class
+
+    cfg = connector_class(kind).Config.model_validate(
+        {"type": kind, "url": "https://siem.example", "batch": {"in_flight": 7, "timeout_secs": 3}, **extra})
+    assert (cfg.batch.in_flight, cfg.batch.timeout_secs) == (7, 3)  # what was given wins ...
+    assert (cfg.batch.max_events, cfg.batch.max_bytes) == (max_events, max_bytes)  # ... the rest is the type's own
+    with pytest.raises(ValueError, match="batch.max_evnts"):
+        connector_class(kind).Config.model_validate({"type": kind, "batch": {"max_evnts": 5}, **extra})
