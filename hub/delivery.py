@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ class Worker:
         for _ in range(self.capacity):
             self.clients.put_nowait(self.connector.client(transport))
         self.in_flight = 0
+        self.backlogged = False  # the last claim was a full batch: claim the next one without waiting
         self.paused_until = 0.0  # monotonic; a 429 with Retry-After pauses the whole target
         self.wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,9 +101,12 @@ class Worker:
             return IDLE_WAIT  # a finishing delivery wakes us
         now = self.hub.clock()
         limit = (self.batch.max_events if self.batch else slots) if allowance is None else 1
-        if self.batch and allowance is None and (wait := self._batch_wait(now)) is not None:
+        if self.batch and allowance is None and not self.backlogged and (wait := self._batch_wait(now)) is not None:
             return wait
-        rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, iso(now), limit))
+        stamp = iso(now)
+        rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, stamp, limit),
+                                          single_statement=True)
+        self.backlogged = len(rows) == limit
         if not rows:
             due = outbox.next_due(self.hub.store.conn, self.name)
             return min(IDLE_WAIT, max(0.05, parse_iso(due) - self.hub.clock())) if due else IDLE_WAIT
@@ -197,13 +202,18 @@ class Worker:
         now = self.hub.clock()
         results, dead, links = [], [], []
         retry = self.cfg.retry
+        outcomes: Counter[Outcome] = Counter()
+        created: dict[str, float] = {}  # a batch's rows share few created_at stamps: parse each once
         for row, v in zip(rows, verdicts, strict=True):
-            self._outcomes[v.outcome].inc()
+            outcomes[v.outcome] += 1
             if self.connector.work_items and v.remote_id and row["finding_id"]:
                 links.append((row["finding_id"], v))  # a ticket made before a later step failed is linked too
             if v.outcome is Outcome.OK:
                 state, next_at = "done", None
-                self._latency.observe(max(0.0, now - parse_iso(row["created_at"])))
+                stamp = row["created_at"]
+                if (at := created.get(stamp)) is None:
+                    at = created[stamp] = parse_iso(stamp)
+                self._latency.observe(max(0.0, now - at))
             else:
                 delay = retry_delay(row["attempts"], retry.schedule_secs, retry.jitter, v.retry_after) \
                     if v.outcome is Outcome.RETRY else None
@@ -212,6 +222,8 @@ class Worker:
                     dead.append((row, v))
             results.append(outbox.Result(row["seq"], state, next_at, v.status, v.reason, v.outcome.value,
                                          elapsed * 1000 / max(1, len(rows)), v.remote_id))
+        for outcome, n in outcomes.items():
+            self._outcomes[outcome].inc(n)
         self._pacing(verdicts, now)
         stamp = iso(now)
 

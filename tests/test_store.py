@@ -25,7 +25,7 @@ def test_migrations_create_the_design_tables_and_are_versioned():
     migrations.apply(db)
     assert TABLES <= set(db.table_names())
     applied = [m.name for m in migrations.applied(db)]
-    assert applied == ["0001_initial", "0002_external_refs_by_remote_id"]
+    assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index"]
     migrations.apply(db)  # idempotent
     assert [m.name for m in migrations.applied(db)] == applied
 

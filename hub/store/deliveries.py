@@ -23,6 +23,11 @@ ORDER BY d.next_attempt_at, d.seq LIMIT ?"""
 _FIELDS = ("seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, order_key, idempotency_key, snapshot, "
            "payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
            "remote_id")
+_CLAIMED = ("seq, route, target, kind, finding_id, event_id, idempotency_key, snapshot, attempts, created_at, "
+            "next_attempt_at")  # what the dispatcher reads of a claimed row: less to copy out for 1,000 rows
+
+
+_MAX_VARS = 30_000  # SQLite's default limit on host parameters is 32,766
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +78,15 @@ def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> i
 
 
 def claim(conn: sqlite3.Connection, target: str, now: str, limit: int) -> list[dict[str, Any]]:
-    """Mark up to ``limit`` due deliveries of ``target`` in flight and return them (oldest due first)."""
-    seqs = [r[0] for r in conn.execute(_CLAIM, (target, now, limit))]
-    if not seqs:
-        return []
-    marks = ",".join("?" * len(seqs))
-    conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, last_attempt_at = ? "
-                 f"WHERE seq IN ({marks})", (now, *seqs))
-    return _rows(conn.execute(f"SELECT {_FIELDS} FROM deliveries WHERE seq IN ({marks}) "
-                              f"ORDER BY next_attempt_at, seq", seqs))
+    """Mark up to ``limit`` due deliveries of ``target`` in flight and return them (oldest due first).
+
+    One statement (UPDATE .. RETURNING): choosing, marking and reading back 1,000 rows as three statements
+    cost twice as much."""
+    rows = _rows(conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, "
+                              f"last_attempt_at = ? WHERE seq IN ({_CLAIM}) RETURNING {_CLAIMED}",
+                              (now, target, now, limit)))
+    rows.sort(key=lambda r: (r["next_attempt_at"], r["seq"]))
+    return rows
 
 
 def due_summary(conn: sqlite3.Connection, target: str, now: str, limit: int) -> tuple[int, str | None]:
@@ -96,13 +101,20 @@ def save_payload(conn: sqlite3.Connection, seq: int, payload: bytes) -> None:
 
 
 def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> None:
+    """Write each attempt's outcome. Rows that ended the same way (a batch the SIEM took whole) share one UPDATE."""
     results = list(results)
-    conn.executemany(
-        "UPDATE deliveries SET state = ?, next_attempt_at = coalesce(?, next_attempt_at), last_status = ?, "
-        "last_error = ?, done_at = CASE WHEN ? IN ('done', 'dead') THEN ? ELSE NULL END, "
-        "remote_id = coalesce(?, remote_id) WHERE seq = ?",
-        [(r.state, r.next_attempt_at, r.status, None if r.state == "done" else r.reason, r.state, now, r.remote_id,
-          r.seq) for r in results])
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for r in results:
+        key = (r.state, r.next_attempt_at, r.status, None if r.state == "done" else r.reason,
+               now if r.state in ("done", "dead") else None, r.remote_id)
+        groups.setdefault(key, []).append(r.seq)
+    for (state, next_at, status, error, done_at, remote_id), seqs in groups.items():
+        for start in range(0, len(seqs), _MAX_VARS):
+            chunk = seqs[start:start + _MAX_VARS]
+            conn.execute(
+                f"UPDATE deliveries SET state = ?, next_attempt_at = coalesce(?, next_attempt_at), last_status = ?, "
+                f"last_error = ?, done_at = ?, remote_id = coalesce(?, remote_id) "
+                f"WHERE seq IN ({','.join('?' * len(chunk))})", (state, next_at, status, error, done_at, remote_id, *chunk))
     conn.executemany(
         "INSERT INTO delivery_attempts (delivery, at, duration_ms, status, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
         [(r.seq, now, round(r.duration_ms, 3), r.status, r.outcome, r.reason) for r in results])
