@@ -18,7 +18,6 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import httpx
-import jinja2
 import orjson
 from pydantic import Field, SecretStr
 
@@ -99,7 +98,7 @@ class SplunkHecConnector(Connector):
 
     def encode(self, item: Item) -> bytes:
         """One envelope from mappings/splunk_hec/event.json.j2, tidied and checked the way HEC checks it."""
-        doc = self._render(self.context(item))
+        doc = self.mapping.render_json("event", self.context(item))
         if isinstance(doc, dict):
             for key in META_KEYS:  # null metadata: Splunk's defaults apply
                 if key in doc and doc[key] is None:
@@ -114,22 +113,6 @@ class SplunkHecConnector(Connector):
             raise TemplateError(f"{problem} (HEC would reject this event)",
                                 str(self.mapping.folder / self.mapping.payloads["event"].template))
         return orjson.dumps(doc)
-
-    @cached_property
-    def _template(self) -> tuple[jinja2.Template, dict[str, Any]]:
-        template = self.mapping.template("event")
-        return template, dict(template.globals)
-
-    def _render(self, context: dict[str, Any]) -> Any:
-        """Jinja's render minus re-merging the environment globals on every call (a third of its cost here);
-        on any failure, render again the hub's way for its ``file:line`` error."""
-        template, globals_ = self._template
-        try:
-            ctx = template.new_context({**globals_, **context}, shared=True)
-            text = template.environment.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
-            return orjson.loads(text)
-        except Exception:  # noqa: BLE001  (the hub's render raises the same failure as a TemplateError)
-            return self.mapping.render_json("event", context)
 
     def render(self, item: Item) -> list[Outbound]:
         """The request for a batch of one, shown before gzip (``meta.gzip`` says whether it is compressed)."""
