@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import ssl
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, ClassVar, Literal
@@ -107,25 +106,8 @@ class ElasticConnector(Connector):
         if cfg.auth is not None:
             self.headers["authorization"] = cfg.auth.header()
         self._action = b'{"%s":{"_index":%s,"_id":' % (cfg.op_type.encode(), orjson.dumps(cfg.index))
-        self._target = {"name": self.target, **cfg.public()}  # what templates see as `target`, built once
         self._ok = Verdict(Outcome.OK, f"{'created' if cfg.op_type == 'create' else 'indexed'} in {cfg.index}",
                            status=201)
-
-    def client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-        """The base client, with ``request.ca_file`` read relative to the config file as an SSLContext."""
-        req = self.config.request
-        if transport is None and req.ca_file:  # the base passes the path as a str (deprecated by httpx 0.28)
-            verify = ssl.create_default_context(cafile=str(self.base_dir / req.ca_file)) if req.verify_tls else False
-            transport = httpx.AsyncHTTPTransport(verify=verify, limits=httpx.Limits(max_connections=2,
-                                                                                    max_keepalive_connections=1))
-        return super().client(transport)
-
-    def context(self, item: Item) -> dict[str, Any]:
-        """The base context, with ``target`` built once instead of per item (it is on the hot path)."""
-        return {"kind": item.kind, "finding": item.finding, "event": item.event, "changes": item.changes,
-                "ref": item.ref, "dead": item.dead, "delivery": {"id": item.id, "idempotency_key": item.idempotency_key,
-                                                                 "route": item.route, "attempt": item.attempt},
-                "target": self._target, "vars": self.mapping.vars}
 
     def encode(self, item: Item) -> bytes:
         """The action line and the document line of one item."""

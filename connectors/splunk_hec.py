@@ -86,16 +86,6 @@ class SplunkHecConnector(Connector):
             headers["x-splunk-request-channel"] = self.channel
         return headers
 
-    @cached_property
-    def _target(self) -> dict[str, Any]:  # the config is frozen: build the template view once, not per event
-        return {"name": self.target, **self.config.public()}
-
-    def context(self, item: Item) -> dict[str, Any]:
-        return {"kind": item.kind, "finding": item.finding, "event": item.event, "changes": item.changes,
-                "ref": item.ref, "dead": item.dead, "delivery": {"id": item.id, "idempotency_key": item.idempotency_key,
-                                                                 "route": item.route, "attempt": item.attempt},
-                "target": self._target, "vars": self.mapping.vars}
-
     def encode(self, item: Item) -> bytes:
         """One envelope from mappings/splunk_hec/event.json.j2, tidied and checked the way HEC checks it."""
         doc = self.mapping.render_json("event", self.context(item))

@@ -346,6 +346,9 @@ def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
             problems += translate(doc, exc, cls.Config, loc)
             continue
         problems += [doc.problem((*loc, *sub), msg) for sub, msg in target.problems()]
+        if (ca := target.request.ca_file) and target.request.verify_tls and not config.resolve(ca).is_file():
+            problems.append(doc.problem((*loc, "request", "ca_file"), f"no such file: {config.resolve(ca)} (a path "
+                                        "relative to this config file's folder)"))
         custom = config.resolve(target.mapping) if target.mapping else None
         try:
             config._mappings[name] = load_mapping(type_name, folder_for(type_name, custom), cls.payloads)

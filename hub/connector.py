@@ -12,9 +12,11 @@ from __future__ import annotations
 import email.utils
 import enum
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -206,18 +208,31 @@ class Connector:
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
         """One client per delivery slot: httpx checks every pooled connection on each request, so many
         small pools are much cheaper than one big one (../shared/docs/PERFORMANCE.md, "Outbound")."""
-        req = self.config.request
-        verify: Any = req.ca_file or req.verify_tls
-        return httpx.AsyncClient(transport=transport, timeout=req.timeout_secs, verify=verify,
+        return httpx.AsyncClient(transport=transport, timeout=self.config.request.timeout_secs, verify=self.tls,
                                  headers={"user-agent": USER_AGENT}, follow_redirects=False,
                                  limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
+
+    @cached_property
+    def tls(self) -> ssl.SSLContext | bool:
+        """``request.verify_tls: false`` turns checking off (a CA file then does not turn it back on);
+        ``request.ca_file`` is read relative to the config file's folder, once for every client."""
+        req = self.config.request
+        if not req.verify_tls:
+            return False
+        if req.ca_file:
+            return ssl.create_default_context(cafile=str(self.base_dir / req.ca_file))
+        return True
+
+    @cached_property
+    def _target(self) -> dict[str, Any]:
+        return {"name": self.target, **self.config.public()}  # the config is frozen: built once, not per item
 
     def context(self, item: Item) -> dict[str, Any]:
         """What templates see."""
         return {"kind": item.kind, "finding": item.finding, "event": item.event, "changes": item.changes,
                 "ref": item.ref, "dead": item.dead, "delivery": {"id": item.id, "idempotency_key": item.idempotency_key,
-                                              "route": item.route, "attempt": item.attempt},
-                "target": {"name": self.target, **self.config.public()}, "vars": self.mapping.vars}
+                                                                 "route": item.route, "attempt": item.attempt},
+                "target": self._target, "vars": self.mapping.vars}
 
     def render(self, item: Item) -> list[Outbound]:
         raise NotImplementedError

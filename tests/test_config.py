@@ -172,3 +172,14 @@ def test_a_partial_batch_block_keeps_the_connectors_own_defaults(kind, extra, ma
     assert (cfg.batch.max_events, cfg.batch.max_bytes) == (max_events, max_bytes)  # ... the rest is the type's own
     with pytest.raises(ValueError, match="batch.max_evnts"):
         connector_class(kind).Config.model_validate({"type": kind, "batch": {"max_evnts": 5}, **extra})
+
+
+def test_a_missing_ca_file_is_a_config_problem_not_a_crash_at_start(tmp_path):
+    text = ("targets:\n  siem:\n    type: elastic\n    url: https://es.internal:9200\n    auth: {api_key: k}\n"
+            "    request: {ca_file: certs/es-ca.pem}\n")
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith("hub.yaml:6: targets.siem.request.ca_file: no such file") and "es-ca.pem" in problem
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "es-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "hub.yaml").write_text(text)
+    assert load_config(tmp_path / "hub.yaml", {}).target_configs["siem"].request.ca_file == "certs/es-ca.pem"
