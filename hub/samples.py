@@ -63,7 +63,16 @@ def _generic(now: float) -> dict[str, Any]:
                         "asset": "web-01.example.internal", "cve": ["CVE-2026-1234"]}}
 
 
+def _linear(now: float) -> dict[str, Any]:
+    """An Issue update as Linear sends it; its id is linked to no finding, so it is stored and changes nothing."""
+    return {"action": "update", "type": "Issue", "createdAt": iso(now), "webhookTimestamp": int(now * 1000),
+            "url": "https://linear.app/example/issue/SEC-1", "organizationId": "org-test",
+            "data": {"id": f"00000000-0000-4000-8000-{os.urandom(6).hex()}", "identifier": "SEC-1",
+                     "title": "Test issue from hub send-test", "state": {"type": "completed", "name": "Done"}}}
+
+
 SAMPLES: dict[str, Callable[[float], dict[str, Any]]] = {
+    "linear": _linear,
     "secureendpoint": _secureendpoint,
     "obexum": _obexum,
     "neuro": _neuro,

@@ -125,3 +125,18 @@ def test_odd_and_broken_input_gives_parsed_or_adapter_error_only():
             assert isinstance(result, Parsed)
             outcomes.add("statuses" if result.statuses else "nothing")
     assert outcomes == {"error", "statuses", "nothing"}
+
+
+def test_the_send_test_sample_is_a_fresh_issue_update_that_parses_to_one_closed_status():
+    import time
+
+    from hub import samples
+
+    now = time.time()
+    body = samples.sample_body("linear", now)
+    event = StoredEvent("evt_1", "linear_hooks", samples.iso(now), "application/json", {}, orjson.dumps(body),
+                        "hmac-sha256")
+    parsed = LinearAdapter("linear_hooks", LinearOptions(target="secops")).parse(event)
+    assert parsed.findings == []
+    [status] = parsed.statuses["secops"]
+    assert status.closed and status.remote_id == body["data"]["id"]
