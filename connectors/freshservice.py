@@ -22,7 +22,7 @@ import orjson
 from pydantic import Field, SecretStr
 
 from hub.connector import (HttpConnector, Item, Outbound, Outcome, Ref, RemoteStatus, SyncConfig, TargetConfig,
-                           Verdict, classify_status, retry_after_secs, short_body)
+                           Verdict, classify_status, json_object, retry_after_secs, short_body)
 from hub.errors import HubError, TemplateError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
@@ -196,7 +196,7 @@ class FreshserviceConnector(HttpConnector):
                 if verdict.outcome is Outcome.PERMANENT else ""
             return Verdict(verdict.outcome, f"looking for a ticket from an earlier attempt: {verdict.reason}{hint}",
                            retry_after=verdict.retry_after, status=verdict.status), {}
-        found = [t for t in _json(response).get("tickets") or [] if isinstance(t, dict) and "id" in t]
+        found = [t for t in json_object(response).get("tickets") or [] if isinstance(t, dict) and "id" in t]
         return None, min(found, key=lambda t: int(t["id"])) if found else {}
 
     async def call(self, client: httpx.AsyncClient, out: Outbound) -> tuple[Verdict, dict[str, Any]]:
@@ -205,7 +205,7 @@ class FreshserviceConnector(HttpConnector):
         verdict = self.classify(response)
         if verdict.outcome is Outcome.PERMANENT and (hint := _HINTS.get((verdict.status, out.meta["op"]))):
             verdict = Verdict(verdict.outcome, verdict.reason + hint.format(t=self.target), status=verdict.status)
-        doc = _json(response)
+        doc = json_object(response)
         found = doc.get("ticket") or doc.get("conversation") or {}
         if verdict.outcome is Outcome.OK and out.meta["op"] == "create" and "id" not in found:
             verdict = Verdict(Outcome.PERMANENT, f"HTTP {response.status_code} without ticket.id: "
@@ -228,10 +228,10 @@ class FreshserviceConnector(HttpConnector):
             return Verdict(Outcome.PERMANENT, f"HTTP 403: the agent whose API key target {self.target} uses may not do "
                            f"this: give it a role that can view/create/edit tickets (in its workspace/group): "
                            f"{short_body(response, 200)}", status=code)
-        if code == 400 and (errors := _json(response).get("errors")):
+        if code == 400 and (errors := json_object(response).get("errors")):
             text = "; ".join(f"{e.get('field') or '?'}: {e.get('message', '')} ({e.get('code', '')})"
                              for e in errors[:5] if isinstance(e, dict))
-            return Verdict(Outcome.PERMANENT, f"HTTP 400 {_json(response).get('description', 'Validation failed')}: "
+            return Verdict(Outcome.PERMANENT, f"HTTP 400 {json_object(response).get('description', 'Validation failed')}: "
                            f"{text}", status=code)
         if code == 429:
             return Verdict(Outcome.RETRY, "HTTP 429: the account's per-minute API limit is used up (shared by every "
@@ -256,7 +256,7 @@ class FreshserviceConnector(HttpConnector):
                 break
             if verdict.outcome is not Outcome.OK:
                 raise FreshserviceError(f"reading ticket {ref.remote_id}: {verdict.reason}")
-            status = (_json(response).get("ticket") or {}).get("status")
+            status = (json_object(response).get("ticket") or {}).get("status")
             out.append(RemoteStatus(ref.remote_id, _status_name(status) or "?", status in self.cfg.closed_statuses,
                                     self.ticket_url(ref.remote_id)))
         return out
@@ -280,9 +280,3 @@ def _status_name(status: Any) -> str | None:
     return None if status is None else STATUS_NAMES.get(status, str(status))
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        doc = response.json()
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}

@@ -21,7 +21,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from hub.connector import (HttpConnector, Item, Outbound, Outcome, Ref, RemoteStatus, SyncConfig, TargetConfig,
-                           Verdict, classify_status, retry_after_secs, short_body)
+                           Verdict, classify_status, json_object, retry_after_secs, short_body)
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
 
@@ -210,7 +210,7 @@ class MondayConnector(HttpConnector):
     async def _call(self, client: httpx.AsyncClient, out: Outbound) -> tuple[Verdict, dict[str, Any]]:
         response = await self.send(client, out)
         verdict = self.classify(response)
-        data = _json(response).get("data") if verdict.outcome is Outcome.OK else None
+        data = json_object(response).get("data") if verdict.outcome is Outcome.OK else None
         return verdict, data if isinstance(data, dict) else {}
 
     def _encode(self, cols: dict[str, Any]) -> str:
@@ -222,7 +222,7 @@ class MondayConnector(HttpConnector):
 
     def classify(self, response: httpx.Response) -> Verdict:
         """HTTP status first, then GraphQL ``errors`` (monday answers most failures with HTTP 200)."""
-        doc, code = _json(response), response.status_code
+        doc, code = json_object(response), response.status_code
         errors = [e for e in doc.get("errors") or [] if isinstance(e, dict)] if isinstance(doc.get("errors"), list) \
             else []
         if not errors and doc.get("error_message"):  # the pre-2025-01 shape, still sent for some transport errors
@@ -290,9 +290,3 @@ def _wait(error: dict[str, Any], response: httpx.Response) -> float | None:
     return max(waits) if waits else None
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        doc = response.json()
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}

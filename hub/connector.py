@@ -318,6 +318,15 @@ def classify_status(response: httpx.Response) -> Verdict:
     return Verdict(Outcome.PERMANENT, f"HTTP {code}: {short_body(response)}", status=code)
 
 
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not JSON or not an object (an error page, a proxy's HTML)."""
+    try:
+        doc = response.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def verdict_for_exception(exc: BaseException, timeout: float | None = None) -> Verdict:
     """Exceptions while delivering: template errors are permanent, the network is retried."""
     from hub.errors import TemplateError
