@@ -24,8 +24,17 @@ import orjson
 from pydantic import Field, SecretStr
 
 from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
-from hub.connector import (BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict, classify_status,
-                           short_body)
+from hub.connector import (
+    BatchConfig,
+    Connector,
+    Item,
+    Outbound,
+    Outcome,
+    TargetConfig,
+    Verdict,
+    classify_status,
+    short_body,
+)
 from hub.errors import TemplateError
 from hub.ids import iso
 from hub.strict import Loc, StrictModel

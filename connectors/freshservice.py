@@ -21,8 +21,21 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.connector import (HttpConnector, Item, Outbound, Outcome, Ref, RemoteStatus, SyncConfig, TargetConfig,
-                           Verdict, classify_status, json_object, retry_after_secs, short_body)
+from hub.connector import (
+    HttpConnector,
+    Item,
+    Outbound,
+    Outcome,
+    Ref,
+    RemoteStatus,
+    SyncConfig,
+    TargetConfig,
+    Verdict,
+    classify_status,
+    json_object,
+    retry_after_secs,
+    short_body,
+)
 from hub.errors import HubError, TemplateError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel

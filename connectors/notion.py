@@ -20,8 +20,19 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.connector import (HttpConnector, Item, Outbound, Outcome, Ref, RemoteStatus, SyncConfig, TargetConfig,
-                           Verdict, classify_status, short_body)
+from hub.connector import (
+    HttpConnector,
+    Item,
+    Outbound,
+    Outcome,
+    Ref,
+    RemoteStatus,
+    SyncConfig,
+    TargetConfig,
+    Verdict,
+    classify_status,
+    short_body,
+)
 from hub.errors import HubError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel

@@ -23,8 +23,18 @@ import orjson
 from pydantic import Field, SecretStr
 
 from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
-from hub.connector import (BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict, classify_status,
-                           retry_after_secs, verdict_for_exception)
+from hub.connector import (
+    BatchConfig,
+    Connector,
+    Item,
+    Outbound,
+    Outcome,
+    TargetConfig,
+    Verdict,
+    classify_status,
+    retry_after_secs,
+    verdict_for_exception,
+)
 from hub.errors import TemplateError
 from hub.ids import iso
 from hub.strict import Loc, StrictModel

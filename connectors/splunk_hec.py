@@ -22,8 +22,17 @@ import orjson
 from pydantic import Field, SecretStr
 
 from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
-from hub.connector import (BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict, retry_after_secs,
-                           short_body)
+from hub.connector import (
+    BatchConfig,
+    Connector,
+    Item,
+    Outbound,
+    Outcome,
+    TargetConfig,
+    Verdict,
+    retry_after_secs,
+    short_body,
+)
 from hub.errors import TemplateError
 from hub.strict import StrictModel
 

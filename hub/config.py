@@ -320,7 +320,7 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
     return config
 
 
-_SECRETISH = re.compile(r"secret|token|auth|password|api_key", re.I)
+_SECRETISH = re.compile(r"secret|token|auth|password|api_key", re.IGNORECASE)
 
 
 def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:

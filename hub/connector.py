@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 
-from hub.strict import StrictModel
 from hub.models import Finding
+from hub.strict import StrictModel
 
 if TYPE_CHECKING:
     from hub.mappings import Mapping

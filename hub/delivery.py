@@ -26,7 +26,14 @@ import httpx
 import orjson
 
 from hub.adapters import stored_event
-from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
+from hub.connector import (
+    Connector,
+    Item,
+    Outcome,
+    SupportsBatch,
+    Verdict,
+    verdict_for_exception,
+)
 from hub.ids import iso, parse_iso
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 from hub.registry import connector_class
@@ -85,7 +92,7 @@ class Worker:
                 continue
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.wake.clear()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 # RFC 4648 base32 re-lettered to Crockford's alphabet, which is in ASCII order: ids sort by time.
 _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -30,7 +30,7 @@ def iso(ts: float | None = None) -> str:
     sec, ms = divmod(ms_total, 1000)
     cached_sec, prefix = _second_cache
     if sec != cached_sec:
-        prefix = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _second_cache = (sec, prefix)
     return f"{prefix}{ms:03d}Z"
 
@@ -42,5 +42,5 @@ def parse_iso(text: str) -> float:
         value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

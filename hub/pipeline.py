@@ -152,7 +152,6 @@ class Pipeline:
         await self.hub.store.write(lambda conn: event_rows.mark_failed(conn, seq, reason[:2000], iso(self.hub.clock())))
         self._processed.labels("-", "failed").inc()
         log.warning("evt_%d failed: %s", seq, reason)
-        return None
 
     def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed, now: float) -> Outcome | None:
         """Everything one event changes, inside the caller's transaction."""

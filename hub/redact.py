@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 REDACTED = "[redacted]"
-_SECRET_HEADER = re.compile(r"auth|token|secret|signature|passw|api-?key|cookie|session|hmac|credential", re.I)
+_SECRET_HEADER = re.compile(r"auth|token|secret|signature|passw|api-?key|cookie|session|hmac|credential", re.IGNORECASE)
 _known: dict[str, bool] = {}
 
 

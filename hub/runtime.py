@@ -55,12 +55,11 @@ class Hub:
 
     def extra_jobs(self) -> list[tuple[str, Any, Callable[[], Awaitable[Any]]]]:
         """Periodic jobs contributed by targets (status sync) and sources (polling): (id, trigger, coroutine fn)."""
+        from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         from hub.connector import SupportsStatus
         from hub.sync import sync_target
-
-        from apscheduler.triggers.cron import CronTrigger
 
         jobs: list[tuple[str, Any, Callable[[], Awaitable[Any]]]] = []
         for name, poller in self.pollers.items():

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-
 if TYPE_CHECKING:
     from hub.runtime import Hub
 

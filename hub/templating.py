@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 import re
 import sys
-import weakref
 import traceback
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any

@@ -18,6 +18,7 @@ import yaml
 
 from hub.errors import Problem, format_path
 
+
 class Loader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which would
     turn a route's ``on:`` key into ``True``."""

@@ -14,11 +14,11 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from hub.strict import StrictModel
 from hub.connector import RemoteStatus
 from hub.errors import AdapterError, RegistryError
 from hub.models import Finding
 from hub.registry import unknown_message
+from hub.strict import StrictModel
 
 BUILTIN: dict[str, str] = {
     "generic": "hub.adapters.generic:GenericAdapter",

@@ -29,9 +29,9 @@ from pydantic import Field, field_validator
 from hub import templating
 from hub.adapters import Parsed, StoredEvent
 from hub.adapters._util import finding as build_finding
-from hub.strict import Loc, StrictModel
 from hub.errors import AdapterError, TemplateError
 from hub.models import Asset, Finding
+from hub.strict import Loc, StrictModel
 
 FINDING_FIELDS = {n for n in Finding.model_fields if n not in ("id", "fingerprint", "external_refs", "status",
                                                                  "first_seen", "last_seen", "resolved_at", "sla_due_at")}

@@ -19,15 +19,27 @@ from collections import defaultdict
 from typing import Any, ClassVar
 
 from hub.adapters import Parsed, StoredEvent
-from hub.adapters._util import first, ids, listify, obj, objects, present, score, severity, status, strings, text
 from hub.adapters._util import finding as build
+from hub.adapters._util import (
+    first,
+    ids,
+    listify,
+    obj,
+    objects,
+    present,
+    score,
+    severity,
+    status,
+    strings,
+    text,
+)
 from hub.errors import AdapterError
 from hub.models import Finding
 from hub.strict import StrictModel
 
 SCANNER = "Obexum"
 FINDING_TYPE = "x-obexum-finding"
-CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.I)
+CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 TECHNIQUE = re.compile(r"T\d{4}(?:\.\d{3})?")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from hub.cli import config_option, echo_json_lines, dumps, fail, load, main, open_store
+from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
 
 
 @main.group()

@@ -83,7 +83,7 @@ class Store:
         try:
             await asyncio.wait_for(self.write(lambda conn: None), timeout)
             return True
-        except (StoreError, asyncio.TimeoutError):
+        except (TimeoutError, StoreError):
             return False
 
     async def close(self) -> None:

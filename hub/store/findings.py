@@ -8,10 +8,9 @@ from typing import Any
 
 import orjson
 
-from hub.store._rows import rows as _rows
-
 from hub.connector import Ref
 from hub.models import ExternalRef, Finding
+from hub.store._rows import rows as _rows
 
 _JSON = {"cve": "cve", "cwe": "cwe", "attack_techniques": "attack_techniques", "asset": "asset",
          "references": "refs", "raw": "raw"}

@@ -10,7 +10,6 @@ import orjson
 from hub.store._rows import rows as _rows
 
 
-
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     row["scopes"] = orjson.loads(row["scopes"])
     return row
