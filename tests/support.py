@@ -1,18 +1,30 @@
-"""Helpers for tests: configs written to disk, free ports, and `hub serve` as a bounded subprocess."""
+"""Helpers for tests: configs written to disk, free ports, `hub serve` as a bounded subprocess, and a Hub
+running in-process behind an ASGI client (`HubHarness`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
+import orjson
 import yaml
+
+from hub import signatures
+from hub.app import create_app
+from hub.config import load_config
+from hub.connector import Ref
+from hub.runtime import Hub
+from hub.store import findings as finding_rows
 
 HMAC_SECRET = "test-secret-for-hmac"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks published test secret
@@ -117,3 +129,98 @@ class LoopbackServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class HubHarness:
+    """A Hub started in-process (``HubHarness.running``) with a client on its ASGI app: signed webhooks in,
+    store rows out, and a polling ``until`` that says where the deliveries stand when it gives up.
+
+    ``signer`` signs what ``post`` sends (default: Standard Webhooks with ``SW_SECRET``), ``timeout`` is the
+    default for ``until``, and ``wait`` makes every ``post`` wait until the hub has ``settled``."""
+
+    def __init__(self, hub: Hub, client: httpx.AsyncClient, *, signer: signatures.Scheme | None = None,
+                 timeout: float = 10.0, wait: bool = False):
+        self.hub, self.client, self.n = hub, client, 0
+        self.signer = signer or signatures.build("standard-webhooks", [SW_SECRET])
+        self.timeout, self.wait = timeout, wait
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, tmp_path: Path, data: dict[str, Any],
+                      transports: Mapping[str, httpx.AsyncBaseTransport] | None = None, *, scheduler: bool = True,
+                      **options: Any) -> AsyncIterator[Self]:
+        """Write ``data`` to tmp_path/hub.yaml, start a Hub on it (targets reached through ``transports``),
+        yield a harness (``options`` go to its constructor), and close the hub whatever happens."""
+        hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), transports=dict(transports or {}),
+                  scheduler=scheduler)
+        await hub.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
+                                         base_url="http://hub.test") as client:
+                yield cls(hub, client, **options)
+        finally:
+            await hub.aclose()
+
+    async def post(self, source: str, body: Any, *, wait: bool | None = None) -> httpx.Response:
+        """Sign ``body`` (as JSON) and POST it to /hooks/<source>; it must be accepted (202)."""
+        self.n += 1
+        raw = orjson.dumps(body)
+        headers = {"content-type": "application/json", **self.signer.sign(raw, time.time(), f"msg_{self.n}")}
+        r = await self.client.post(f"/hooks/{source}", content=raw, headers=headers)
+        assert r.status_code == 202, r.text
+        if self.wait if wait is None else wait:
+            await self.until(self.settled)
+        return r
+
+    async def send(self, findings: list[dict[str, Any]], *, source: str = "scanner",
+                   wait: bool | None = None) -> httpx.Response:
+        """``{"findings": findings}`` to the source (a generic adapter reading ``body.findings``)."""
+        return await self.post(source, {"findings": findings}, wait=wait)
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return self.hub.store.conn.execute(sql, args).fetchall()
+
+    def states(self, target: str | None = None) -> dict[str, int]:
+        """Deliveries by state: of one target, or of all."""
+        if target is None:
+            return dict(self.rows("SELECT state, count(*) FROM deliveries GROUP BY state"))
+        return dict(self.rows("SELECT state, count(*) FROM deliveries WHERE target = ? GROUP BY state", target))
+
+    def events(self, state: str) -> int:
+        return int(self.rows("SELECT count(*) FROM events WHERE state = ?", state)[0][0])
+
+    def settled(self, total: int | None = None) -> bool:
+        """No event waiting to be processed, no delivery pending or in flight, and at least one delivery
+        (exactly ``total`` when given)."""
+        states = self.states()
+        count = sum(states.values())
+        return (self.events("pending") == 0 and not states.get("pending") and not states.get("in_flight")
+                and (count > 0 if total is None else count == total))
+
+    def ref(self, target: str, tool_id: str | None = None) -> Ref:
+        """The external ref of the finding (the only one, or the one with this tool_id) at a target."""
+        if tool_id is None:
+            [(fid,)] = self.rows("SELECT id FROM findings")
+        else:
+            [(fid,)] = self.rows("SELECT id FROM findings WHERE tool_id = ?", tool_id)
+        found = finding_rows.ref(self.hub.store.conn, fid, target)
+        assert found is not None, f"finding {fid} has no ref at {target}"
+        return found
+
+    async def until(self, check: Callable[[], bool], timeout: float | None = None) -> None:
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {limit} s; {self.diagnosis()}")
+            await asyncio.sleep(0.02)
+
+    def diagnosis(self, most: int = 20) -> str:
+        """Events waiting, deliveries by state, and (target, kind, state, last_error) of some deliveries,
+        those not done first."""
+        shown = self.rows("SELECT target, kind, state, last_error FROM deliveries ORDER BY state = 'done', seq "
+                          "LIMIT ?", most)
+        total = sum(self.states().values())
+        more = f" (first {most} of {total})" if total > most else ""
+        return (f"{self.events('pending')} event(s) waiting; deliveries {self.states()}{more}: "
+                + "".join(f"\n  {row}" for row in shown))

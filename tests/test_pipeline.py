@@ -3,26 +3,20 @@ that fails in the ways real ones do; dead letters, replay, failed events and rep
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from click.testing import CliRunner
 
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
-from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -55,47 +49,9 @@ def config_data(tmp_path: Path, *, when: str | None = None, schedule: list[float
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient):
-        self.hub, self.client, self.n = hub, client, 0
-
-    async def send(self, findings: list[dict[str, Any]]) -> httpx.Response:
-        self.n += 1
-        body = orjson.dumps({"findings": findings})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-        return r
-
-    def states(self) -> dict[str, int]:
-        rows = self.hub.store.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()
-        return dict(rows)
-
-    async def until(self, check: Callable[[], bool], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.states()}")
-            await asyncio.sleep(0.02)
-
-    def settled(self) -> bool:
-        s = self.states()
-        return bool(s) and not s.get("pending") and not s.get("in_flight")
-
-    def events(self, state: str) -> int:
-        return self.hub.store.conn.execute("SELECT count(*) FROM events WHERE state = ?", (state,)).fetchone()[0]
-
-
-async def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport) -> AsyncIterator[Harness]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), transports={"hook": transport})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport
+            ) -> AbstractAsyncContextManager[HubHarness]:
+    return HubHarness.running(tmp_path, data, {"hook": transport}, timeout=20.0)
 
 
 def item(i: int, **kw: Any) -> dict[str, Any]:
@@ -114,7 +70,7 @@ async def test_every_finding_arrives_in_order_through_failures(tmp_path):
     app = receiver(OUT_SECRET)
     script = [503, 503, (429, {"retry-after": "1"}), "timeout", "timeout", 502]
     transport = Scripted(app, script)
-    async for h in harness(tmp_path, config_data(tmp_path), transport):
+    async with harness(tmp_path, config_data(tmp_path), transport) as h:
         await h.send([item(i) for i in range(10)])
         await h.send([item(i, severity="critical") for i in range(10)])  # updated
         await h.send([item(i, state="fixed") for i in range(5)])  # resolved
@@ -144,7 +100,7 @@ async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
     app = receiver(OUT_SECRET)
     transport = Scripted(app, default=500)
     data = config_data(tmp_path, schedule=[0.01, 0.01])
-    async for h in harness(tmp_path, data, transport):
+    async with harness(tmp_path, data, transport) as h:
         await h.send([item(1), item(2)])
         await h.until(lambda: h.states().get("dead") == 2)
         dead = outbox.listing(h.hub.store.conn, state="dead")
@@ -163,7 +119,7 @@ async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
 
 async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
     transport = Scripted(receiver(OUT_SECRET), default=(400, {}))
-    async for h in harness(tmp_path, config_data(tmp_path), transport):
+    async with harness(tmp_path, config_data(tmp_path), transport) as h:
         await h.send([item(1)])
         await h.until(lambda: h.states().get("dead") == 1)
         [dead] = outbox.listing(h.hub.store.conn, state="dead")
@@ -173,7 +129,7 @@ async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
 async def test_failed_route_expression_marks_the_event_failed_then_reprocess(tmp_path):
     bad = config_data(tmp_path, when='finding.asset.tags[3] == "x"')  # no 4th tag: the expression fails
     transport = Scripted(receiver(OUT_SECRET))
-    async for h in harness(tmp_path, bad, transport):
+    async with harness(tmp_path, bad, transport) as h:
         await h.send([item(1)])
         await h.until(lambda: h.events("failed") == 1)
         row = h.hub.store.conn.execute("SELECT error FROM events").fetchone()
@@ -186,14 +142,14 @@ async def test_failed_route_expression_marks_the_event_failed_then_reprocess(tmp
     result = CliRunner().invoke(main, ["events", "reprocess", "--failed", "--config", str(tmp_path / "hub.yaml")])
     assert result.exit_code == 0 and "1 event(s) queued" in result.output
     app = receiver(OUT_SECRET)
-    async for h in harness(tmp_path, good, Scripted(app)):
+    async with harness(tmp_path, good, Scripted(app)) as h:
         await h.until(lambda: h.events("processed") == 1)
         await h.until(h.settled)
         assert [d["type"] for d in app.state.received] == ["finding.created"]
 
 
 async def test_adapter_failure_is_kept_and_reported(tmp_path):
-    async for h in harness(tmp_path, config_data(tmp_path), Scripted(receiver(OUT_SECRET))):
+    async with harness(tmp_path, config_data(tmp_path), Scripted(receiver(OUT_SECRET))) as h:
         await h.send([{"id": "x", "severity": "catastrophic", "title": "t"}])
         await h.until(lambda: h.events("failed") == 1)
         error = h.hub.store.conn.execute("SELECT error FROM events").fetchone()[0]
@@ -203,7 +159,7 @@ async def test_adapter_failure_is_kept_and_reported(tmp_path):
 async def test_when_filters_and_no_route_no_delivery(tmp_path):
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path, when='finding.severity in ["critical", "high"] and "external" in finding.asset.tags')
-    async for h in harness(tmp_path, data, Scripted(app)):
+    async with harness(tmp_path, data, Scripted(app)) as h:
         await h.send([item(1), item(2, severity="low"), item(3, tags=["internal"])])
         await h.until(lambda: h.events("processed") == 1)
         await h.until(h.settled)
@@ -216,31 +172,24 @@ async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
     extra = {"other": {"type": "webhook", "url": "http://other.test/hook", "secret": OUT_SECRET}}
     data = config_data(tmp_path, breaker=2, extra_targets=extra)
     data["routes"][0]["to"] = ["hook", "other"]
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)),
-              transports={"hook": Scripted(dead_app, default="timeout"), "other": Scripted(healthy)})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            h = Harness(hub, client)
-            await h.send([item(i) for i in range(30)])
-            await h.until(lambda: len(healthy.state.received) == 30, timeout=10)
-            assert hub.dispatcher.workers["hook"].breaker.state != "closed"
-            pending = hub.store.conn.execute(
-                "SELECT count(*) FROM deliveries WHERE target = 'hook' AND state = 'pending'").fetchone()[0]
-            assert pending > 0  # waiting, not lost
-            metrics = (await client.get("/metrics")).text
-            assert 'hub_target_circuit_open{target="hook"} 1.0' in metrics
-            assert 'hub_deliveries_total{outcome="ok",target="other"} 30.0' in metrics
-    finally:
-        await hub.aclose()
+    transports = {"hook": Scripted(dead_app, default="timeout"), "other": Scripted(healthy)}
+    async with HubHarness.running(tmp_path, data, transports, timeout=20.0) as h:
+        await h.send([item(i) for i in range(30)])
+        await h.until(lambda: len(healthy.state.received) == 30, timeout=10)
+        assert h.hub.dispatcher.workers["hook"].breaker.state != "closed"
+        pending = h.hub.store.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE target = 'hook' AND state = 'pending'").fetchone()[0]
+        assert pending > 0  # waiting, not lost
+        metrics = (await h.client.get("/metrics")).text
+        assert 'hub_target_circuit_open{target="hook"} 1.0' in metrics
+        assert 'hub_deliveries_total{outcome="ok",target="other"} 30.0' in metrics
 
 
 async def test_event_received_routes_forward_the_raw_event(tmp_path):
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path)
     data["routes"] = [{"name": "raw", "on": ["event.received"], "to": ["hook"]}]
-    async for h in harness(tmp_path, data, Scripted(app)):
+    async with harness(tmp_path, data, Scripted(app)) as h:
         r = await h.send([item(1)])
         await h.until(lambda: len(app.state.received) == 1)
         [doc] = app.state.received
@@ -253,19 +202,13 @@ async def test_delivery_dead_notifies_another_target(tmp_path):
     extra = {"ops": {"type": "webhook", "url": "http://ops.test/hook", "secret": OUT_SECRET}}
     data = config_data(tmp_path, extra_targets=extra)
     data["routes"].append({"name": "tell-ops", "on": ["delivery.dead"], "to": ["ops"]})
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)),
-              transports={"hook": Scripted(receiver(OUT_SECRET), default=(403, {})), "ops": Scripted(app)})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            await Harness(hub, client).send([item(1)])
-            await Harness(hub, client).until(lambda: len(app.state.received) == 1)
-            [doc] = app.state.received
-            assert doc["type"] == "delivery.dead" and doc["delivery"]["target"] == "hook"
-            assert doc["delivery"]["reason"].startswith("HTTP 403") and doc["finding"]["tool_id"] == "F-1"
-    finally:
-        await hub.aclose()
+    transports = {"hook": Scripted(receiver(OUT_SECRET), default=(403, {})), "ops": Scripted(app)}
+    async with HubHarness.running(tmp_path, data, transports, timeout=20.0) as h:
+        await h.send([item(1)])
+        await h.until(lambda: len(app.state.received) == 1)
+        [doc] = app.state.received
+        assert doc["type"] == "delivery.dead" and doc["delivery"]["target"] == "hook"
+        assert doc["delivery"]["reason"].startswith("HTTP 403") and doc["finding"]["tool_id"] == "F-1"
 
 
 def test_route_problems_are_config_errors_with_lines(tmp_path):

@@ -6,21 +6,15 @@ failed scan resolves nothing, and partial SecureEndpoint webhooks resolve the fi
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 
-from hub.app import create_app
-from hub.config import load_config
-from hub.runtime import Hub
+from hub import signatures
 from tests.adapters import test_secuprobe, test_secureendpoint
-from tests.support import write_config
+from tests.support import HubHarness
 
 TOKEN = "adapter-test-token"
 
@@ -29,25 +23,18 @@ def source(adapter: str, **extra: Any) -> dict[str, Any]:
     return {"verify": {"scheme": "token", "header": "X-Token", "secrets": [TOKEN]}, "adapter": adapter, **extra}
 
 
-class Client:
-    def __init__(self, hub: Hub, http: httpx.AsyncClient):
-        self.hub, self.http = hub, http
+class Client(HubHarness):
+    """Sources and no targets: a webhook is done with once its event is processed."""
 
-    async def post(self, src: str, body: dict[str, Any]) -> None:
-        r = await self.http.post(f"/hooks/{src}", content=orjson.dumps(body),
-                                 headers={"content-type": "application/json", "X-Token": TOKEN})
-        assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 10
-        while self.hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
-            assert time.monotonic() < deadline, "events were not processed"
-            await asyncio.sleep(0.02)
+    def settled(self, total: int | None = None) -> bool:
+        return self.events("pending") == 0
 
     def findings(self, src: str) -> dict[str, tuple[str, str]]:
-        rows = self.hub.store.conn.execute("SELECT title, status, severity FROM findings WHERE source = ?", (src,))
-        return {title: (status, severity) for title, status, severity in rows.fetchall()}
+        rows = self.rows("SELECT title, status, severity FROM findings WHERE source = ?", src)
+        return {title: (status, severity) for title, status, severity in rows}
 
     def failed(self) -> list[str]:
-        return [r[0] for r in self.hub.store.conn.execute("SELECT error FROM events WHERE state = 'failed'")]
+        return [error for (error,) in self.rows("SELECT error FROM events WHERE state = 'failed'")]
 
 
 @pytest.fixture
@@ -56,14 +43,9 @@ async def hub_client(tmp_path: Path) -> AsyncIterator[Client]:
             "sources": {"probe": source("secuprobe"),
                         "se": source("secureendpoint", fingerprint={"use": "tool_id"})},
             "pipeline": {"safety_net_secs": 0.2}}
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)))
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as http:
-            yield Client(hub, http)
-    finally:
-        await hub.aclose()
+    token = signatures.build("token", [TOKEN], header="X-Token")
+    async with Client.running(tmp_path, data, signer=token, wait=True) as client:  # each post waits
+        yield client
 
 
 async def test_a_secuprobe_scan_resolves_what_the_next_one_no_longer_reports(hub_client: Client):

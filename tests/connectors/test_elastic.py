@@ -12,7 +12,7 @@ import ipaddress
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,8 @@ from hub.connector import Item, Outcome
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
-from hub.runtime import Hub
 from tests.fakes.elastic import ECS, Unreliable, elasticsearch
-from tests.support import free_port, write_config
-from tests.test_pipeline import Harness
+from tests.support import SW_SECRET, HubHarness, free_port, write_config
 
 API_KEY = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
 EXAMPLES = BUILTIN_ROOT / "elastic" / "examples"
@@ -451,7 +449,7 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
         "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
             "adapter": "generic",
             "options": {"findings": "body.findings", "fields": {  # few fields: the adapter costs ~20 us each
                 "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.ip": "item.ip"}}}},
@@ -465,18 +463,9 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     }
 
 
-async def running(tmp_path: Path, transport: httpx.AsyncBaseTransport, **target: Any) -> AsyncIterator[Harness]:
-    from hub.app import create_app
-
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", hub_config(tmp_path, **target))),
-              transports={"es": transport})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client)
-    finally:
-        await hub.aclose()
+def running(tmp_path: Path, transport: httpx.AsyncBaseTransport, **target: Any
+            ) -> AbstractAsyncContextManager[HubHarness]:
+    return HubHarness.running(tmp_path, hub_config(tmp_path, **target), {"es": transport}, timeout=20.0)
 
 
 def finding(i: int, **kw: Any) -> dict[str, Any]:
@@ -490,7 +479,7 @@ async def test_10000_findings_end_to_end_none_lost_or_duplicated(tmp_path):
     cluster.fail_items(lambda _id, doc: doc.get("message", "").endswith("7"), 429, "es_rejected_execution_exception",
                        times=300)
     transport = Unreliable(app, ["ok", "lost", 503])
-    async for h in running(tmp_path, transport):
+    async with running(tmp_path, transport) as h:
         for start in range(0, 10_000, 1000):
             await h.send([finding(i) for i in range(start, start + 1000)])
         await h.until(lambda h=h: h.events("processed") == 10, timeout=30)
@@ -511,7 +500,7 @@ async def test_cluster_down_then_back_everything_arrives_once(tmp_path):
     app = elasticsearch(api_key=API_KEY)
     transport = Unreliable(app)
     transport.down = True
-    async for h in running(tmp_path, transport):
+    async with running(tmp_path, transport) as h:
         await h.send([finding(i) for i in range(300)])
         await h.until(lambda: transport.calls >= 4)
         assert app.state.cluster.docs == {}
@@ -531,7 +520,7 @@ async def test_a_permanent_item_goes_dead_alone_with_its_reason(tmp_path):
     app = elasticsearch(api_key=API_KEY)
     app.state.cluster.fail_items(lambda _id, doc: doc.get("message") == "Finding 3", 400, "mapper_parsing_exception",
                                  "failed to parse field [vulnerability.score.base] of type [float]", times=100)
-    async for h in running(tmp_path, httpx.ASGITransport(app=app)):
+    async with running(tmp_path, httpx.ASGITransport(app=app)) as h:
         await h.send([finding(i) for i in range(10)])
         await h.until(h.settled)
         assert h.states() == {"done": 10, "dead": 1}

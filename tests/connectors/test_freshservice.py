@@ -3,10 +3,9 @@ enforces the real contract, one ticket per finding through lost answers, status 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,17 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.freshservice import FreshserviceConfig, FreshserviceConnector, FreshserviceError
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
-from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.freshservice import fake_freshservice
-from tests.support import SW_SECRET, base_config, write_config
+from tests.support import SW_SECRET, HubHarness, base_config, write_config
 
 KEY = "fs-test-key"
 URL = "https://acme.freshservice.com"
@@ -283,48 +279,9 @@ def e2e_config(tmp_path: Path, key: str = KEY) -> dict[str, Any]:
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient):
-        self.hub, self.client, self.n = hub, client, 0
-
-    async def send(self, *findings: dict[str, Any]) -> None:
-        self.n += 1
-        body = orjson.dumps({"findings": list(findings)})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-        await self.until(self.settled)
-
-    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return self.hub.store.conn.execute(sql, args).fetchall()
-
-    def settled(self) -> bool:
-        pending = self.rows("SELECT count(*) FROM events WHERE state NOT IN ('processed', 'failed')")[0][0]
-        busy = self.rows("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')")[0][0]
-        return pending == 0 and busy == 0 and self.rows("SELECT count(*) FROM deliveries")[0][0] > 0
-
-    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            assert time.monotonic() < deadline, self.rows("SELECT target, kind, state, last_error FROM deliveries")
-            await asyncio.sleep(0.02)
-
-    def ref(self) -> Ref | None:
-        [(fid,)] = self.rows("SELECT id FROM findings")
-        return finding_rows.ref(self.hub.store.conn, fid, "fs")
-
-
-async def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport
-                  ) -> AsyncIterator[Harness]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), transports={"fs": transport})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as c:
-            yield Harness(hub, c)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport
+            ) -> AbstractAsyncContextManager[HubHarness]:
+    return HubHarness.running(tmp_path, data, {"fs": transport}, wait=True)  # each send waits until settled
 
 
 def scan(**kw: Any) -> dict[str, Any]:
@@ -333,36 +290,36 @@ def scan(**kw: Any) -> dict[str, Any]:
 
 async def test_e2e_create_update_resolve_reopen(tmp_path):
     app = fake_freshservice(KEY)
-    async for h in harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)):
-        await h.send(scan())
+    async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
+        await h.send([scan()])
         ticket = app.state.tickets[1]
         assert ticket["status"] == 2 and ticket["priority"] == 3 and ticket["subject"] == \
             "[HIGH] Exposed admin panel on web-1"
-        assert h.ref() == Ref(h.ref().finding_id, "fs", "1", f"{URL}/a/tickets/1", "Open", "linked")
-        await h.send(scan(severity="critical"))
+        assert h.ref("fs") == Ref(h.ref("fs").finding_id, "fs", "1", f"{URL}/a/tickets/1", "Open", "linked")
+        await h.send([scan(severity="critical")])
         assert ticket["priority"] == 4 and "high &rarr; critical" in app.state.notes[1][0]["body"]
-        await h.send(scan(state="fixed"))
-        assert ticket["status"] == 4 and h.ref().remote_status == "Resolved"
-        await h.send(scan())
+        await h.send([scan(state="fixed")])
+        assert ticket["status"] == 4 and h.ref("fs").remote_status == "Resolved"
+        await h.send([scan()])
         assert ticket["status"] == 2 and len(app.state.notes[1]) == 3
     assert len(app.state.tickets) == 1
 
 
 async def test_e2e_lost_create_answers_still_make_one_ticket(tmp_path):
     app = fake_freshservice(KEY)
-    async for h in harness(tmp_path, e2e_config(tmp_path), LoseFirstCreate(app)):
-        await h.send(scan())  # connection dropped after the ticket was made: retried, found by its tag
+    async with harness(tmp_path, e2e_config(tmp_path), LoseFirstCreate(app)) as h:
+        await h.send([scan()])  # connection dropped after the ticket was made: retried, found by its tag
         [(state, attempts)] = h.rows("SELECT state, attempts FROM deliveries WHERE target = 'fs'")
-        assert (state, attempts, len(app.state.tickets), h.ref().remote_id) == ("done", 2, 1, "1")
+        assert (state, attempts, len(app.state.tickets), h.ref("fs").remote_id) == ("done", 2, 1, "1")
         app.state.lose_creates = 1  # now a 502 after the create: same outcome
-        await h.send(scan(id="F-2", host="web-2"))
+        await h.send([scan(id="F-2", host="web-2")])
         assert len(app.state.tickets) == 2 and app.state.calls.count(("POST", "/api/v2/tickets")) == 2
 
 
 async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(tmp_path):
     app = fake_freshservice(KEY)
-    async for h in harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)):
-        await h.send(scan())
+    async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
+        await h.send([scan()])
         app.state.tickets[1]["status"] = 5  # an agent closes it in Freshservice
         report = await sync_target(h.hub, "fs")
         assert (report.checked, report.resolved) == (1, 1)
@@ -378,8 +335,8 @@ async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(
 
 async def test_e2e_wrong_api_key_goes_dead_with_a_clear_reason(tmp_path):
     app = fake_freshservice(KEY)
-    async for h in harness(tmp_path, e2e_config(tmp_path, key="not-the-key"), httpx.ASGITransport(app=app)):
-        await h.send(scan())
+    async with harness(tmp_path, e2e_config(tmp_path, key="not-the-key"), httpx.ASGITransport(app=app)) as h:
+        await h.send([scan()])
         [dead] = outbox.listing(h.hub.store.conn, state="dead", target="fs")
         assert dead["attempts"] == 1 and dead["last_status"] == 401 and "auth.api_key" in dead["last_error"]
         shown = CliRunner().invoke(main, ["deliveries", "dead", "--config", str(tmp_path / "hub.yaml"), "--json"])
@@ -390,9 +347,9 @@ async def test_e2e_wrong_api_key_goes_dead_with_a_clear_reason(tmp_path):
 async def test_e2e_429_with_retry_after_then_success(tmp_path):
     app = fake_freshservice(KEY)
     app.state.throttle = 1
-    async for h in harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)):
+    async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
         started = time.monotonic()
-        await h.send(scan())
+        await h.send([scan()])
         assert time.monotonic() - started >= 0.9  # Retry-After: 1 was honoured, not the 0.05 s schedule
         [(state, attempts)] = h.rows("SELECT state, attempts FROM deliveries WHERE target = 'fs'")
         assert (state, attempts, len(app.state.tickets)) == ("done", 2, 1)

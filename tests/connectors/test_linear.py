@@ -4,11 +4,9 @@ directly (render, deliver, classify, read_status) and end to end through a real 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.linear import CLOSED, COMMENTS, ISSUES, LinearConfig, LinearConnector, LinearError, client_id
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outbound, Outcome, Ref, Verdict
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
-from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
@@ -43,7 +38,7 @@ from tests.fakes.linear import (
     extract_subset,
     schema,
 )
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 EXAMPLES = BUILTIN_ROOT / "linear" / "examples"
 FINDING = orjson.loads((EXAMPLES / "created.finding.json").read_bytes())
@@ -395,50 +390,19 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient, fake: FakeLinear):
-        self.hub, self.client, self.fake, self.n = hub, client, fake, 0
-
-    async def send(self, *findings: dict[str, Any]) -> None:
-        self.n += 1
-        body = orjson.dumps({"findings": list(findings)})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-
+class Harness(HubHarness):
     def deliveries(self, target: str = "secops") -> list[tuple[str, str, int]]:
-        return self.hub.store.conn.execute("SELECT kind, state, attempts FROM deliveries WHERE target = ? ORDER BY seq",
-                                           (target,)).fetchall()
-
-    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.deliveries()}")
-            await asyncio.sleep(0.02)
-
-    def settled(self) -> bool:
-        states = [s for _, s, _ in self.deliveries() + self.deliveries("archive")]
-        return bool(states) and all(s in ("done", "dead") for s in states)
+        return self.rows("SELECT kind, state, attempts FROM deliveries WHERE target = ? ORDER BY seq", target)
 
     def finding(self) -> dict[str, Any]:
         row = self.hub.store.conn.execute("SELECT id, status FROM findings").fetchone()
         return {"id": row[0], "status": row[1]}
 
 
-@contextlib.asynccontextmanager
-async def harness(tmp_path: Path, data: dict[str, Any], fake: FakeLinear,
-                  transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[Harness]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)),
-              transports={"secops": transport or httpx.ASGITransport(app=fake.app)}, scheduler=False)
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client, fake)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, data: dict[str, Any], fake: FakeLinear,
+            transport: httpx.AsyncBaseTransport | None = None) -> AbstractAsyncContextManager[Harness]:
+    transports = {"secops": transport or httpx.ASGITransport(app=fake.app)}
+    return Harness.running(tmp_path, data, transports, scheduler=False)
 
 
 def finding(**kw: Any) -> dict[str, Any]:
@@ -450,7 +414,7 @@ async def test_lifecycle_create_update_resolve_reopen(tmp_path):
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
         steps = (finding(), finding(severity="critical"), finding(state="fixed"), finding(severity="critical"))
         for n, step in enumerate(steps, 1):
-            await h.send(step)
+            await h.send([step])
             await h.until(lambda n=n: len(h.deliveries()) == n and h.settled())
         assert h.deliveries() == [("finding.created", "done", 1), ("finding.updated", "done", 1),
                                   ("finding.resolved", "done", 1), ("finding.reopened", "done", 1)]
@@ -468,13 +432,13 @@ async def test_lost_create_answer_is_retried_into_exactly_one_issue(tmp_path):
     fake = FakeLinear()
     fake.script = ["lost"]
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         assert h.deliveries() == [("finding.created", "done", 2)]
     (tmp_path / "again").mkdir()
     fake2 = FakeLinear()
     async with harness(tmp_path / "again", hub_config(tmp_path / "again"), fake2, LoseAnswer(fake2.app)) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         assert h.deliveries() == [("finding.created", "done", 2)]
     assert len(fake.issues) == 1 and len(fake2.issues) == 1
@@ -483,7 +447,7 @@ async def test_lost_create_answer_is_retried_into_exactly_one_issue(tmp_path):
 async def test_a_human_closing_the_issue_resolves_the_finding_without_echo(tmp_path):
     fake = FakeLinear()
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         fake.close("SEC-1", "completed")
         report = await sync_target(h.hub, "secops")
@@ -500,7 +464,7 @@ async def test_a_human_closing_the_issue_resolves_the_finding_without_echo(tmp_p
 async def test_a_signed_linear_webhook_resolves_the_finding_at_once_without_echo(tmp_path):
     fake = FakeLinear()
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         issue = fake.close("SEC-1", "canceled")
         stale, stale_headers = fake.webhook(issue["id"], timestamp_ms=int((time.time() - 120) * 1000))
@@ -524,7 +488,7 @@ async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
     fake = FakeLinear()
     data = hub_config(tmp_path, auth={"api_key": "lin_api_revoked"})
     async with harness(tmp_path, data, fake) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         assert h.deliveries() == [("finding.created", "dead", 1)]
         result = CliRunner().invoke(main, ["deliveries", "dead", "--config", str(tmp_path / "hub.yaml"), "--json"])
@@ -540,7 +504,7 @@ async def test_429_with_retry_after_is_honoured_then_succeeds(tmp_path):
     fake.script = ["ratelimit"]  # Retry-After: 1
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
         started = time.monotonic()
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         assert h.deliveries() == [("finding.created", "done", 2)] and time.monotonic() - started >= 0.9
         [dead_try, ok] = outbox.get(h.hub.store.conn, outbox.listing(h.hub.store.conn, target="secops")[0]["id"]

@@ -4,9 +4,8 @@ a human closing the item, a wrong token, 429 + Retry-After)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from click.testing import CliRunner
 
 from connectors import monday as mod
 from connectors.monday import MondayConfig, MondayConnector
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
@@ -32,7 +29,7 @@ from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.monday import (FULL_SCHEMA, SUBSET_SCHEMA, Flaky, complexity_error, daily_limit_error,
                                 fake_monday, schema, transport_429)
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 TOKEN = "monday-test-token"
 EXAMPLES = BUILTIN_ROOT / "monday" / "examples"
@@ -368,52 +365,20 @@ def hub_config(tmp_path: Path, token: str = TOKEN) -> dict[str, Any]:
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient, fake: Any):
-        self.hub, self.client, self.fake, self.n = hub, client, fake, 0
-
-    async def send(self, *findings: dict[str, Any]) -> None:
-        self.n += 1
-        body = orjson.dumps({"findings": list(findings)})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-
-    def states(self, target: str = "mon") -> dict[str, int]:
-        rows = self.hub.store.conn.execute("SELECT state, count(*) FROM deliveries WHERE target = ? GROUP BY state",
-                                           (target,)).fetchall()
-        return dict(rows)
-
-    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.states()}")
-            await asyncio.sleep(0.02)
+class Harness(HubHarness):
+    def __init__(self, hub: Hub, client: httpx.AsyncClient, *, fake: Any, **options: Any):
+        super().__init__(hub, client, **options)
+        self.fake = fake
 
     async def settle(self, done: int) -> None:
-        await self.until(lambda: self.states() == {"done": done} and self.states("archive").get("done", 0) >= done)
-
-    def ref(self, tool_id: str) -> Ref:
-        fid = self.hub.store.conn.execute("SELECT id FROM findings WHERE tool_id = ?", (tool_id,)).fetchone()[0]
-        found = finding_rows.ref(self.hub.store.conn, fid, "mon")
-        assert found is not None
-        return found
+        await self.until(lambda: self.states("mon") == {"done": done}
+                         and self.states("archive").get("done", 0) >= done)
 
 
-async def harness(tmp_path: Path, script: dict[str, list[Any]] | None = None, token: str = TOKEN
-                  ) -> AsyncIterator[Harness]:
+def harness(tmp_path: Path, script: dict[str, list[Any]] | None = None, token: str = TOKEN
+            ) -> AbstractAsyncContextManager[Harness]:
     app = fake_monday()
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", hub_config(tmp_path, token))),
-              transports={"mon": Flaky(app, script)})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client, app.state.monday)
-    finally:
-        await hub.aclose()
+    return Harness.running(tmp_path, hub_config(tmp_path, token), {"mon": Flaky(app, script)}, fake=app.state.monday)
 
 
 def vuln(n: int, **kw: Any) -> dict[str, Any]:
@@ -422,21 +387,21 @@ def vuln(n: int, **kw: Any) -> dict[str, Any]:
 
 
 async def test_hub_create_update_resolve_reopen(tmp_path):
-    async for h in harness(tmp_path):
-        await h.send(vuln(1))
+    async with harness(tmp_path) as h:
+        await h.send([vuln(1)])
         await h.settle(1)
-        await h.send(vuln(1, severity="critical"))
+        await h.send([vuln(1, severity="critical")])
         await h.settle(2)
-        await h.send(vuln(1, severity="critical", state="fixed"))
+        await h.send([vuln(1, severity="critical", state="fixed")])
         await h.settle(3)
-        ref = h.ref("V-1")
+        ref = h.ref("mon", "V-1")
         assert ref.state == "linked" and ref.remote_status == "Done" and ref.url.endswith(f"/pulses/{ref.remote_id}")
-        await h.send(vuln(1, severity="critical"))
+        await h.send([vuln(1, severity="critical")])
         await h.settle(4)
         [made] = h.fake.items.values()
         assert made["values"]["status"] == "Working on it" and made["values"]["priority"] == "Critical"
         assert made["values"]["name"] == "[CRITICAL] OpenSSL 1 is end of life on web-1"
-        assert made["values"]["text"] == ref.finding_id and h.ref("V-1").remote_status == "Working on it"
+        assert made["values"]["text"] == ref.finding_id and h.ref("mon", "V-1").remote_status == "Working on it"
         assert h.fake.ops() == ["create_item", "change_multiple_column_values", "create_update",
                                 "change_multiple_column_values", "create_update", "change_multiple_column_values",
                                 "create_update"]
@@ -445,11 +410,11 @@ async def test_hub_create_update_resolve_reopen(tmp_path):
 
 @pytest.mark.parametrize("loss", ["lost", "lost502"])
 async def test_hub_lost_create_answer_still_makes_one_item(tmp_path, loss):
-    async for h in harness(tmp_path, {"create_item": [loss]}):
-        await h.send(vuln(1))
+    async with harness(tmp_path, {"create_item": [loss]}) as h:
+        await h.send([vuln(1)])
         await h.settle(1)
         [made] = h.fake.items.values()
-        ref = h.ref("V-1")
+        ref = h.ref("mon", "V-1")
         assert ref.remote_id == made["id"] and made["values"]["text"] == ref.finding_id
         attempts = h.hub.store.conn.execute("SELECT attempts FROM deliveries WHERE target = 'mon'").fetchone()[0]
         assert attempts == 2 and h.fake.ops() == ["create_item", "items_page_by_column_values",
@@ -457,10 +422,10 @@ async def test_hub_lost_create_answer_still_makes_one_item(tmp_path, loss):
 
 
 async def test_hub_human_closing_the_item_resolves_the_finding_without_echo(tmp_path):
-    async for h in harness(tmp_path):
-        await h.send(vuln(1), vuln(2))
+    async with harness(tmp_path) as h:
+        await h.send([vuln(1), vuln(2)])
         await h.settle(2)
-        one, two = h.ref("V-1"), h.ref("V-2")
+        one, two = h.ref("mon", "V-1"), h.ref("mon", "V-2")
         h.fake.set_status(one.remote_id, "Accepted risk")  # is_done: closed, whatever the label says
         h.fake.set_status(two.remote_id, "Stuck")
         report = await sync_target(h.hub, "mon")
@@ -471,14 +436,14 @@ async def test_hub_human_closing_the_item_resolves_the_finding_without_echo(tmp_
         last = finding_rows.history(conn, one.finding_id)[-1]
         assert last["changes"]["resolved_by"] == "mon" and last["changes"]["remote_status"] == "Accepted risk"
         await h.until(lambda: h.states("archive").get("done") == 3)  # the other target hears finding.resolved
-        assert h.states() == {"done": 2} and h.fake.ops().count("create_update") == 0  # no echo to monday
+        assert h.states("mon") == {"done": 2} and h.fake.ops().count("create_update") == 0  # no echo to monday
         assert finding_rows.ref(conn, two.finding_id, "mon").remote_status == "Stuck"
 
 
 async def test_hub_wrong_token_goes_dead_with_a_clear_reason(tmp_path):
-    async for h in harness(tmp_path, token="revoked-token"):
-        await h.send(vuln(1))
-        await h.until(lambda: h.states() == {"dead": 1})
+    async with harness(tmp_path, token="revoked-token") as h:
+        await h.send([vuln(1)])
+        await h.until(lambda: h.states("mon") == {"dead": 1})
         [dead] = outbox.listing(h.hub.store.conn, state="dead", target="mon")
         assert dead["attempts"] == 1 and dead["last_status"] == 401
         assert "auth.token of target mon" in dead["last_error"] and "revoked-token" not in dead["last_error"]
@@ -488,9 +453,9 @@ async def test_hub_wrong_token_goes_dead_with_a_clear_reason(tmp_path):
 
 
 async def test_hub_honours_retry_after_then_succeeds(tmp_path):
-    async for h in harness(tmp_path, {"create_item": [transport_429(1)]}):
+    async with harness(tmp_path, {"create_item": [transport_429(1)]}) as h:
         started = time.monotonic()
-        await h.send(vuln(1))
+        await h.send([vuln(1)])
         await h.settle(1)
         assert time.monotonic() - started >= 0.9 and len(h.fake.items) == 1
         [row] = outbox.listing(h.hub.store.conn, target="mon")

@@ -4,11 +4,10 @@ credentials, 429 + Retry-After)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,18 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.notion import NotionConfig, NotionConnector, fit
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
-from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.notion import (DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema,
                                 notion_app)
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 EXAMPLES = BUILTIN_ROOT / "notion" / "examples"
 MAPPING = load_mapping("notion", BUILTIN_ROOT / "notion", NotionConnector.payloads)
@@ -327,53 +323,9 @@ def hub_config(tmp_path: Path, token: str = TOKEN) -> dict[str, Any]:
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient):
-        self.hub, self.client, self.n = hub, client, 0
-
-    async def send(self, *findings: dict[str, Any]) -> None:
-        self.n += 1
-        body = orjson.dumps({"findings": list(findings)})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-
-    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return self.hub.store.conn.execute(sql, args).fetchall()
-
-    def states(self, target: str = "tickets") -> dict[str, int]:
-        return dict(self.rows("SELECT state, count(*) FROM deliveries WHERE target = ? GROUP BY state", target))
-
-    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.states()}")
-            await asyncio.sleep(0.02)
-
-    def settled(self) -> bool:
-        rows = dict(self.rows("SELECT state, count(*) FROM deliveries GROUP BY state"))
-        return bool(rows) and not rows.get("pending") and not rows.get("in_flight")
-
-    def ref(self) -> Ref:
-        [(fid,)] = self.rows("SELECT id FROM findings")
-        found = finding_rows.ref(self.hub.store.conn, fid, "tickets")
-        assert found is not None
-        return found
-
-
-@contextlib.asynccontextmanager
-async def harness(tmp_path: Path, transport: httpx.AsyncBaseTransport, token: str = TOKEN) -> AsyncIterator[Harness]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", hub_config(tmp_path, token))),
-              transports={"tickets": transport}, scheduler=False)
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, transport: httpx.AsyncBaseTransport, token: str = TOKEN
+            ) -> AbstractAsyncContextManager[HubHarness]:
+    return HubHarness.running(tmp_path, hub_config(tmp_path, token), {"tickets": transport}, scheduler=False)
 
 
 def finding(**kw: Any) -> dict[str, Any]:
@@ -384,21 +336,21 @@ def finding(**kw: Any) -> dict[str, Any]:
 async def test_create_update_resolve_reopen_one_page(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app)) as h:
-        await h.send(finding())
-        await h.until(lambda: h.states() == {"done": 1})
+        await h.send([finding()])
+        await h.until(lambda: h.states("tickets") == {"done": 1})
         [page] = state.pages.values()
-        ref = h.ref()
+        ref = h.ref("tickets")
         assert (ref.state, ref.remote_id, ref.remote_status) == ("linked", page["id"], "Not started")
-        await h.send(finding(severity="critical", description="nginx 1.18 is end of life; CVE-2021-23017 applies."))
-        await h.until(lambda: h.states() == {"done": 2})
+        await h.send([finding(severity="critical", description="nginx 1.18 is end of life; CVE-2021-23017 applies.")])
+        await h.until(lambda: h.states("tickets") == {"done": 2})
         assert state.value(page, "Severity")["name"] == "Critical"
         assert state.value(page, "Name")[0]["plain_text"] == "[CRITICAL] Outdated nginx on web-1"
         assert "CVE-2021-23017" in state.blocks[page["id"]][-1]["paragraph"]["rich_text"][0]["plain_text"]
-        await h.send(finding(severity="critical", state="fixed"))
-        await h.until(lambda: h.states() == {"done": 3})
-        assert state.value(page, "Status")["name"] == "Done" and h.ref().remote_status == "Done"
-        await h.send(finding(severity="critical"))
-        await h.until(lambda: h.states() == {"done": 4})
+        await h.send([finding(severity="critical", state="fixed")])
+        await h.until(lambda: h.states("tickets") == {"done": 3})
+        assert state.value(page, "Status")["name"] == "Done" and h.ref("tickets").remote_status == "Done"
+        await h.send([finding(severity="critical")])
+        await h.until(lambda: h.states("tickets") == {"done": 4})
         assert state.value(page, "Status")["name"] == "Not started" and len(state.pages) == 1
         texts = [c["rich_text"][0]["plain_text"] for c in state.comments]
         assert len(texts) == 3 and texts[0].startswith("Findings Hub: the finding changed.\n- description: updated")
@@ -410,17 +362,17 @@ async def test_create_update_resolve_reopen_one_page(tmp_path):
 async def test_a_lost_create_response_still_makes_one_page(tmp_path, loss):
     app, state = fake()
     async with harness(tmp_path, Flaky(app, [loss])) as h:
-        await h.send(finding())
-        await h.until(lambda: h.states() == {"done": 1})
+        await h.send([finding()])
+        await h.until(lambda: h.states("tickets") == {"done": 1})
         [page] = state.pages.values()
-        assert h.ref().remote_id == page["id"]
+        assert h.ref("tickets").remote_id == page["id"]
         assert h.rows("SELECT attempts FROM deliveries WHERE target = 'tickets'") == [(2,)]
 
 
 async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app)) as h:
-        await h.send(finding())
+        await h.send([finding()])
         await h.until(h.settled)
         [page] = state.pages.values()
         state.human_sets_status(page["id"], "Won't fix")
@@ -431,7 +383,7 @@ async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_pa
         assert status == "resolved"
         last = finding_rows.history(h.hub.store.conn, fid)[-1]
         assert last["changes"]["resolved_by"] == "tickets" and last["changes"]["remote_status"] == "Won't fix"
-        assert h.states() == {"done": 1}  # no finding.resolved back to Notion
+        assert h.states("tickets") == {"done": 1}  # no finding.resolved back to Notion
         assert h.rows("SELECT kind FROM deliveries WHERE target = 'archive' ORDER BY seq") == [
             ("finding.created",), ("finding.resolved",)]
         assert state.value(page, "Status")["name"] == "Won't fix" and len(state.comments) == 0
@@ -440,8 +392,8 @@ async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_pa
 async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app), token="ntn_wrong_token_value") as h:
-        await h.send(finding())
-        await h.until(lambda: h.states() == {"dead": 1})
+        await h.send([finding()])
+        await h.until(lambda: h.states("tickets") == {"dead": 1})
         [dead] = outbox.listing(h.hub.store.conn, state="dead", target="tickets")
         assert dead["attempts"] == 1 and dead["last_status"] == 401
         assert "check NOTION_TOKEN / the auth.token of target 'tickets'" in dead["last_error"]
@@ -454,9 +406,9 @@ async def test_rate_limited_then_created(tmp_path):
     app, state = fake()
     async with harness(tmp_path, Flaky(app, [(429, "rate_limited", {"retry-after": "1"})])) as h:
         started = time.monotonic()
-        await h.send(finding())
-        await h.until(lambda: h.states() == {"done": 1})
+        await h.send([finding()])
+        await h.until(lambda: h.states("tickets") == {"done": 1})
         assert time.monotonic() - started >= 0.9  # Retry-After honoured, not the 0.05 s schedule
-        assert len(state.pages) == 1 and h.ref().state == "linked"
+        assert len(state.pages) == 1 and h.ref("tickets").state == "linked"
         [attempts] = h.rows("SELECT attempts FROM deliveries WHERE target = 'tickets'")
         assert attempts == (2,)

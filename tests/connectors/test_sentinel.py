@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.sentinel import SentinelConfig, SentinelConnector
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
-from hub.runtime import Hub
 from tests.fakes.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, TENANT, Outage, fake_sentinel
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = BUILTIN_ROOT / "sentinel" / "examples"
@@ -375,58 +371,25 @@ def hub_config(tmp_path: Path, on: list[str], routes: int = 1, **target_extra: A
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient):
-        self.hub, self.client, self.n = hub, client, 0
-
-    async def send(self, body: dict[str, Any]) -> httpx.Response:
-        self.n += 1
-        raw = orjson.dumps(body)
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(raw, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=raw, headers=headers)
-        assert r.status_code == 202, r.text
-        return r
-
-    def states(self) -> dict[str, int]:
-        return dict(self.hub.store.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
-
+class Harness(HubHarness):
     def keys(self) -> list[str]:
-        return [k for (k,) in self.hub.store.conn.execute("SELECT idempotency_key FROM deliveries")]
-
-    async def until(self, check: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.states()}")
-            await asyncio.sleep(0.02)
-
-    def settled(self) -> bool:
-        s = self.states()
-        return bool(s) and not s.get("pending") and not s.get("in_flight")
+        return [k for (k,) in self.rows("SELECT idempotency_key FROM deliveries")]
 
 
-async def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport) -> AsyncIterator[Harness]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), transports={"siem": transport})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport
+            ) -> AbstractAsyncContextManager[Harness]:
+    return Harness.running(tmp_path, data, {"siem": transport}, timeout=20.0)
 
 
-def findings(start: int, n: int) -> dict[str, Any]:
-    return {"findings": [{"id": f"F-{i}", "title": f"Finding {i}", "host": f"web-{i % 97}"}
-                         for i in range(start, start + n)]}
+def findings(start: int, n: int) -> list[dict[str, Any]]:
+    return [{"id": f"F-{i}", "title": f"Finding {i}", "host": f"web-{i % 97}"} for i in range(start, start + n)]
 
 
 async def test_ten_thousand_rows_arrive_once_each(tmp_path):
     """5,000 findings routed twice (two routes, two idempotency keys each): 10,000 deliveries."""
     app = fake_sentinel()
     data = hub_config(tmp_path, ["finding.created"], routes=2)
-    async for h in harness(tmp_path, data, httpx.ASGITransport(app=app)):
+    async with harness(tmp_path, data, httpx.ASGITransport(app=app)) as h:
         for start in range(0, 5000, 1000):
             await h.send(findings(start, 1000))
         await h.until(h.settled, timeout=60)
@@ -444,7 +407,7 @@ async def test_endpoint_down_then_back_loses_nothing(tmp_path):
     app = fake_sentinel()
     outage = Outage(app, down=True)
     data = hub_config(tmp_path, ["event.received", "finding.created"])
-    async for h in harness(tmp_path, data, outage):
+    async with harness(tmp_path, data, outage) as h:
         sent = [await h.send(findings(100 * i, 100)) for i in range(3)]
         await h.until(lambda: outage.refused >= 3)  # noqa: B023
         app.state.azure.script = [503, 503, (429, {"retry-after": "1"})]  # reachable again, but not well yet

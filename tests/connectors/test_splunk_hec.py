@@ -7,8 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,13 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.splunk_hec import SplunkHecConfig, SplunkHecConnector
-from hub import signatures
-from hub.app import create_app
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome, Verdict
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
-from hub.runtime import Hub
 from tests.fakes.splunk_hec import TOKEN, fake_hec, keys
-from tests.support import SW_SECRET, write_config
+from tests.support import SW_SECRET, HubHarness, write_config
 
 URL = "http://hec.test:8088"
 FINDING = orjson.loads((BUILTIN_ROOT / "splunk_hec" / "examples" / "created.finding.json").read_bytes())
@@ -309,44 +305,8 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     }
 
 
-class Harness:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient):
-        self.hub, self.client, self.n = hub, client, 0
-
-    async def send(self, findings: list[dict[str, Any]]) -> None:
-        self.n += 1
-        body = orjson.dumps({"findings": findings})
-        headers = {"content-type": "application/json",
-                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), f"msg_{self.n}")}
-        r = await self.client.post("/hooks/scanner", content=body, headers=headers)
-        assert r.status_code == 202, r.text
-
-    def states(self) -> dict[str, int]:
-        return dict(self.hub.store.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
-
-    async def until(self, check: Any, timeout: float = 30.0) -> None:
-        import asyncio
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; deliveries {self.states()}")
-            await asyncio.sleep(0.02)
-
-    def settled(self, total: int) -> bool:
-        s = self.states()
-        return sum(s.values()) == total and not s.get("pending") and not s.get("in_flight")
-
-
-async def harness(tmp_path: Path, data: dict[str, Any], app: Any) -> AsyncIterator[Harness]:
-    config = load_config(write_config(tmp_path / "hub.yaml", data))
-    hub = Hub(config, transports={"splunk": httpx.ASGITransport(app=app)})
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),
-                                     base_url="http://hub.test") as client:
-            yield Harness(hub, client)
-    finally:
-        await hub.aclose()
+def harness(tmp_path: Path, data: dict[str, Any], app: Any) -> AbstractAsyncContextManager[HubHarness]:
+    return HubHarness.running(tmp_path, data, {"splunk": httpx.ASGITransport(app=app)}, timeout=30.0)
 
 
 def findings(start: int, count: int, **kw: Any) -> list[dict[str, Any]]:
@@ -360,7 +320,7 @@ def delivered_ids(app: Any) -> list[str]:
 
 async def test_ten_thousand_events_none_lost_none_twice(tmp_path):
     app = fake_hec()
-    async for h in harness(tmp_path, hub_config(tmp_path), app):
+    async with harness(tmp_path, hub_config(tmp_path), app) as h:
         for start in range(0, 10_000, 2_000):
             await h.send(findings(start, 2_000))
         await h.until(lambda: h.settled(10_000 + 5))  # + one event.received per webhook
@@ -376,7 +336,7 @@ async def test_ten_thousand_events_none_lost_none_twice(tmp_path):
 async def test_hec_busy_for_a_while_then_back(tmp_path):
     app = fake_hec()
     app.state.busy = True
-    async for h in harness(tmp_path, hub_config(tmp_path), app):
+    async with harness(tmp_path, hub_config(tmp_path), app) as h:
         await h.send(findings(0, 300))
         await h.until(lambda: app.state.busy_answers >= 3)
         assert app.state.events == [] and not h.states().get("dead")
@@ -395,7 +355,7 @@ async def test_a_rejected_event_is_dead_alone_end_to_end(tmp_path):
                                                      '"index": "restricted" if finding["title"] == "poison" else '
                                                      'target["index"],\n    "event": {"type": kind, "finding"'))
     app = fake_hec()
-    async for h in harness(tmp_path, hub_config(tmp_path, mapping=str(folder)), app):
+    async with harness(tmp_path, hub_config(tmp_path, mapping=str(folder)), app) as h:
         await h.send(findings(0, 20) + findings(20, 1, title="poison") + findings(21, 19))
         await h.until(lambda: h.settled(41))
         assert h.states() == {"done": 40, "dead": 1}
@@ -409,7 +369,7 @@ async def test_ack_flow_with_a_lost_batch_end_to_end(tmp_path):
     app = fake_hec(ack=True)
     app.state.lose_next = 1
     data = hub_config(tmp_path, ack={"enabled": True, "poll_secs": 0.02, "timeout_secs": 0.3})
-    async for h in harness(tmp_path, data, app):
+    async with harness(tmp_path, data, app) as h:
         await h.send(findings(0, 50))
         await h.until(lambda: h.settled(51))
         assert h.states() == {"done": 51} and len(keys(app)) == 51 and set(keys(app).values()) == {1}
