@@ -43,7 +43,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import SECRET, free_port, peak_rss_mib, wait_http  # bench/pipeline.py
+from pipeline import SECRET, free_port, peak_rss_mib, wait_http  # noqa: E402  (bench/pipeline.py)
 
 HERE = Path(__file__).resolve().parent
 HEC_TOKEN, API_KEY = "bench-hec-token", "YmVuY2g6a2V5"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 # RFC 4648 base32 re-lettered to Crockford's alphabet, which is in ASCII order: ids sort by time.
 _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")

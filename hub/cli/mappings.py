@@ -26,7 +26,7 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
     """Print the exact request(s) a delivery would send (secret headers masked)."""
     from hub.goldens import item_for
     from hub.mappings import Example
-    from hub.mappings import examples as _
+    from hub.mappings import examples as _  # noqa: F401  (same file format as the examples)
     from hub.models import Finding
     from hub.registry import connector_class
 
