@@ -40,10 +40,20 @@ class ServerConfig(StrictModel):
     max_pending_writes: int = Field(10_000, gt=0, description="Writes queued for the store before answering 503.")
 
 
+class RetentionConfig(StrictModel):
+    """How long finished traffic stays in the store; ``null`` keeps it forever. Findings never expire."""
+
+    deliveries_days: float | None = Field(30, gt=0, description="Done deliveries and their attempt logs.")
+    dead_days: float | None = Field(90, gt=0, description="Dead letters, and events that failed processing.")
+    events_days: float | None = Field(30, gt=0, description="Processed events (raw bodies) no delivery still needs.")
+    every_secs: int = Field(3600, ge=60, description="How often the retention job runs.")
+
+
 class StorageConfig(StrictModel):
     path: str = Field("./hub.db", description="SQLite file, relative to the config file's folder.")
     busy_timeout_ms: int = Field(5_000, ge=0, description="How long a write waits for another process's lock.")
     synchronous: Literal["full", "extra"] = Field("full", description="SQLite synchronous level: a 202 means on disk.")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description="What old traffic is pruned.")
 
 
 class VerifyConfig(StrictModel):

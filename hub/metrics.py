@@ -41,6 +41,8 @@ class Metrics:
         self.queue_depth = Gauge("hub_delivery_queue_depth", "Deliveries pending or in flight.", ["target"], registry=r)
         self.oldest_pending = Gauge("hub_delivery_oldest_pending_seconds", "Age of the oldest pending delivery.",
                                     ["target"], registry=r)
+        self.dead_letters = Gauge("hub_dead_letters", "Dead letters waiting for a fix and a replay.", ["target"],
+                                  registry=r)
         self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
                                   ["target"], registry=r)
 

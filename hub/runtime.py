@@ -43,15 +43,16 @@ class Hub:
         self.pipeline.wake()
 
     def refresh_gauges(self) -> None:
-        """Queue depth and oldest pending age per target (on each scrape and every 15 s)."""
+        """Queue depth, oldest pending age and dead letters per target (on each scrape and every 15 s)."""
         from hub.ids import parse_iso
         from hub.store import deliveries as outbox
 
-        stats, now = outbox.queue_stats(self.store.conn), self.clock()
+        stats, dead, now = outbox.queue_stats(self.store.conn), outbox.dead_stats(self.store.conn), self.clock()
         for name in self.config.target_configs:
             count, oldest = stats.get(name, (0, None))
             self.metrics.queue_depth.labels(name).set(count)
             self.metrics.oldest_pending.labels(name).set(max(0.0, now - parse_iso(oldest)) if oldest else 0)
+            self.metrics.dead_letters.labels(name).set(dead.get(name, (0, None))[0])
 
     def extra_jobs(self) -> list[tuple[str, Any, Callable[[], Awaitable[Any]]]]:
         """Periodic jobs contributed by targets (status sync) and sources (polling): (id, trigger, coroutine fn)."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from hub import retention
+
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
@@ -43,6 +45,10 @@ def build_scheduler(hub: Hub) -> AsyncIOScheduler:
                   id="safety-net")
     sched.add_job(_guarded("sla", hub.pipeline.check_sla), "interval", seconds=60, id="sla")
     sched.add_job(_guarded("gauges", gauges), "interval", seconds=15, id="gauges")
+    sched.add_job(_guarded("retention", lambda: retention.run(hub)), "interval",
+                  seconds=hub.config.storage.retention.every_secs, id="retention")
+    sched.add_job(_guarded("dead-letters", lambda: retention.report_dead(hub)), "interval", seconds=3600,
+                  id="dead-letters")
     for job_id, trigger, fn in hub.extra_jobs():
         sched.add_job(_guarded(job_id, fn), trigger, id=job_id)
     return sched

@@ -108,6 +108,7 @@ async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
         shown = outbox.get(h.hub.store.conn, dead[0]["id"])
         assert [a["outcome"] for a in shown["attempt_log"]] == ["retry", "retry", "retry"]
         assert app.state.received == []
+        assert 'hub_dead_letters{target="hook"} 2.0' in (await h.client.get("/metrics")).text
         transport.default = "ok"  # the receiver is fixed
         result = CliRunner().invoke(main, ["deliveries", "replay", "--config", str(tmp_path / "hub.yaml"),
                                            "--state", "dead", "--target", "hook"])

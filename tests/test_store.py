@@ -25,7 +25,8 @@ def test_migrations_create_the_design_tables_and_are_versioned():
     migrations.apply(db)
     assert TABLES <= set(db.table_names())
     applied = [m.name for m in migrations.applied(db)]
-    assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index"]
+    assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index",
+                       "0004_deliveries_by_event"]
     migrations.apply(db)  # idempotent
     assert [m.name for m in migrations.applied(db)] == applied
 

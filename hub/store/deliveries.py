@@ -194,3 +194,10 @@ def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
     rows = conn.execute("SELECT target, count(*), min(created_at) FROM deliveries WHERE state IN ('pending', "
                         "'in_flight') GROUP BY target").fetchall()
     return {t: (n, oldest) for t, n, oldest in rows}
+
+
+def dead_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
+    """Per target: dead letters waiting and when the oldest died."""
+    rows = conn.execute("SELECT target, count(*), min(done_at) FROM deliveries WHERE state = 'dead' "
+                        "GROUP BY target").fetchall()
+    return {t: (n, oldest) for t, n, oldest in rows}

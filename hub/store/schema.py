@@ -164,3 +164,10 @@ def deliveries_dead_index(db: Database) -> None:
     own partial indexes already; dead letters, the one other state read by state, get a small one."""
     _run(db, "DROP INDEX IF EXISTS deliveries_state")
     _run(db, "CREATE INDEX deliveries_dead ON deliveries (seq) WHERE state = 'dead'")
+
+
+@migrations(name="0004_deliveries_by_event")
+def deliveries_by_event(db: Database) -> None:
+    """Retention keeps an event while a raw ``event.received`` delivery still reads its body: that check
+    looks deliveries up by event id. Finding deliveries carry no event id and stay out of the index."""
+    _run(db, "CREATE INDEX deliveries_event ON deliveries (event_id) WHERE event_id IS NOT NULL")

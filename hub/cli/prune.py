@@ -1,0 +1,34 @@
+"""hub prune: apply the retention settings now (a running hub does it every storage.retention.every_secs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import click
+
+from hub.cli import config_option, load, main
+
+
+@main.command()
+@config_option
+def prune(config_path: str) -> None:
+    """Delete done deliveries, dead letters and processed events older than storage.retention allows."""
+    from hub.retention import prune as run_prune
+    from hub.store import Store
+
+    config = load(config_path)
+    cfg = config.storage.retention
+
+    async def run() -> None:
+        store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
+        await store.start()
+        try:
+            pruned = await run_prune(store, cfg, time.time())
+        finally:
+            await store.close()
+        keep = ", ".join(f"{k.removesuffix('_days')} {v:g} days" if v else f"{k.removesuffix('_days')} forever"
+                         for k, v in cfg.model_dump(include={"deliveries_days", "dead_days", "events_days"}).items())
+        click.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events (keeping {keep})")
+
+    asyncio.run(run())

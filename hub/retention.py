@@ -1,0 +1,68 @@
+"""Periodic housekeeping: prune old finished traffic, and say what waits in the dead-letter queue.
+
+``prune`` walks deliveries, then events, a range at a time (hub/store/retention.py); each range is
+one short write of its own, so intake and delivery keep going while it runs. ``report_dead`` logs,
+per target, how many dead letters wait and since when, with the command that lists them: the
+Prometheus gauge ``hub_dead_letters`` says the same for alerting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hub.ids import iso
+from hub.store import deliveries as outbox
+from hub.store import retention as rows
+
+if TYPE_CHECKING:
+    from hub.config import RetentionConfig
+    from hub.runtime import Hub
+    from hub.store import Store
+
+log = logging.getLogger("hub.retention")
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    deliveries: int
+    events: int
+
+
+def _before(now: float, days: float | None) -> str | None:
+    return iso(now - days * DAY) if days else None
+
+
+async def prune(store: Store, cfg: RetentionConfig, now: float) -> Pruned:
+    """Delete what the retention settings let go of; returns how many rows went."""
+    done, dead = _before(now, cfg.deliveries_days), _before(now, cfg.dead_days)
+    processed = _before(now, cfg.events_days)
+    counts = []
+    for step, cutoffs in ((rows.deliveries_step, (done, dead)), (rows.events_step, (processed, dead))):
+        total, after = 0, 0
+        while after is not None and any(cutoffs):
+            result = await store.write(lambda conn, a=after, s=step, c=cutoffs: s(conn, a, *c))  # type: ignore[misc]
+            total, after = total + result.deleted, result.next_seq
+            await asyncio.sleep(0)  # let other writes in between ranges
+        counts.append(total)
+    pruned = Pruned(*counts)
+    if pruned.deliveries or pruned.events:
+        log.info("retention: pruned %d deliveries and %d events", pruned.deliveries, pruned.events)
+    return pruned
+
+
+async def run(hub: Hub) -> Pruned:
+    return await prune(hub.store, hub.config.storage.retention, hub.clock())
+
+
+async def report_dead(hub: Hub) -> dict[str, tuple[int, str | None]]:
+    """Log one line per target with dead letters (the scheduler runs this hourly)."""
+    stats = outbox.dead_stats(hub.store.conn)
+    for target, (count, oldest) in sorted(stats.items()):
+        log.warning("target %s: %d dead letter(s), the oldest since %s; list them with `hub deliveries dead "
+                    "--target %s`, replay with `hub deliveries replay --state dead --target %s`", target, count,
+                    oldest, target, target)
+    return stats
