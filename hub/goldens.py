@@ -42,7 +42,7 @@ def item_for(example: Example, target: str = "example", remote_id: str | None = 
     finding = example.finding.model_dump(mode="json") if example.finding else None
     ref = Ref(finding["id"] if finding else "", target, remote_id, None, None, "linked") if remote_id else None
     return Item("dlv_1", example.kind, "fh_example", "example-route", target, finding, example.event,
-                example.changes, ref)
+                example.changes, ref, dead=example.dead)
 
 
 def check(type_name: str, mapping: Mapping) -> tuple[int, list[Mismatch]]:

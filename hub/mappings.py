@@ -137,6 +137,7 @@ class Example:
     event: dict[str, Any] | None
     changes: dict[str, Any]
     expected: dict[str, Path]  # payload name -> expected output file
+    dead: dict[str, Any] | None = None  # delivery.dead: the delivery that gave up
 
 
 def examples(mapping: Mapping) -> list[Example]:
@@ -146,7 +147,7 @@ def examples(mapping: Mapping) -> list[Example]:
     for source in sorted(folder.glob("*.finding.json")):
         case = source.name.removesuffix(".finding.json")
         doc = orjson.loads(source.read_bytes())
-        wrapped = isinstance(doc, dict) and ("finding" in doc or "event" in doc) and "title" not in doc
+        wrapped = isinstance(doc, dict) and ("finding" in doc or "event" in doc or "dead" in doc) and "title" not in doc
         finding_doc = doc.get("finding") if wrapped else doc
         expected = {}
         for f in folder.glob(f"{case}.*"):
@@ -156,5 +157,5 @@ def examples(mapping: Mapping) -> list[Example]:
         out.append(Example(case, doc.get("kind", "finding.created") if wrapped else "finding.created",
                            Finding.model_validate(finding_doc) if finding_doc else None,
                            doc.get("event") if wrapped else None, doc.get("changes", {}) if wrapped else {},
-                           expected))
+                           expected, doc.get("dead") if wrapped else None))
     return out
