@@ -140,22 +140,27 @@ class Example:
     dead: dict[str, Any] | None = None  # delivery.dead: the delivery that gave up
 
 
+def example_from(case: str, doc: Any, expected: dict[str, Path] | None = None) -> Example:
+    """A bare Finding, or ``{kind, finding, changes}`` / ``{kind: event.received, event}`` /
+    ``{kind: delivery.dead, finding, dead}``; raises ValueError when the finding does not validate."""
+    wrapped = isinstance(doc, dict) and ("finding" in doc or "event" in doc or "dead" in doc) and "title" not in doc
+    finding_doc = doc.get("finding") if wrapped else doc
+    return Example(case, doc.get("kind", "finding.created") if wrapped else "finding.created",
+                   Finding.model_validate(finding_doc) if finding_doc else None,
+                   doc.get("event") if wrapped else None, doc.get("changes", {}) if wrapped else {},
+                   expected or {}, doc.get("dead") if wrapped else None)
+
+
 def examples(mapping: Mapping) -> list[Example]:
     """Golden pairs in ``<folder>/examples``: ``<case>.finding.json`` + ``<case>.<payload>.<ext>``."""
     folder = mapping.folder / "examples"
     out = []
     for source in sorted(folder.glob("*.finding.json")):
         case = source.name.removesuffix(".finding.json")
-        doc = orjson.loads(source.read_bytes())
-        wrapped = isinstance(doc, dict) and ("finding" in doc or "event" in doc or "dead" in doc) and "title" not in doc
-        finding_doc = doc.get("finding") if wrapped else doc
         expected = {}
         for f in folder.glob(f"{case}.*"):
             payload = f.name[len(case) + 1:].split(".")[0]
             if f != source and payload in mapping.payloads:
                 expected[payload] = f
-        out.append(Example(case, doc.get("kind", "finding.created") if wrapped else "finding.created",
-                           Finding.model_validate(finding_doc) if finding_doc else None,
-                           doc.get("event") if wrapped else None, doc.get("changes", {}) if wrapped else {},
-                           expected, doc.get("dead") if wrapped else None))
+        out.append(example_from(case, orjson.loads(source.read_bytes()), expected))
     return out

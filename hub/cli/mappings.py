@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -16,7 +17,8 @@ from hub.models import EVENT_TYPES
 @config_option
 @click.option("--target", required=True, help="Target name from the config.")
 @click.option("--finding", "finding_path", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="A Finding as JSON, or {kind, changes, finding} / {kind: event.received, event} like the examples.")
+              help="A Finding as JSON, or {kind, changes, finding} / {kind: event.received, event} / "
+              "{kind: delivery.dead, finding, dead} like the examples.")
 @click.option("--kind", type=click.Choice(EVENT_TYPES), help="Lifecycle step to render (default: from the file, "
               "else finding.created).")
 @click.option("--remote-id", help="Render as if the finding already has this ticket at the target.")
@@ -25,25 +27,20 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
            as_json: bool) -> None:
     """Print the exact request(s) a delivery would send (secret headers masked)."""
     from hub.goldens import item_for
-    from hub.mappings import Example
-    from hub.mappings import examples as _  # noqa: F401  (same file format as the examples)
-    from hub.models import Finding
+    from hub.mappings import example_from
     from hub.registry import connector_class
 
     config = load(config_path)
     if target not in config.target_configs:
         fail(f"no target named {target!r} (targets: {', '.join(sorted(config.target_configs)) or 'none'})", 2)
     try:
-        doc = orjson.loads(Path(finding_path).read_bytes())
-        wrapped = isinstance(doc, dict) and ("finding" in doc or "event" in doc) and "title" not in doc
-        finding = Finding.model_validate(doc.get("finding") if wrapped else doc) if (not wrapped or doc.get("finding")) \
-            else None
+        example = example_from("preview", orjson.loads(Path(finding_path).read_bytes()))
     except (orjson.JSONDecodeError, ValueError) as exc:
         fail(f"{finding_path}: not a Finding: {exc}", 2)
-    if finding is not None and not finding.id:
-        finding = finding.model_copy(update={"id": "fnd_preview"})
-    example = Example("preview", kind or (doc.get("kind") if wrapped else None) or "finding.created", finding,
-                      doc.get("event") if wrapped else None, doc.get("changes", {}) if wrapped else {}, {})
+    if example.finding is not None and not example.finding.id:
+        example = replace(example, finding=example.finding.model_copy(update={"id": "fnd_preview"}))
+    if kind:
+        example = replace(example, kind=kind)
     cfg = config.target_configs[target]
     connector = connector_class(cfg.type)(target, cfg, config.mappings[target], config.resolve("."))
     try:
