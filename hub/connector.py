@@ -14,7 +14,7 @@ import enum
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 
 from hub.models import Finding
-from hub.strict import StrictModel
+from hub.strict import Loc, StrictModel
 
 if TYPE_CHECKING:
     from hub.mappings import Mapping
@@ -159,12 +159,32 @@ class TargetConfig(StrictModel):
                 merged[key] = {**info.default.model_dump(exclude_defaults=True), **given}
         return merged
 
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if self.url is not None and (why := url_problem(self.url)):
+            yield ("url",), why
+
     def public(self) -> dict[str, Any]:
         """The config as templates see it: secrets removed. Built once (the model is frozen); a fresh dict each
         call so a caller may add to it."""
         if self._public is None:
             self._public = _strip_secrets(self)
         return dict(self._public)
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a target's base URL, or None. Catches what a variable typo makes of it."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"not a URL: {exc}"
+    if parsed.scheme not in ("http", "https"):
+        return "must start with https:// (http:// only for a local test double or proxy)"
+    if not parsed.host:
+        return "has no host name"
+    if "://" in url.split("://", 1)[1]:
+        return "holds a second scheme (https://https://...): the variable it is built from probably has one too"
+    return None
 
 
 def _strip_secrets(model: StrictModel) -> dict[str, Any]:

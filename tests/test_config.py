@@ -183,3 +183,14 @@ def test_a_missing_ca_file_is_a_config_problem_not_a_crash_at_start(tmp_path):
     (tmp_path / "certs" / "es-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "hub.yaml").write_text(text)
     assert load_config(tmp_path / "hub.yaml", {}).target_configs["siem"].request.ca_file == "certs/es-ca.pem"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("https://https://es.internal:9200", "holds a second scheme"),
+    ("https:///_bulk", "has no host name"),
+    ("https://es.internal:92OO", "not a URL"),
+])
+def test_a_mistyped_target_url_is_a_config_problem(tmp_path, url, message):
+    text = f"targets:\n  hook:\n    type: webhook\n    url: {url}\n"
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith("hub.yaml:4: targets.hook.url: ") and message in problem
