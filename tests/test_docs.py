@@ -58,3 +58,12 @@ def test_every_command_is_documented():
 
     missing = [n for n in names(main) if f"hub {n}" not in text]
     assert not missing, f"commands missing from README/docs: {missing}"
+
+
+def test_every_metric_is_in_the_http_reference():
+    from hub.metrics import Metrics
+
+    text = (DOCS / "http.md").read_text()
+    names = {family.name for family in Metrics().registry.collect()}
+    missing = sorted(n for n in names if not re.search(rf"`{re.escape(n)}(_total)?[{{`]", text))
+    assert names and not missing, f"metrics missing from docs/http.md: {missing}"
