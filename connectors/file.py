@@ -15,15 +15,7 @@ import httpx
 import orjson
 from pydantic import Field
 
-from hub.connector import (
-    BatchConfig,
-    Connector,
-    Item,
-    Outbound,
-    Outcome,
-    TargetConfig,
-    Verdict,
-)
+from hub.connector import BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict
 from hub.errors import TemplateError
 
 

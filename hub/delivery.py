@@ -26,14 +26,7 @@ import httpx
 import orjson
 
 from hub.adapters import stored_event
-from hub.connector import (
-    Connector,
-    Item,
-    Outcome,
-    SupportsBatch,
-    Verdict,
-    verdict_for_exception,
-)
+from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
 from hub.ids import iso, parse_iso
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 from hub.registry import connector_class

@@ -20,19 +20,7 @@ from typing import Any, ClassVar
 
 from hub.adapters import Parsed, StoredEvent
 from hub.adapters._util import finding as build
-from hub.adapters._util import (
-    first,
-    ids,
-    listify,
-    obj,
-    objects,
-    present,
-    score,
-    severity,
-    status,
-    strings,
-    text,
-)
+from hub.adapters._util import first, ids, listify, obj, objects, present, score, severity, status, strings, text
 from hub.errors import AdapterError
 from hub.models import Finding
 from hub.strict import StrictModel

@@ -20,18 +20,7 @@ from typing import Any, ClassVar
 
 from hub.adapters import Parsed, StoredEvent
 from hub.adapters._util import finding as build
-from hub.adapters._util import (
-    first,
-    host_of,
-    ids,
-    kind,
-    obj,
-    objects,
-    score,
-    severity,
-    strings,
-    text,
-)
+from hub.adapters._util import first, host_of, ids, kind, obj, objects, score, severity, strings, text
 from hub.errors import AdapterError
 from hub.models import Finding
 from hub.strict import StrictModel

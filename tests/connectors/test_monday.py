@@ -27,8 +27,16 @@ from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
-from tests.fakes.monday import (FULL_SCHEMA, SUBSET_SCHEMA, Flaky, complexity_error, daily_limit_error,
-                                fake_monday, schema, transport_429)
+from tests.fakes.monday import (
+    FULL_SCHEMA,
+    SUBSET_SCHEMA,
+    Flaky,
+    complexity_error,
+    daily_limit_error,
+    fake_monday,
+    schema,
+    transport_429,
+)
 from tests.support import SW_SECRET, HubHarness, write_config
 
 TOKEN = "monday-test-token"

@@ -26,8 +26,7 @@ from hub.models import Finding
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
-from tests.fakes.notion import (DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema,
-                                notion_app)
+from tests.fakes.notion import DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema, notion_app
 from tests.support import SW_SECRET, HubHarness, write_config
 
 EXAMPLES = BUILTIN_ROOT / "notion" / "examples"
