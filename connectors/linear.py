@@ -29,6 +29,7 @@ from hub.connector import (
     TargetConfig,
     Verdict,
     classify_status,
+    json_object,
     retry_after_secs,
     short_body,
 )
@@ -173,10 +174,8 @@ class LinearConnector(HttpConnector):
         verdict = self.classify(response)
         op = out.meta["op"]
         if verdict.outcome is Outcome.OK:
-            try:
-                answer = (response.json().get("data") or {}).get(op)
-            except (ValueError, AttributeError):
-                answer = None  # not a GraphQL answer: a proxy or a wrong url
+            data = json_object(response).get("data")  # not a GraphQL answer (a proxy, a wrong url): {}
+            answer = data.get(op) if isinstance(data, dict) else None
             if not isinstance(answer, dict) or answer.get("success") is False:
                 return Verdict(Outcome.PERMANENT, f"{op} did not succeed: {short_body(response)}", status=200), None
             issue = answer.get("issue") or {}
@@ -246,11 +245,7 @@ class LinearConnector(HttpConnector):
 
 def graphql_error(response: httpx.Response) -> tuple[str, str]:
     """(``extensions.type`` or ``code`` lower-cased, message) of the first GraphQL error; ("", "") when none."""
-    try:
-        doc = response.json()
-    except ValueError:
-        return "", ""
-    errors = doc.get("errors") if isinstance(doc, dict) else None
+    errors = json_object(response).get("errors")
     first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
     ext = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
     kind = str(ext.get("type") or ext.get("code") or ("error" if first else "")).lower().replace("_", " ")

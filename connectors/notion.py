@@ -31,6 +31,7 @@ from hub.connector import (
     TargetConfig,
     Verdict,
     classify_status,
+    json_object,
     short_body,
 )
 from hub.errors import HubError
@@ -172,11 +173,8 @@ class NotionConnector(HttpConnector):
         verdict = classify_status(response)
         if verdict.outcome is Outcome.OK:
             return verdict
-        try:
-            body = response.json()
-            code, message = str(body.get("code", "")), str(body.get("message", ""))
-        except (ValueError, AttributeError):
-            code, message = "", short_body(response, 200)
+        body = json_object(response)
+        code, message = str(body.get("code", "")), str(body.get("message", "")) or short_body(response, 200)
         reason = f"HTTP {response.status_code}" + (f" {code}" if code else "") + f": {message}"
         if hint := self.hint(code, response.status_code):
             reason += f" ({hint})"

@@ -32,6 +32,7 @@ from hub.connector import (
     TargetConfig,
     Verdict,
     classify_status,
+    json_object,
     retry_after_secs,
     verdict_for_exception,
 )
@@ -240,10 +241,11 @@ class SentinelConnector(Connector):
 def _error(response: httpx.Response) -> str:
     """Azure's error code (x-ms-error-code or body error.code) and the start of its message."""
     code, message = response.headers.get("x-ms-error-code", ""), ""
-    try:
-        err = response.json().get("error") or {}
+    doc = json_object(response)
+    err = doc.get("error") or {}
+    if doc and isinstance(err, dict):
         code, message = code or str(err.get("code") or ""), str(err.get("message") or "")
-    except (ValueError, AttributeError):
+    else:
         message = response.text
     message = " ".join(message.split())[:200]
     return f"{code or 'error'}" + (f" {message}" if message else "")
@@ -251,11 +253,8 @@ def _error(response: httpx.Response) -> str:
 
 def _aad_error(response: httpx.Response) -> str:
     """Entra's ``error`` code and AADSTS number; never the description, which can quote the request."""
-    try:
-        doc = response.json()
-        error = str(doc.get("error") or "error")
-    except (ValueError, AttributeError):
-        return "error"
+    doc = json_object(response)
+    error = str(doc.get("error") or "error")
     aadsts = re.search(r"AADSTS\d+", str(doc.get("error_description") or ""))
     return f"{error} ({aadsts.group()})" if aadsts else error
 

@@ -30,6 +30,7 @@ from hub.connector import (
     Outcome,
     TargetConfig,
     Verdict,
+    json_object,
     retry_after_secs,
     short_body,
 )
@@ -144,7 +145,7 @@ class SplunkHecConnector(Connector):
                     await asyncio.to_thread(gzip_body, body, GZIP_LEVEL)
                 headers = {**headers, "content-encoding": "gzip"}
             response = await client.post(self.base_url + "/services/collector/event", content=body, headers=headers)
-            answer = _answer(response)
+            answer = json_object(response)
             code, bad = answer.get("code"), answer.get("invalid-event-number")
             if response.is_success:
                 ok = Verdict(Outcome.OK, "accepted by HEC", status=response.status_code)
@@ -180,7 +181,7 @@ class SplunkHecConnector(Connector):
 
     def classify(self, response: httpx.Response, answer: dict[str, Any] | None = None) -> Verdict:
         """HTTP status plus HEC's ``code`` -> a verdict whose reason says what to check."""
-        answer = _answer(response) if answer is None else answer
+        answer = json_object(response) if answer is None else answer
         status, code = response.status_code, answer.get("code")
         if response.is_success:
             return Verdict(Outcome.OK, "accepted by HEC", status=status)
@@ -245,14 +246,6 @@ def envelope_problem(doc: Any) -> str | None:
         if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
             return f"`fields.{key}` must be a string or a list of strings (indexed fields are flat)"
     return None
-
-
-def _answer(response: httpx.Response) -> dict[str, Any]:
-    try:
-        doc = response.json()
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _too_large(verdicts: list[Verdict]) -> bool:
