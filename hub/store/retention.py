@@ -25,46 +25,50 @@ class Step:
     next_seq: int | None  # where the next range starts; None: the walk is over
 
 
+def _range(conn: sqlite3.Connection, table: str, born: str, after: int, cutoffs: dict[str, str | None]
+           ) -> tuple[int, int] | None:
+    """(first, last) seq of the ``STEP`` rows after ``after``; None when there are none, or when the first was
+    born after every cutoff (nothing from there on can be old enough)."""
+    first, last, first_born = conn.execute(
+        f"SELECT min(seq), max(seq), (SELECT {born} FROM {table} WHERE seq > :after ORDER BY seq LIMIT 1) "
+        f"FROM (SELECT seq FROM {table} WHERE seq > :after ORDER BY seq LIMIT :step)",
+        {"after": after, "step": STEP}).fetchone()
+    if first is None or first_born >= max(c for c in cutoffs.values() if c):
+        return None
+    return first, last
+
+
+def _old(cutoffs: dict[str, str | None], at: str) -> tuple[str, dict[str, str]]:
+    """SQL condition and arguments: the row's state has a cutoff and its ``at`` column is before it."""
+    active = [(state, cutoff) for state, cutoff in cutoffs.items() if cutoff]
+    where = " OR ".join(f"(state = :state{i} AND {at} < :cutoff{i})" for i in range(len(active)))
+    args = {k: v for i, (state, cutoff) in enumerate(active) for k, v in ((f"state{i}", state), (f"cutoff{i}", cutoff))}
+    return where, args
+
+
 def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | None, dead_before: str | None) -> Step:
-    """Delete prunable deliveries among the ``STEP`` rows after seq ``after``."""
-    rng = conn.execute("SELECT min(seq), max(seq), count(*) FROM (SELECT seq FROM deliveries WHERE seq > ? "
-                       "ORDER BY seq LIMIT ?)", (after, STEP)).fetchone()
-    if not rng[2]:
+    """Delete prunable deliveries (and their attempt logs) among the ``STEP`` rows after seq ``after``."""
+    cutoffs = {"done": done_before, "dead": dead_before}
+    if (rng := _range(conn, "deliveries", "created_at", after, cutoffs)) is None:
         return Step(0, None)
-    first, last = rng[0], rng[1]
-    newest_cutoff = max(c for c in (done_before, dead_before) if c)
-    (first_created,) = conn.execute("SELECT created_at FROM deliveries WHERE seq = ?", (first,)).fetchone()
-    if first_created >= newest_cutoff:
-        return Step(0, None)
-    where = " OR ".join(clause for clause, cutoff in (("(state = 'done' AND done_at < :done)", done_before),
-                                                      ("(state = 'dead' AND done_at < :dead)", dead_before)) if cutoff)
-    args = {"first": first, "last": last, "done": done_before, "dead": dead_before}
+    where, args = _old(cutoffs, "done_at")
     seqs = [r[0] for r in conn.execute(f"SELECT seq FROM deliveries WHERE seq BETWEEN :first AND :last AND ({where})",
-                                       args)]
+                                       {"first": rng[0], "last": rng[1], **args})]
     if seqs:
         marks = ",".join("?" * len(seqs))
         conn.execute(f"DELETE FROM delivery_attempts WHERE delivery IN ({marks})", seqs)
         conn.execute(f"DELETE FROM deliveries WHERE seq IN ({marks})", seqs)
-    return Step(len(seqs), last)
+    return Step(len(seqs), rng[1])
 
 
 def events_step(conn: sqlite3.Connection, after: int, processed_before: str | None, failed_before: str | None) -> Step:
-    """Delete prunable events among the ``STEP`` rows after seq ``after``."""
-    rng = conn.execute("SELECT min(seq), max(seq), count(*) FROM (SELECT seq FROM events WHERE seq > ? "
-                       "ORDER BY seq LIMIT ?)", (after, STEP)).fetchone()
-    if not rng[2]:
+    """Delete prunable events among the ``STEP`` rows after seq ``after``, unless a delivery still reads one."""
+    cutoffs = {"processed": processed_before, "failed": failed_before}
+    if (rng := _range(conn, "events", "received_at", after, cutoffs)) is None:
         return Step(0, None)
-    first, last = rng[0], rng[1]
-    newest_cutoff = max(c for c in (processed_before, failed_before) if c)
-    (first_received,) = conn.execute("SELECT received_at FROM events WHERE seq = ?", (first,)).fetchone()
-    if first_received >= newest_cutoff:
-        return Step(0, None)
-    where = " OR ".join(clause for clause, cutoff in (("(state = 'processed' AND received_at < :processed)",
-                                                       processed_before),
-                                                      ("(state = 'failed' AND received_at < :failed)", failed_before))
-                        if cutoff)
-    args = {"first": first, "last": last, "processed": processed_before, "failed": failed_before}
+    where, args = _old(cutoffs, "received_at")
     deleted = conn.execute(
         f"DELETE FROM events WHERE seq BETWEEN :first AND :last AND ({where}) AND NOT EXISTS "
-        "(SELECT 1 FROM deliveries d WHERE d.event_id = 'evt_' || events.seq)", args).rowcount
-    return Step(deleted, last)
+        "(SELECT 1 FROM deliveries d WHERE d.event_id = 'evt_' || events.seq)",
+        {"first": rng[0], "last": rng[1], **args}).rowcount
+    return Step(deleted, rng[1])
