@@ -73,7 +73,7 @@ class ElasticAuth(StrictModel):
 
 
 class ElasticConfig(TargetConfig):
-    url: str = Field(pattern=r"^https?://", description="Cluster URL, e.g. https://my-deployment.es.us-east-1.aws"
+    url: str = Field(description="Cluster URL, e.g. https://my-deployment.es.us-east-1.aws"
                      ".elastic.cloud (no public default).")  # type: ignore[assignment]
     auth: ElasticAuth | None = Field(None, description="Exactly one of api_key, username + password, bearer; none "
                                      "for a cluster without security.")

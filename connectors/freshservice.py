@@ -57,8 +57,8 @@ class FreshserviceAuth(StrictModel):
 class FreshserviceConfig(TargetConfig):
     """Where tickets go (account URL, requester, group/workspace) and how they are resolved and read back."""
 
-    url: str = Field(pattern=r"^https?://",  # type: ignore[assignment]
-                     description="https://<domain>.freshservice.com (http:// only for localhost test doubles).")
+    url: str = Field(  # type: ignore[assignment]
+        description="https://<domain>.freshservice.com (http:// only for localhost test doubles).")
     auth: FreshserviceAuth = Field(description="API key auth (HTTP Basic, key as user name, X as password).")
     requester_email: str | None = Field(None, description="Requester of every ticket (unknown emails become contacts).")
     requester_id: int | None = Field(None, description="Requester id instead of requester_email.")

@@ -62,8 +62,8 @@ class AckConfig(StrictModel):
 
 
 class SplunkHecConfig(TargetConfig):
-    url: str = Field(pattern=r"^https?://",  # type: ignore[assignment]
-                     description="HEC base URL, e.g. https://splunk.example.com:8088 (no public default).")
+    url: str = Field(  # type: ignore[assignment]
+        description="HEC base URL, e.g. https://splunk.example.com:8088 (no public default).")
     auth: SplunkAuth = Field(description="`{token}`: the HEC token.")
     index: str | None = Field(None, description="Index to write to; default: the token's default index.")
     host: str | None = Field(None, description="`host` of raw events and of findings without an asset host name.")

@@ -188,6 +188,7 @@ def test_a_missing_ca_file_is_a_config_problem_not_a_crash_at_start(tmp_path):
 @pytest.mark.parametrize(("url", "message"), [
     ("https://https://es.internal:9200", "holds a second scheme"),
     ("https:///_bulk", "has no host name"),
+    ("ftp://hooks.internal", "must start with https://"),
     ("https://es.internal:92OO", "not a URL"),
 ])
 def test_a_mistyped_target_url_is_a_config_problem(tmp_path, url, message):
