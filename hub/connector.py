@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from hub.models import Finding
 from hub.strict import Loc, StrictModel
@@ -143,8 +143,6 @@ class TargetConfig(StrictModel):
     request: RequestConfig = Field(default_factory=RequestConfig, description="HTTP request settings.")
     circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="When to stop trying for a while.")
 
-    _public: dict[str, Any] | None = PrivateAttr(None)
-
     @model_validator(mode="before")
     @classmethod
     def _blocks_keep_type_defaults(cls, data: Any) -> Any:
@@ -165,11 +163,8 @@ class TargetConfig(StrictModel):
             yield ("url",), why
 
     def public(self) -> dict[str, Any]:
-        """The config as templates see it: secrets removed. Built once (the model is frozen); a fresh dict each
-        call so a caller may add to it."""
-        if self._public is None:
-            self._public = _strip_secrets(self)
-        return dict(self._public)
+        """The config as templates see it: secrets removed (a connector builds it once, see Connector._target)."""
+        return _strip_secrets(self)
 
 
 def url_problem(url: str) -> str | None:

@@ -27,8 +27,8 @@ def prune(config_path: str) -> None:
             pruned = await run_prune(store, cfg, time.time())
         finally:
             await store.close()
-        keep = ", ".join(f"{k.removesuffix('_days')} {v:g} days" if v else f"{k.removesuffix('_days')} forever"
-                         for k, v in cfg.model_dump(include={"deliveries_days", "dead_days", "events_days"}).items())
+        days = {"deliveries": cfg.deliveries_days, "dead": cfg.dead_days, "events": cfg.events_days}
+        keep = ", ".join(f"{what} {n:g} days" if n else f"{what} forever" for what, n in days.items())
         click.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events (keeping {keep})")
 
     asyncio.run(run())

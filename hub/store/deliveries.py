@@ -105,10 +105,10 @@ def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> Non
     results = list(results)
     groups: dict[tuple[Any, ...], list[int]] = {}
     for r in results:
-        key = (r.state, r.next_attempt_at, r.status, None if r.state == "done" else r.reason,
-               now if r.state in ("done", "dead") else None, r.remote_id)
+        key = (r.state, r.next_attempt_at, r.status, None if r.state == "done" else r.reason, r.remote_id)
         groups.setdefault(key, []).append(r.seq)
-    for (state, next_at, status, error, done_at, remote_id), seqs in groups.items():
+    for (state, next_at, status, error, remote_id), seqs in groups.items():
+        done_at = now if state in ("done", "dead") else None
         for start in range(0, len(seqs), _MAX_VARS):
             chunk = seqs[start:start + _MAX_VARS]
             conn.execute(
