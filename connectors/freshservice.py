@@ -168,14 +168,14 @@ class FreshserviceConnector(HttpConnector):
         return out
 
     def render(self, item: Item) -> list[Outbound]:
-        ticket = _linked(item.ref)
+        ticket = item.linked_id
         if ticket:
             return [] if item.kind == "finding.created" else self.step_requests(item, ticket, False)
         return [self.create_request(item), *self.step_requests(item, "{new ticket id}", True)]
 
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
         """Find or create the finding's ticket, then apply this lifecycle step to it."""
-        ticket, how, doc = _linked(item.ref), "ticket", {}
+        ticket, how, doc = item.linked_id, "ticket", {}
         if ticket is None and item.ref is not None and self.cfg.correlation_query \
                 and (item.attempt > 1 or item.kind != "finding.created"):  # an earlier attempt may have created it
             verdict, doc = await self.find(client, item)
@@ -283,10 +283,6 @@ _HINTS = {
                       "resolve_custom_fields of target {t}",
     **{(404, op): _GONE for op in ("update", "resolve", "reopen", "note")},
 }
-
-
-def _linked(ref: Ref | None) -> str | None:
-    return ref.remote_id if ref is not None and ref.state == "linked" and ref.remote_id else None
 
 
 def _status_name(status: Any) -> str | None:

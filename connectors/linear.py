@@ -127,14 +127,13 @@ class LinearConnector(HttpConnector):
 
     def plan(self, item: Item, state_id: str | None) -> list[Outbound]:
         """Create (unless linked), then the lifecycle step: field/state update and a comment."""
-        ref, ctx = item.ref, self.context(item)
-        linked = ref is not None and ref.state == "linked" and bool(ref.remote_id)
-        issue_id = ref.remote_id if linked and ref else client_id(self.target, (item.finding or {}).get("id", ""))
+        ctx, linked = self.context(item), item.linked_id
+        issue_id = linked or client_id(self.target, (item.finding or {}).get("id", ""))
         out = [] if linked else [self.request(CREATE, {"input": {**self.mapping.render_json("issue", ctx),
                                                                  "id": issue_id}}, "issueCreate", adopt=issue_id)]
         if item.kind == "finding.created":
             return out
-        updates = linked and self.mapping.applies("update", item.kind)
+        updates = linked is not None and self.mapping.applies("update", item.kind)
         changes = self.mapping.render_json("update", ctx) if updates else {}
         if state_id:
             changes["stateId"] = state_id

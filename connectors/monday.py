@@ -161,13 +161,13 @@ class MondayConnector(HttpConnector):
 
     def render(self, item: Item) -> list[Outbound]:
         """The requests of this step as ``hub render`` shows them (the finding-id look-up is not shown)."""
-        if (item_id := _linked(item.ref)) is not None:
+        if (item_id := item.linked_id) is not None:
             return self.steps(item, item_id, created=False)
         return [self.create(item), *self.steps(item, NEW_ITEM, created=True)]
 
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
         """Find or create the item, then apply the step; OK carries the item id for the link."""
-        item_id, url, created = _linked(item.ref), None, False
+        item_id, url, created = item.linked_id, None, False
         # A ticket may exist although the link says "creating": this delivery's earlier attempt, or an
         # earlier delivery whose create got through but whose answer was lost. Look before creating.
         if item_id is None and item.ref is not None and (item.attempt > 1 or item.kind != "finding.created"):
@@ -272,10 +272,6 @@ class MondayConnector(HttpConnector):
     def _check_token(self) -> str:
         return (f"check auth.token of target {self.target}: the token must be valid and not revoked, and its user "
                 f"must be able to write to board {self.cfg.board_id}")
-
-
-def _linked(ref: Ref | None) -> str | None:
-    return ref.remote_id if ref is not None and ref.state == "linked" and ref.remote_id else None
 
 
 def _ext(error: dict[str, Any]) -> dict[str, Any]:

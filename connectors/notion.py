@@ -131,7 +131,7 @@ class NotionConnector(HttpConnector):
 
     def render(self, item: Item) -> list[Outbound]:
         ctx = self.context(item)
-        if _linked(item.ref):
+        if item.linked_id:
             return self.steps(item, ctx, item.ref.remote_id)  # type: ignore[union-attr, arg-type]
         first = [self.create(item, ctx)]
         return first if item.kind == "finding.created" else first + self.steps(item, ctx, NEW_PAGE)
@@ -139,7 +139,7 @@ class NotionConnector(HttpConnector):
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
         ctx = self.context(item)
         page: dict[str, Any] | None = None
-        if _linked(item.ref):
+        if item.linked_id:
             assert item.ref is not None and item.ref.remote_id
             page_id, url, status = item.ref.remote_id, item.ref.url, item.ref.remote_status
         else:
@@ -262,10 +262,6 @@ class NotionConnector(HttpConnector):
     @staticmethod
     def _finding_id(item: Item) -> str:
         return item.ref.finding_id if item.ref is not None else str((item.finding or {}).get("id", ""))
-
-
-def _linked(ref: Ref | None) -> bool:
-    return ref is not None and ref.state == "linked" and bool(ref.remote_id)
 
 
 def rich(text: str) -> list[dict[str, Any]]:

@@ -77,6 +77,12 @@ class Item:
     attempt: int = 1
     dead: dict[str, Any] | None = None  # delivery.dead: the delivery that gave up (id, target, kind, reason)
 
+    @property
+    def linked_id(self) -> str | None:
+        """The ticket's id at this target once its create went through (ref state ``linked``), else None."""
+        ref = self.ref
+        return ref.remote_id if ref is not None and ref.state == "linked" and ref.remote_id else None
+
 
 @dataclass
 class Outbound:
