@@ -11,7 +11,6 @@ mappings/elastic/document.json.j2 (ECS 9.4.0).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
+from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
     Connector,
@@ -42,7 +41,6 @@ from hub.strict import Loc, StrictModel
 # Only what the verdicts need: a 1,000-item answer shrinks from ~250 KB to ~30 KB. Error answers are never filtered.
 FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 DATA_STREAM = re.compile(r"^(logs|metrics|traces|synthetics|profiling)-[^-]+-[^-]+$")  # built-in templates
-GZIP_IN_THREAD = 64 * 1024  # bigger bodies are compressed off the event loop (zlib releases the GIL)
 
 
 class ElasticAuth(StrictModel):
@@ -151,7 +149,7 @@ class ElasticConnector(Connector):
     async def _send(self, client: httpx.AsyncClient, chunk: list[Encoded]) -> list[Verdict]:
         body = b"".join(e.data for e in chunk)
         if compress := self.cfg.batch.compression:
-            body = await asyncio.to_thread(gzip_body, body) if len(body) > GZIP_IN_THREAD else gzip_body(body)
+            body = await gzip_request(body)
         out = self.outbound(body, compress)
         return self.verdicts(await client.post(out.url, headers=out.headers, content=out.body), len(chunk))
 

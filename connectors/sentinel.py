@@ -22,7 +22,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
+from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
     Connector,
@@ -164,8 +164,8 @@ class SentinelConnector(Connector):
 
     async def _call(self, client: httpx.AsyncClient, rows: list[bytes]) -> Verdict:
         body = b"[" + b",".join(rows) + b"]"
-        if self.cfg.batch.compression:  # zlib releases the GIL: big bodies compress on the other core
-            body = await asyncio.to_thread(gzip_body, body) if len(body) > 65536 else gzip_body(body)
+        if self.cfg.batch.compression:
+            body = await gzip_request(body)
         try:
             token = await self.token(client)
             response = await self._post(client, body, token)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.batching import Encoded, deliver_chunks, gzip_body, halves_on_413
+from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
     Connector,
@@ -140,9 +140,8 @@ class SplunkHecConnector(Connector):
         for _ in range(MAX_REJECTS):
             body = b"\n".join(e.data for e in chunk)
             headers = self.headers
-            if self.config.batch.compression:  # zlib lets go of the GIL: big bodies compress beside the loop
-                body = gzip_body(body, GZIP_LEVEL) if len(body) < 65536 else \
-                    await asyncio.to_thread(gzip_body, body, GZIP_LEVEL)
+            if self.config.batch.compression:
+                body = await gzip_request(body, GZIP_LEVEL)
                 headers = {**headers, "content-encoding": "gzip"}
             response = await client.post(self.base_url + "/services/collector/event", content=body, headers=headers)
             answer = json_object(response)
