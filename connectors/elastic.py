@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr
 from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
-    Connector,
+    BatchConnector,
     Item,
     Outbound,
     Outcome,
@@ -95,7 +95,7 @@ class ElasticConfig(TargetConfig):
             yield ("document_id",), "document_id finding needs op_type index (create would drop every later step)"
 
 
-class ElasticConnector(Connector):
+class ElasticConnector(BatchConnector):
     """Batched, gzip-compressed bulk `create` of ECS documents; one verdict per item from the bulk answer."""
 
     name: ClassVar[str] = "elastic"
@@ -137,9 +137,6 @@ class ElasticConnector(Connector):
     def render(self, item: Item) -> list[Outbound]:
         """A bulk request of one, shown before gzip (``meta.gzip`` says whether the real request is compressed)."""
         return [self.outbound(self.encode(item), compressed=False)]
-
-    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
-        return (await self.deliver_batch(client, [item]))[0]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         send = partial(self._send, client)

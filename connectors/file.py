@@ -15,7 +15,7 @@ import httpx
 import orjson
 from pydantic import Field
 
-from hub.connector import BatchConfig, Connector, Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.connector import BatchConfig, BatchConnector, Item, Outbound, Outcome, TargetConfig, Verdict
 from hub.errors import TemplateError
 
 
@@ -26,7 +26,7 @@ class FileConfig(TargetConfig):
                                description="Lines per write.")
 
 
-class FileConnector(Connector):
+class FileConnector(BatchConnector):
     name: ClassVar[str] = "file"
     Config = FileConfig
     payloads = ("line",)
@@ -42,9 +42,6 @@ class FileConnector(Connector):
 
     def render(self, item: Item) -> list[Outbound]:
         return [Outbound("APPEND", f"file://{self.path}", {}, self.encode(item))]
-
-    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
-        return (await self.deliver_batch(client, [item]))[0]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(items)

@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr
 from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
-    Connector,
+    BatchConnector,
     Item,
     Outbound,
     Outcome,
@@ -83,7 +83,7 @@ class _TokenFailed(Exception):
         self.verdict = verdict
 
 
-class SentinelConnector(Connector):
+class SentinelConnector(BatchConnector):
     """Batches rows into Logs Ingestion API calls; one cached Entra token serves every call of the target."""
 
     name: ClassVar[str] = "sentinel"
@@ -139,9 +139,6 @@ class SentinelConnector(Connector):
         return [self._outbound(b"[" + self.encode(item) + b"]", f"<token from {self.token_url}>")]
 
     # --- sending -----------------------------------------------------------------------------------------
-
-    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
-        return (await self.deliver_batch(client, [item]))[0]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         budget = [BISECT_BUDGET]

@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr
 from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
 from hub.connector import (
     BatchConfig,
-    Connector,
+    BatchConnector,
     Item,
     Outbound,
     Outcome,
@@ -75,7 +75,7 @@ class SplunkHecConfig(TargetConfig):
                                description="Events per request; 1 MB at most by default (Splunk Cloud's limit).")
 
 
-class SplunkHecConnector(Connector):
+class SplunkHecConnector(BatchConnector):
     """Splunk HEC event endpoint: one verdict per event, a rejected event fails alone."""
 
     name: ClassVar[str] = "splunk_hec"
@@ -118,9 +118,6 @@ class SplunkHecConnector(Connector):
         """The request for a batch of one, shown before gzip (``meta.gzip`` says whether it is compressed)."""
         return [Outbound("POST", self.base_url + "/services/collector/event", dict(self.headers), self.encode(item),
                          frozenset({"authorization"}), {"gzip": self.config.batch.compression})]
-
-    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
-        return (await self.deliver_batch(client, [item]))[0]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         acks: dict[int, list[int]] = {}  # ackId -> positions of the items that request carried

@@ -283,6 +283,16 @@ class HttpConnector(Connector):
         return verdict
 
 
+class BatchConnector(Connector):
+    """Many items per request, one verdict per item (``SupportsBatch``); a single delivery is a batch of one."""
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        return (await self.deliver_batch(client, [item]))[0]
+
+    async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
+        raise NotImplementedError
+
+
 @runtime_checkable
 class SupportsBatch(Protocol):
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
