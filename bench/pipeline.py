@@ -56,6 +56,25 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+def hub_yaml(hub_port: int, db: str, target: str, target_yaml: str) -> str:
+    """A bench hub: one signed generic source, every finding.created routed to one target."""
+    return f"""
+server: {{host: 127.0.0.1, port: {hub_port}}}
+storage: {{path: {db}}}
+sources:
+  scanner:
+    verify: {{scheme: standard-webhooks, secrets: ["{SECRET}"]}}
+    adapter: generic
+    options:
+      fields: {{title: item.title, severity: item.severity, tool_id: item.id, asset.identifier: item.host}}
+routes:
+  - {{name: all, on: [finding.created], to: [{target}]}}
+targets:
+  {target}: {target_yaml}
+pipeline: {{safety_net_secs: 1}}
+"""
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -68,21 +87,8 @@ class Bench:
         self.work = work
         self.sink_port, self.hub_port = free_port(), free_port()
         self.config = work / "hub.yaml"
-        self.config.write_text(f"""
-server: {{host: 127.0.0.1, port: {self.hub_port}}}
-storage: {{path: ./bench.db}}
-sources:
-  scanner:
-    verify: {{scheme: standard-webhooks, secrets: ["{SECRET}"]}}
-    adapter: generic
-    options:
-      fields: {{title: item.title, severity: item.severity, tool_id: item.id, asset.identifier: item.host}}
-routes:
-  - {{name: all, on: [finding.created], to: [sink]}}
-targets:
-  sink: {{type: webhook, url: "http://127.0.0.1:{self.sink_port}/hook", concurrency: {concurrency}}}
-pipeline: {{safety_net_secs: 1}}
-""")
+        self.config.write_text(hub_yaml(self.hub_port, "./bench.db", "sink", f'{{type: webhook, url: '
+                                        f'"http://127.0.0.1:{self.sink_port}/hook", concurrency: {concurrency}}}'))
         self.sink = subprocess.Popen([sys.executable, "-m", "uvicorn", "sink:app", "--port", str(self.sink_port),
                                       "--no-access-log", "--log-level", "warning"], cwd=HERE)
         wait_http(f"http://127.0.0.1:{self.sink_port}/stats", self.sink)

@@ -43,7 +43,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import SECRET, free_port, peak_rss_mib, wait_http  # noqa: E402  (bench/pipeline.py)
+from pipeline import free_port, hub_yaml, peak_rss_mib, wait_http  # noqa: E402  (bench/pipeline.py)
 
 HERE = Path(__file__).resolve().parent
 HEC_TOKEN, API_KEY = "bench-hec-token", "YmVuY2g6a2V5"
@@ -71,26 +71,9 @@ class Result:
 
 def config_text(vendor: str, sink_port: int, hub_port: int, batch: int, in_flight: int) -> str:
     kind, auth, index = TARGETS[vendor]  # max_bytes left out: the type's own default applies
-    return f"""
-server: {{host: 127.0.0.1, port: {hub_port}}}
-storage: {{path: ./siem.db}}
-sources:
-  scanner:
-    verify: {{scheme: standard-webhooks, secrets: ["{SECRET}"]}}
-    adapter: generic
-    options:
-      fields: {{title: item.title, severity: item.severity, tool_id: item.id, asset.identifier: item.host}}
-routes:
-  - {{name: all, on: [finding.created], to: [siem]}}
-targets:
-  siem:
-    type: {kind}
-    url: "http://127.0.0.1:{sink_port}"
-    auth: {auth}
-    index: {index}
-    batch: {{max_events: {batch}, timeout_secs: 1, in_flight: {in_flight}, compression: true}}
-pipeline: {{safety_net_secs: 1}}
-"""
+    return hub_yaml(hub_port, "./siem.db", "siem", f'{{type: {kind}, url: "http://127.0.0.1:{sink_port}", auth: {auth}, '
+                    f'index: {index}, batch: {{max_events: {batch}, timeout_secs: 1, in_flight: {in_flight}, '
+                    'compression: true}}')
 
 
 def findings(n: int) -> list[tuple[str, dict[str, Any]]]:
