@@ -10,10 +10,11 @@ from sqlite_utils import Database
 
 from hub.errors import StoreUnavailableError
 from hub.store import Store, events
+from hub.store import deliveries as outbox
 from hub.store.schema import migrations
 
-TABLES = {"events", "findings", "finding_history", "deliveries", "delivery_attempts", "external_refs", "api_tokens",
-          "audit_log", "sync_state"}
+TABLES = {"events", "findings", "finding_history", "deliveries", "delivery_attempts", "delivery_snapshots",
+          "external_refs", "api_tokens", "audit_log", "sync_state"}
 
 
 def new_event(source: str = "se", key: str | None = None, body: bytes = b"{}") -> events.NewEvent:
@@ -26,9 +27,36 @@ def test_migrations_create_the_design_tables_and_are_versioned():
     assert TABLES <= set(db.table_names())
     applied = [m.name for m in migrations.applied(db)]
     assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index",
-                       "0004_deliveries_by_event"]
+                       "0004_deliveries_by_event", "0005_delivery_snapshots"]
     migrations.apply(db)  # idempotent
     assert [m.name for m in migrations.applied(db)] == applied
+
+
+def test_snapshots_move_out_of_the_delivery_row_without_loss():
+    """A store written before 0005 keeps every pending delivery's snapshot: claimed and shown as before."""
+    db = Database(memory=True)
+    migrations.apply(db, stop_before="0005_delivery_snapshots")
+    conn = db.conn
+    conn.execute("INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, "
+                 "snapshot, created_at, next_attempt_at) VALUES ('r', 't', 'finding.created', 'fnd_1', NULL, 'fnd_1', "
+                 "'k1', '{\"finding\": {\"id\": \"fnd_1\"}}', '2026-11-22T10:00:00.000Z', '2026-11-22T10:00:00.000Z'), "
+                 "('r', 't', 'event.received', NULL, 'evt_1', 'evt_1', 'k2', NULL, '2026-11-22T10:00:00.000Z', "
+                 "'2026-11-22T10:00:00.000Z')")
+    migrations.apply(db)
+    assert "snapshot" not in db["deliveries"].columns_dict
+    claimed = outbox.claim(conn, "t", "2026-11-22T10:00:01.000Z", 10)
+    assert [(r["seq"], r["snapshot"]) for r in claimed] == [(1, '{"finding": {"id": "fnd_1"}}'), (2, None)]
+    assert outbox.get(conn, "dlv_1")["snapshot"] == '{"finding": {"id": "fnd_1"}}'  # type: ignore[index]
+
+
+def test_a_repeated_delivery_key_keeps_the_first_snapshot():
+    db = Database(memory=True)
+    migrations.apply(db)
+    new = [outbox.NewDelivery("r", "t", "finding.created", "fnd_1", None, "fnd_1", "k1", snap)
+           for snap in ('{"v": 1}', '{"v": 2}')]
+    assert outbox.insert(db.conn, new[:1], "2026-11-22T10:00:00.000Z") == 1
+    assert outbox.insert(db.conn, new[1:], "2026-11-22T10:00:00.000Z") == 0
+    assert [r["snapshot"] for r in outbox.claim(db.conn, "t", "2026-11-22T10:00:01.000Z", 10)] == ['{"v": 1}']
 
 
 def test_event_queries_in_memory():

@@ -1,4 +1,6 @@
-"""The outbox: ``deliveries`` rows (pending -> in_flight -> done | dead) and their ``delivery_attempts``.
+"""The outbox: ``deliveries`` rows (pending -> in_flight -> done | dead), their ``delivery_attempts`` and
+``delivery_snapshots`` (the finding as it was, kept apart: written once, read once, never copied by the
+rewrites of the row at each claim and result).
 
 Claiming keeps order per (target, order key): a delivery is claimable only when no earlier
 delivery with the same key is still pending or in flight, so an update never overtakes its create
@@ -20,10 +22,10 @@ WHERE d.target = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
   AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target = d.target AND e.order_key = d.order_key
                   AND e.seq < d.seq AND e.state IN ('pending', 'in_flight'))
 ORDER BY d.next_attempt_at, d.seq LIMIT ?"""
-_FIELDS = ("seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, order_key, idempotency_key, snapshot, "
-           "payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
+_FIELDS = ("seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, order_key, idempotency_key, "
+           "(SELECT snapshot FROM delivery_snapshots WHERE delivery = seq) AS snapshot, payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
            "remote_id")
-_CLAIMED = ("seq, route, target, kind, finding_id, event_id, idempotency_key, snapshot, attempts, created_at, "
+_CLAIMED = ("seq, route, target, kind, finding_id, event_id, idempotency_key, attempts, created_at, "
             "next_attempt_at")  # what the dispatcher reads of a claimed row: less to copy out for 1,000 rows
 
 
@@ -70,11 +72,14 @@ def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> i
     """Add outbox rows (due now); a repeated idempotency key is ignored. Returns rows added."""
     before = conn.total_changes
     conn.executemany(
-        "INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, snapshot, "
-        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-        [(r.route, r.target, r.kind, r.finding_id, r.event_id, r.order_key, r.idempotency_key, r.snapshot, now, now)
-         for r in rows])
-    return conn.total_changes - before
+        "INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, created_at, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        [(r.route, r.target, r.kind, r.finding_id, r.event_id, r.order_key, r.idempotency_key, now, now) for r in rows])
+    added = conn.total_changes - before
+    conn.executemany(  # a repeated key keeps the snapshot its first delivery was given
+        "INSERT INTO delivery_snapshots (delivery, snapshot) SELECT seq, ? FROM deliveries WHERE idempotency_key = ? "
+        "ON CONFLICT (delivery) DO NOTHING", [(r.snapshot, r.idempotency_key) for r in rows if r.snapshot is not None])
+    return added
 
 
 def claim(conn: sqlite3.Connection, target: str, now: str, limit: int) -> list[dict[str, Any]]:
@@ -86,7 +91,20 @@ def claim(conn: sqlite3.Connection, target: str, now: str, limit: int) -> list[d
                               f"last_attempt_at = ? WHERE seq IN ({_CLAIM}) RETURNING {_CLAIMED}",
                               (now, target, now, limit)))
     rows.sort(key=lambda r: (r["next_attempt_at"], r["seq"]))
+    snapshots = snapshots_of(conn, [r["seq"] for r in rows])
+    for r in rows:
+        r["snapshot"] = snapshots.get(r["seq"])
     return rows
+
+
+def snapshots_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str]:
+    """Snapshots by delivery seq (raw event deliveries have none: they read the event)."""
+    out: dict[int, str] = {}
+    for start in range(0, len(seqs), _MAX_VARS):
+        chunk = seqs[start:start + _MAX_VARS]
+        out.update(conn.execute(f"SELECT delivery, snapshot FROM delivery_snapshots WHERE delivery IN "
+                                f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
 
 
 def due_summary(conn: sqlite3.Connection, target: str, now: str, limit: int) -> tuple[int, str | None]:

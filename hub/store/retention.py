@@ -6,7 +6,7 @@ statement. A walk stops at the first range whose first row is younger than every
 follows time, and nothing after that row can be old enough.
 
 What goes: done deliveries (by ``done_at``) and dead ones after a longer window, with their attempt
-logs; processed events (by ``received_at``) and failed ones after the longer window, unless a
+logs and snapshots; processed events (by ``received_at``) and failed ones after the longer window, unless a
 delivery still reads its body (a raw ``event.received`` delivery). Findings, their history, external
 refs, tokens and the audit log are state, not traffic, and stay.
 """
@@ -47,7 +47,7 @@ def _old(cutoffs: dict[str, str | None], at: str) -> tuple[str, dict[str, str]]:
 
 
 def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | None, dead_before: str | None) -> Step:
-    """Delete prunable deliveries (and their attempt logs) among the ``STEP`` rows after seq ``after``."""
+    """Delete prunable deliveries (with their attempt logs and snapshots) among the ``STEP`` rows after seq ``after``."""
     cutoffs = {"done": done_before, "dead": dead_before}
     if (rng := _range(conn, "deliveries", "created_at", after, cutoffs)) is None:
         return Step(0, None)
@@ -57,6 +57,7 @@ def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | Non
     if seqs:
         marks = ",".join("?" * len(seqs))
         conn.execute(f"DELETE FROM delivery_attempts WHERE delivery IN ({marks})", seqs)
+        conn.execute(f"DELETE FROM delivery_snapshots WHERE delivery IN ({marks})", seqs)
         conn.execute(f"DELETE FROM deliveries WHERE seq IN ({marks})", seqs)
     return Step(len(seqs), rng[1])
 

