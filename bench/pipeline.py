@@ -56,8 +56,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def hub_yaml(hub_port: int, db: str, target: str, target_yaml: str) -> str:
-    """A bench hub: one signed generic source, every finding.created routed to one target."""
+def hub_yaml(hub_port: int, db: str, target: str, target_yaml: str, pipeline: str = "") -> str:
+    """A bench hub: one signed generic source, every finding.created routed to one target (``pipeline``: more
+    keys of the pipeline section, YAML flow style)."""
     return f"""
 server: {{host: 127.0.0.1, port: {hub_port}}}
 storage: {{path: {db}}}
@@ -71,7 +72,7 @@ routes:
   - {{name: all, on: [finding.created], to: [{target}]}}
 targets:
   {target}: {target_yaml}
-pipeline: {{safety_net_secs: 1}}
+pipeline: {{safety_net_secs: 1{", " + pipeline if pipeline else ""}}}
 """
 
 

@@ -24,12 +24,13 @@ class Encoded:
 
 
 def encode_all(items: Sequence[Item], encode: Callable[[Item], bytes]) -> tuple[list[Encoded], dict[int, Verdict]]:
-    """Encode every item; template failures become PERMANENT verdicts for those items only."""
+    """Encode every item (unless the render process did); template failures become PERMANENT verdicts for those
+    items only."""
     ok: list[Encoded] = []
     failed: dict[int, Verdict] = {}
     for i, item in enumerate(items):
         try:
-            ok.append(Encoded(i, item, encode(item)))
+            ok.append(Encoded(i, item, item.encoded if item.encoded is not None else encode(item)))
         except TemplateError as exc:
             failed[i] = Verdict(Outcome.PERMANENT, f"template error: {exc}")
     return ok, failed

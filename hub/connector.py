@@ -76,6 +76,7 @@ class Item:
     ref: Ref | None = None
     attempt: int = 1
     dead: dict[str, Any] | None = None  # delivery.dead: the delivery that gave up (id, target, kind, reason)
+    encoded: bytes | None = None  # encode()'s result, made by the render process (finding and event are then None)
 
     @property
     def linked_id(self) -> str | None:
@@ -216,6 +217,9 @@ class Connector:
     work_items: ClassVar[bool] = False  # one remote object per finding, linked through external_refs
     default_rate_limit: ClassVar[float | None] = None  # requests/s when the config sets none
 
+    # deliver_batch reads an item only through encode() (or item.encoded, set when the dispatcher's render
+    # process encoded it already): the dispatcher may then render this target's big batches on another core.
+    encodes_apart: ClassVar[bool] = False
     kinds: ClassVar[frozenset[str] | None] = None  # event types it can deliver (None: all)
 
     def __init__(self, target: str, config: TargetConfig, mapping: Mapping, base_dir: Path | None = None):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verd
 from hub.ids import iso, parse_iso
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 from hub.registry import connector_class
+from hub.render_pool import RenderPool, Spec
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
@@ -155,10 +157,7 @@ class Worker:
             await asyncio.sleep(wait)
 
     async def _items(self, rows: list[dict[str, Any]]) -> list[Item]:
-        events: dict[str, dict[str, Any]] = {}
-        ids = [r["event_id"] for r in rows if r["event_id"] and r["snapshot"] is None]
-        if ids:
-            events = {k: stored_event(v).public() for k, v in event_rows.by_ids(self.hub.store.conn, ids).items()}
+        events = {k: stored_event(v).public() for k, v in self._event_rows(rows).items()}
         items = []
         for r in rows:
             snap = orjson.loads(r["snapshot"]) if r["snapshot"] else {}
@@ -188,15 +187,45 @@ class Worker:
         assert isinstance(self.connector, SupportsBatch)
         started = time.perf_counter()
         try:
-            items = await self._items(rows)
+            items, slots = await self._encoded_items(rows)
             await self._pace()
             async with self.client() as client:
-                verdicts = await self.connector.deliver_batch(client, items)
-            if len(verdicts) != len(items):
-                raise RuntimeError(f"{self.cfg.type} returned {len(verdicts)} verdicts for {len(items)} items")
+                sent = await self.connector.deliver_batch(client, items)
+            if len(sent) != len(items):
+                raise RuntimeError(f"{self.cfg.type} returned {len(sent)} verdicts for {len(items)} items")
+            answers = iter(sent)
+            verdicts = [v if v is not None else next(answers) for v in slots]
         except Exception as exc:
             verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
+
+    async def _encoded_items(self, rows: list[dict[str, Any]]) -> tuple[list[Item], list[Verdict | None]]:
+        """The items to send, encoded by the render process when it takes this batch, and a slot per row: None
+        for a row that is sent, a PERMANENT verdict for a row whose template failed there."""
+        pool = self.hub.dispatcher.render_pool
+        encoded = None
+        if pool is not None and pool.wants(self.name, len(rows)):
+            events = self._event_rows(rows)
+            encoded = await pool.encode(self.name, [
+                (outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], r["snapshot"],
+                 events.get(r["event_id"]) if r["event_id"] else None, r["attempts"]) for r in rows])
+        if encoded is None:  # small batch, no pool, or the child died: encode here
+            return await self._items(rows), [None] * len(rows)
+        items: list[Item] = []
+        slots: list[Verdict | None] = []
+        for r, data in zip(rows, encoded, strict=True):
+            if isinstance(data, str):
+                slots.append(Verdict(Outcome.PERMANENT, data))
+                continue
+            slots.append(None)
+            items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
+                              attempt=r["attempts"], encoded=data))
+        return items, slots
+
+    def _event_rows(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Stored events read by raw ``event.received`` rows (they carry no snapshot), by event id."""
+        ids = [r["event_id"] for r in rows if r["event_id"] and r["snapshot"] is None]
+        return event_rows.by_ids(self.hub.store.conn, ids) if ids else {}
 
     async def _record(self, rows: list[dict[str, Any]], verdicts: list[Verdict], elapsed: float) -> None:
         now = self.hub.clock()
@@ -269,6 +298,7 @@ class Dispatcher:
         self.hub = hub
         transports = transports or {}
         self.workers = {name: Worker(hub, name, transports.get(name)) for name in hub.config.target_configs}
+        self.render_pool = render_pool(hub, self.workers)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -286,6 +316,18 @@ class Dispatcher:
 
     async def close(self) -> None:
         await asyncio.gather(*(w.close() for w in self.workers.values()))
+        if self.render_pool is not None:
+            await self.render_pool.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def render_pool(hub: Hub, workers: dict[str, Worker]) -> RenderPool | None:
+    """A render process for the targets whose connector ``encodes_apart``, if the config (or the CPU count) wants one."""
+    wanted = hub.config.pipeline.render_process
+    if wanted is False or (wanted is None and (os.cpu_count() or 1) < 2):
+        return None
+    specs = {name: Spec(w.cfg, w.connector.mapping, hub.config.resolve(".")) for name, w in workers.items()
+             if w.connector.encodes_apart and w.batch is not None}
+    return RenderPool(specs) if specs else None

@@ -42,6 +42,10 @@ class Mapping:
     vars: dict[str, Any] = field(default_factory=dict)
     root: Path = BUILTIN_ROOT
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for the render process without its compiled templates (they are compiled again there)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("env", "_templates")}
+
     @cached_property
     def env(self) -> jinja2.Environment:
         return templating.environment([self.folder, self.root])

@@ -1,0 +1,147 @@
+"""The render process: SIEM batches encoded in a child process reach the vendor byte-for-byte as the event
+loop would have encoded them, a template error fails its item alone, and a dead child costs nothing."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hub import render_pool
+from hub.config import load_config
+from hub.delivery import Worker
+from hub.mappings import BUILTIN_ROOT
+from hub.models import Finding
+from hub.registry import connector_class
+from hub.render_pool import Spec
+from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
+from tests.fakes.splunk_hec import fake_hec, keys
+from tests.support import HubHarness
+from tests.test_examples import EXAMPLES, dummy_env
+
+SIEM_TYPES = ("splunk_hec", "sentinel", "elastic")
+SEEN = "2026-11-22T10:00:00.000Z"
+
+
+def siem_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
+    """HEC behind the fake, batches collected for up to a second so that one webhook makes one big batch."""
+    data = hub_config(tmp_path, **target)
+    data["targets"]["splunk"]["batch"] = {"timeout_secs": 1.0, "in_flight": 2}
+    data["pipeline"]["render_process"] = True
+    return data
+
+
+def all_rows(h: HubHarness) -> list[dict[str, Any]]:
+    from hub.store import deliveries as outbox
+
+    seqs = [r[0] for r in h.rows("SELECT seq FROM deliveries ORDER BY seq")]
+    return [outbox.get(h.hub.store.conn, outbox.delivery_id(s)) for s in seqs]  # type: ignore[misc]
+
+
+async def started(h: HubHarness) -> render_pool.RenderPool:
+    pool = h.hub.dispatcher.render_pool
+    assert pool is not None and await pool.start(), "the render process did not start"
+    return pool
+
+
+async def test_the_child_sends_what_the_loop_would_have_sent(tmp_path):
+    app = fake_hec()
+    async with harness(tmp_path, siem_config(tmp_path), app) as h:
+        pool = await started(h)
+        await h.send(findings(0, 999))  # one event.received and 999 findings: one batch of 1,000
+        await h.until(lambda: h.settled(1_000))
+        assert h.states() == {"done": 1_000} and set(keys(app).values()) == {1}
+        assert pool.batches == 1, "the batch should have been encoded by the child"
+        worker: Worker = h.hub.dispatcher.workers["splunk"]
+        sent = {e["fields"]["idempotency_key"]: e for e in app.state.events}
+        rows = all_rows(h)
+        inline = {item.idempotency_key: orjson.loads(worker.connector.encode(item))  # type: ignore[attr-defined]
+                  for item in await worker._items(rows)}
+        assert len(sent) == 1_000 and sent == inline  # the finding deliveries and the raw event.received alike
+
+
+async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
+    folder = tmp_path / "mapping"
+    shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
+    template = folder / "event.json.j2"
+    template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}',
+                                                     '{%- set asset = finding["nope"] if finding["title"] == "poison" '
+                                                     'else finding["asset"] -%}'))
+    app = fake_hec()
+    async with harness(tmp_path, siem_config(tmp_path, mapping=str(folder)), app) as h:
+        pool = await started(h)
+        await h.send(findings(0, 150) + findings(150, 1, title="poison") + findings(151, 149))
+        await h.until(lambda: h.settled(301))
+        assert pool.batches >= 1
+        assert h.states() == {"done": 300, "dead": 1}
+        [(error,)] = h.rows("SELECT last_error FROM deliveries WHERE state = 'dead'")
+        assert error.startswith("template error:") and "event.json.j2" in error and "nope" in error
+        assert delivered_ids(app) == sorted(f"F-{i}" for i in range(300) if i != 150)
+
+
+async def test_a_killed_child_loses_nothing_and_comes_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_pool, "RESTART_AFTER", 0.2)
+    app = fake_hec()
+    async with harness(tmp_path, siem_config(tmp_path), app) as h:
+        pool = await started(h)
+        first = pool.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await h.send(findings(0, 500))
+        await h.until(lambda: h.settled(501))
+        assert h.states() == {"done": 501} and set(keys(app).values()) == {1}
+        assert await pool.start() and pool.pid not in (None, first)  # started again after RESTART_AFTER
+        before = pool.batches
+        await h.send(findings(500, 500))
+        await h.until(lambda: h.settled(1_002))
+        assert pool.batches > before and len(keys(app)) == 1_002 and set(keys(app).values()) == {1}
+
+
+async def test_small_batches_and_a_switched_off_pool_render_in_the_loop(tmp_path, monkeypatch):
+    app = fake_hec()
+    async with harness(tmp_path, siem_config(tmp_path), app) as h:
+        pool = h.hub.dispatcher.render_pool
+        assert pool is not None
+        assert not pool.wants("splunk", render_pool.MIN_ROWS - 1) and pool.pid is None  # nothing started for it
+        await h.send(findings(0, 20))
+        await h.until(lambda: h.settled(21))
+        assert pool.batches == 0 and pool.pid is None
+    off = siem_config(tmp_path / "off")
+    (tmp_path / "off").mkdir()
+    off["pipeline"]["render_process"] = False
+    async with harness(tmp_path / "off", off, fake_hec()) as h:
+        assert h.hub.dispatcher.render_pool is None
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    auto = siem_config(tmp_path / "auto")
+    (tmp_path / "auto").mkdir()
+    del auto["pipeline"]["render_process"]
+    async with harness(tmp_path / "auto", auto, fake_hec()) as h:
+        assert h.hub.dispatcher.render_pool is None  # one CPU: nothing to gain from a second process
+
+
+@pytest.mark.parametrize("kind", SIEM_TYPES)
+def test_every_shipped_siem_target_travels_to_the_child(kind):
+    """What the child gets is pickled: each example target must survive the trip and build its connector."""
+    path = next(p for p in EXAMPLES if p.stem == kind)
+    config = load_config(path, dummy_env(path.read_text()))
+    for name, target in config.target_configs.items():
+        spec = pickle.loads(pickle.dumps(Spec(target, config.mappings[name], config.resolve("."))))
+        connector = connector_class(spec.config.type)(name, spec.config, spec.mapping, spec.base_dir)
+        assert connector.encodes_apart
+        finding = {**Finding(source="scanner", title="t", severity="high", status="open", first_seen=SEEN,
+                             last_seen=SEEN).model_dump(mode="json"), "id": "fnd_1", "fingerprint": "f" * 32}
+        row = ("dlv_1", "finding.created", "key-1", "r", orjson.dumps({"finding": finding}).decode(), None, 1)
+        [encoded] = render_pool.encode_rows(connector, [row])
+        assert isinstance(encoded, bytes), encoded
+
+
+def test_only_connectors_that_read_items_through_encode_go_to_the_child():
+    assert {t for t in ("splunk_hec", "sentinel", "elastic", "webhook", "linear", "notion", "file")
+            if connector_class(t).encodes_apart} == set(SIEM_TYPES)
+
