@@ -16,7 +16,7 @@ from hub.connector import BatchConfig, Item, Outcome, Verdict, verdict_for_excep
 from hub.errors import TemplateError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per item, and a frozen __init__ costs several times more
 class Encoded:
     index: int  # position in the batch the dispatcher passed
     item: Item

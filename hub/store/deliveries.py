@@ -44,7 +44,7 @@ class NewDelivery:
     snapshot: str | None  # JSON: {"finding": .., "changes": ..}; None for raw events (read from `events`)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per delivery result, and a frozen __init__ costs several times more
 class Result:
     """What one attempt decided, to be recorded."""
 
