@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,11 +73,20 @@ def encode_rows(connector: Connector, rows: list[Row]) -> list[Encoded]:
 _connectors: dict[str, Connector] = {}  # the child's, built once by _start
 
 
-def _start(specs: dict[str, Spec]) -> None:
+def _start(specs: dict[str, Spec], hub_pid: int) -> None:
     from hub.registry import connector_class
 
+    threading.Thread(target=_exit_with_parent, args=(hub_pid,), name="hub-render-watchdog", daemon=True).start()
     for name, spec in specs.items():
         _connectors[name] = connector_class(spec.config.type)(name, spec.config, spec.mapping, spec.base_dir)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A hub killed with SIGKILL cannot stop its child: the child sees it is orphaned (even before it got here)
+    and ends itself."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def _encode(target: str, rows: list[Row]) -> list[Encoded]:
@@ -122,7 +132,7 @@ class RenderPool:
     def _launch(self) -> None:
         try:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                                             initargs=(self.specs,))
+                                             initargs=(self.specs, os.getpid()))
             self._warm = asyncio.wrap_future(self._pool.submit(_ready))
         except Exception as exc:  # e.g. no processes left: render in the loop, try again later
             self._broke(exc)

@@ -3,17 +3,20 @@ loop would have encoded them, a template error fails its item alone, and a dead 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from hub import render_pool
+from hub import render_pool, signatures
 from hub.config import load_config
 from hub.delivery import Worker
 from hub.mappings import BUILTIN_ROOT
@@ -22,7 +25,7 @@ from hub.registry import connector_class
 from hub.render_pool import Spec
 from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
 from tests.fakes.splunk_hec import fake_hec, keys
-from tests.support import HubHarness
+from tests.support import SW_SECRET, HubHarness, HubProcess, LoopbackServer, free_port, write_config
 from tests.test_examples import EXAMPLES, dummy_env
 
 SIEM_TYPES = ("splunk_hec", "sentinel", "elastic")
@@ -145,3 +148,45 @@ def test_only_connectors_that_read_items_through_encode_go_to_the_child():
     assert {t for t in ("splunk_hec", "sentinel", "elastic", "webhook", "linear", "notion", "file")
             if connector_class(t).encodes_apart} == set(SIEM_TYPES)
 
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_render_process_does_not_outlive_a_killed_hub(tmp_path):
+    """SIGKILL leaves no stray process: the child notices its parent is gone and exits."""
+    app = fake_hec()
+    with LoopbackServer(app) as sink:
+        port = free_port()
+        data = siem_config(tmp_path, url=sink.url)
+        data["server"] = {"host": "127.0.0.1", "port": port}
+        config = write_config(tmp_path / "hub.yaml", data)
+        body = orjson.dumps({"findings": findings(0, 300)})
+        headers = {"content-type": "application/json",
+                   **signatures.build("standard-webhooks", [SW_SECRET]).sign(body, time.time(), "msg_1")}
+        hub = HubProcess(config, port)
+        with hub:
+            assert hub.proc is not None
+            assert httpx.post(f"{hub.url}/hooks/scanner", content=body, headers=headers).status_code == 202
+            deadline = time.monotonic() + 30
+            while not (kids := children(hub.proc.pid)) or len(app.state.events) < 301:
+                assert time.monotonic() < deadline, f"{len(app.state.events)} events, children {kids}"
+                time.sleep(0.05)
+            hub.kill()
+        deadline = time.monotonic() + 15
+        while any(alive(k) for k in kids):
+            assert time.monotonic() < deadline, f"still running after the hub was killed: {kids}"
+            time.sleep(0.05)
