@@ -67,3 +67,26 @@ def test_every_metric_is_in_the_http_reference():
     names = {family.name for family in Metrics().registry.collect()}
     missing = sorted(n for n in names if not re.search(rf"`{re.escape(n)}(_total)?[{{`]", text))
     assert names and not missing, f"metrics missing from docs/http.md: {missing}"
+
+
+def test_the_connector_guide_example_runs(tmp_path):
+    """docs/writing-connectors.md's first example is real code: it renders a request with its token masked."""
+    import orjson
+    import yaml
+
+    from hub.connector import Item
+    from hub.mappings import load_mapping
+
+    source = re.search(r"```python\n(.*?)```", (DOCS / "writing-connectors.md").read_text(), re.S)
+    assert source is not None
+    namespace: dict[str, object] = {"__name__": "chat_example"}
+    exec(compile(source.group(1), "writing-connectors.md", "exec", dont_inherit=True), namespace)  # noqa: S102
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump({"payloads": {"message": {"template": "message.json.j2"}}}))
+    (tmp_path / "message.json.j2").write_text('{{ {"text": finding["title"] ~ " (" ~ kind ~ ")"} | tojson }}')
+    chat_config, chat_connector = namespace["ChatConfig"], namespace["ChatConnector"]
+    cfg = chat_config(type="chat", url="https://chat.example/hook", token="s3cret")  # type: ignore[operator]
+    conn = chat_connector("team", cfg, load_mapping("chat", tmp_path, ("message",)))  # type: ignore[operator]
+    [out] = conn.render(Item("dlv_1", "finding.created", "k1", "r", "team", {"title": "Open S3 bucket"}))
+    assert (out.method, out.url, orjson.loads(out.body)) == ("POST", "https://chat.example/hook",
+                                                             {"text": "Open S3 bucket (finding.created)"})
+    assert out.masked_headers()["authorization"] == "********" and "s3cret" in out.headers["authorization"]
