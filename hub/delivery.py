@@ -188,9 +188,11 @@ class Worker:
         started = time.perf_counter()
         try:
             items, slots = await self._encoded_items(rows)
-            await self._pace()
-            async with self.client() as client:
-                sent = await self.connector.deliver_batch(client, items)
+            sent: list[Verdict] = []
+            if items:  # not when every row's template failed in the render process
+                await self._pace()
+                async with self.client() as client:
+                    sent = await self.connector.deliver_batch(client, items)
             if len(sent) != len(items):
                 raise RuntimeError(f"{self.cfg.type} returned {len(sent)} verdicts for {len(items)} items")
             answers = iter(sent)

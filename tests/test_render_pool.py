@@ -88,6 +88,22 @@ async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
         assert delivered_ids(app) == sorted(f"F-{i}" for i in range(300) if i != 150)
 
 
+async def test_a_batch_whose_every_template_fails_sends_nothing(tmp_path):
+    folder = tmp_path / "mapping"
+    shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
+    template = folder / "event.json.j2"
+    template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}',
+                                                     '{%- set asset = finding["nope"] -%}'))
+    app = fake_hec()
+    data = siem_config(tmp_path, mapping=str(folder))
+    data["routes"][0]["on"] = ["finding.created"]  # no raw event in the batch: every row fails
+    async with harness(tmp_path, data, app) as h:
+        pool = await started(h)
+        await h.send(findings(0, 150))
+        await h.until(lambda: h.settled(150))
+        assert pool.batches == 1 and h.states() == {"dead": 150} and app.state.requests == []
+
+
 async def test_a_killed_child_loses_nothing_and_comes_back(tmp_path, monkeypatch):
     monkeypatch.setattr(render_pool, "RESTART_AFTER", 0.2)
     app = fake_hec()
