@@ -75,6 +75,7 @@ class Worker:
         self._outcomes = {o: m.deliveries.labels(name, o.value) for o in Outcome}
         self._latency = m.delivery_latency.labels(name)
         self._circuit = m.circuit_open.labels(name)
+        self._rendered = {where: m.render_batches.labels(name, where) for where in ("process", "loop")}
 
     async def run(self) -> None:
         while not self._closing:
@@ -212,7 +213,9 @@ class Worker:
                 (outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], r["snapshot"],
                  events.get(r["event_id"]) if r["event_id"] else None, r["attempts"]) for r in rows])
         if encoded is None:  # small batch, no pool, or the child died: encode here
+            self._rendered["loop"].inc()
             return await self._items(rows), [None] * len(rows)
+        self._rendered["process"].inc()
         items: list[Item] = []
         slots: list[Verdict | None] = []
         for r, data in zip(rows, encoded, strict=True):

@@ -36,6 +36,9 @@ class Metrics:
                                     ["target"], registry=r)
         self.dead_letters = Gauge("hub_dead_letters", "Dead letters waiting for a fix and a replay.", ["target"],
                                   registry=r)
+        self.render_batches = Counter("hub_render_batches_total", "SIEM batches encoded, by where: the render "
+                                      "process, or the event loop (small batch, no process, or it failed).",
+                                      ["target", "where"], registry=r)
         self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
                                   ["target"], registry=r)
 

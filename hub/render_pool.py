@@ -105,7 +105,6 @@ class RenderPool:
         self._pool: ProcessPoolExecutor | None = None
         self._warm: asyncio.Future[int] | None = None
         self._broken_at = 0.0
-        self.batches = 0  # batches the child encoded
         self.pid: int | None = None  # the child's, once it answered
 
     @property
@@ -152,13 +151,11 @@ class RenderPool:
         if pool is None:
             return None
         try:
-            encoded = await asyncio.wrap_future(pool.submit(_encode, target, rows))
+            return await asyncio.wrap_future(pool.submit(_encode, target, rows))
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 self._broke(exc)
             return None
-        self.batches += 1
-        return encoded
 
     def _broke(self, exc: BaseException | None) -> None:
         log.warning("render process failed (%s); rendering in the hub process, restart in %.0f s",
