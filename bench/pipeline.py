@@ -28,8 +28,8 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub import signatures  # noqa: E402
-from hub.ids import iso  # noqa: E402
+from hub import signatures
+from hub.ids import iso
 
 HERE = Path(__file__).resolve().parent
 SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci1waXBlbGluZQ=="

@@ -45,7 +45,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import free_port, hub_yaml, peak_rss_mib, wait_http  # noqa: E402  (bench/pipeline.py)
+from pipeline import free_port, hub_yaml, peak_rss_mib, wait_http
 
 HERE = Path(__file__).resolve().parent
 HEC_TOKEN, API_KEY = "bench-hec-token", "YmVuY2g6a2V5"

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import free_port, peak_rss_mib, wait_http  # noqa: E402
+from pipeline import free_port, peak_rss_mib, wait_http
 
 HERE = Path(__file__).resolve().parent
 

@@ -72,7 +72,7 @@ class ElasticAuth(StrictModel):
 
 class ElasticConfig(TargetConfig):
     url: str = Field(description="Cluster URL, e.g. https://my-deployment.es.us-east-1.aws"
-                     ".elastic.cloud (no public default).")  # type: ignore[assignment]
+                     ".elastic.cloud (no public default).")
     auth: ElasticAuth | None = Field(None, description="Exactly one of api_key, username + password, bearer; none "
                                      "for a cluster without security.")
     index: str = Field("logs-findings-default", pattern=r'^[^-_+A-Z\\/*?"<>| ,#:][^A-Z\\/*?"<>| ,#:]{0,254}$',

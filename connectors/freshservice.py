@@ -57,7 +57,7 @@ class FreshserviceAuth(StrictModel):
 class FreshserviceConfig(TargetConfig):
     """Where tickets go (account URL, requester, group/workspace) and how they are resolved and read back."""
 
-    url: str = Field(  # type: ignore[assignment]
+    url: str = Field(
         description="https://<domain>.freshservice.com (http:// only for localhost test doubles).")
     auth: FreshserviceAuth = Field(description="API key auth (HTTP Basic, key as user name, X as password).")
     requester_email: str | None = Field(None, description="Requester of every ticket (unknown emails become contacts).")
@@ -175,7 +175,8 @@ class FreshserviceConnector(HttpConnector):
 
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
         """Find or create the finding's ticket, then apply this lifecycle step to it."""
-        ticket, how, doc = item.linked_id, "ticket", {}
+        ticket, how = item.linked_id, "ticket"
+        doc: dict[str, Any] = {}
         if ticket is None and item.ref is not None and self.cfg.correlation_query \
                 and (item.attempt > 1 or item.kind != "finding.created"):  # an earlier attempt may have created it
             verdict, doc = await self.find(client, item)
@@ -276,7 +277,7 @@ class FreshserviceConnector(HttpConnector):
 
 
 _GONE = "; the ticket was deleted or merged, or the agent of target {t} cannot see it"
-_HINTS = {
+_HINTS: dict[tuple[int | None, str], str] = {
     (400, "create"): "; the account may make fields mandatory: set them in custom_fields of target {t} "
                      "(GET /api/v2/ticket_form_fields lists them)",
     (400, "resolve"): "; resolving can need custom fields marked 'required on closure': set them in "

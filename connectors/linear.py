@@ -157,7 +157,7 @@ class LinearConnector(HttpConnector):
             if failed is not None:
                 return failed
         ref, done = item.ref, []
-        link = {"remote_id": ref.remote_id, "remote_url": ref.url} if ref and ref.state == "linked" else {}
+        link: dict[str, Any] = {"remote_id": ref.remote_id, "remote_url": ref.url} if ref and ref.state == "linked" else {}
         for out in self.plan(item, state_id):
             verdict, answer = await self._call(client, out)
             if verdict.outcome is not Outcome.OK:
@@ -245,8 +245,9 @@ class LinearConnector(HttpConnector):
 def graphql_error(response: httpx.Response) -> tuple[str, str]:
     """(``extensions.type`` or ``code`` lower-cased, message) of the first GraphQL error; ("", "") when none."""
     errors = json_object(response).get("errors")
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    ext = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
+    first: dict[str, Any] = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    extensions = first.get("extensions")
+    ext: dict[str, Any] = extensions if isinstance(extensions, dict) else {}
     kind = str(ext.get("type") or ext.get("code") or ("error" if first else "")).lower().replace("_", " ")
     return kind, str(ext.get("userPresentableMessage") or first.get("message") or "")[:300]
 

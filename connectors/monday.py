@@ -216,7 +216,8 @@ class MondayConnector(HttpConnector):
         state = it.get("state") or "active"
         if state in ("archived", "deleted"):  # a human removed it: only resolves when configured
             return RemoteStatus(str(it["id"]), state, self.cfg.archived_is_closed, it.get("url"))
-        value = next((c for c in it.get("column_values") or [] if c.get("id") == self.cfg.columns.status), {})
+        value: dict[str, Any] = next(
+            (c for c in it.get("column_values") or [] if c.get("id") == self.cfg.columns.status), {})
         return RemoteStatus(str(it["id"]), value.get("label") or value.get("text") or "", value.get("is_done") is True,
                             it.get("url"))
 
@@ -263,7 +264,8 @@ class MondayConnector(HttpConnector):
             return Verdict(Outcome.RETRY, what, retry_after=_wait(err, response), status=429)
         if code in AUTH_CODES or ext.get("status_code") in (401, 403) or http in (401, 403):
             return Verdict(Outcome.PERMANENT, f"{what}: {self._check_token()}", status=http)
-        status = ext.get("status_code") if isinstance(ext.get("status_code"), int) else http
+        code_status = ext.get("status_code")
+        status: int = code_status if isinstance(code_status, int) else http
         if status >= 500 or status in (408, 423) or http >= 500:  # 423: board locked by a concurrent change
             return Verdict(Outcome.RETRY, what, retry_after=retry_after_secs(response), status=http)
         return Verdict(Outcome.PERMANENT, f"{what} (check board_id {self.cfg.board_id}, the column ids and status "
@@ -291,7 +293,8 @@ def _limited(error: dict[str, Any]) -> bool:
 def _wait(error: dict[str, Any], response: httpx.Response) -> float | None:
     """The longest wait monday states: retry_in_seconds, "reset in N seconds" or Retry-After."""
     ext = _ext(error)
-    data = ext.get("error_data") if isinstance(ext.get("error_data"), dict) else {}
+    error_data = ext.get("error_data")
+    data: dict[str, Any] = error_data if isinstance(error_data, dict) else {}
     waits = [float(w) for w in (ext.get("retry_in_seconds"), data.get("retry_in_seconds"), retry_after_secs(response))
              if isinstance(w, (int, float))]
     if found := re.search(r"reset in (\d+) seconds?", str(error.get("message"))):

@@ -55,7 +55,7 @@ class SentinelAuth(StrictModel):
 
 
 class SentinelConfig(TargetConfig):
-    url: str = Field(description="Data collection endpoint (DCE) or the DCR's "  # type: ignore[assignment]
+    url: str = Field(description="Data collection endpoint (DCE) or the DCR's "
                      "logs-ingestion endpoint, e.g. https://my-dce-abcd.eastus-1.ingest.monitor.azure.com.")
     tenant_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Entra tenant (directory) id.")
     auth: SentinelAuth = Field(description="Client credentials of the app granted Monitoring Metrics Publisher.")

@@ -62,7 +62,7 @@ class AckConfig(StrictModel):
 
 
 class SplunkHecConfig(TargetConfig):
-    url: str = Field(  # type: ignore[assignment]
+    url: str = Field(
         description="HEC base URL, e.g. https://splunk.example.com:8088 (no public default).")
     auth: SplunkAuth = Field(description="`{token}`: the HEC token.")
     index: str | None = Field(None, description="Index to write to; default: the token's default index.")

@@ -22,7 +22,7 @@ from hub.strict import Loc
 
 
 class WebhookConfig(TargetConfig):
-    url: str = Field(description="Where to POST.")  # type: ignore[assignment]
+    url: str = Field(description="Where to POST.")
     secret: SecretStr | None = Field(None, description="whsec_ secret: sign with Standard Webhooks headers.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
 

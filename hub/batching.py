@@ -86,7 +86,7 @@ async def deliver_chunks(items: Sequence[Item], encode: Callable[[Item], bytes],
     for chunk in split(encoded, batch.max_events, batch.max_bytes, separator, overhead):
         try:
             results = await send(chunk)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any failure of one chunk becomes its items' verdict)
             results = [verdict_for_exception(exc)] * len(chunk)
         if len(results) != len(chunk):
             raise RuntimeError(f"send returned {len(results)} verdicts for {len(chunk)} items")

@@ -312,16 +312,17 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
         raise ConfigError(problems)
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(doc.file, 1, "", "the config must be a mapping of keys (server, storage, sources, ...)")])
+    config: HubConfig | None = None
     try:
-        config: HubConfig | None = HubConfig.model_validate(doc.data)
+        validated = HubConfig.model_validate(doc.data)
     except ValidationError as exc:
-        config = None
         problems += translate(doc, exc, HubConfig)
         problems += _entry_problems(doc)
     else:
-        config._file, config._base_dir = doc.file, base_dir
-        problems += [doc.problem(loc, msg) for loc, msg in config.problems()]
-        problems += _wire(config, doc)
+        validated._file, validated._base_dir = doc.file, base_dir
+        problems += [doc.problem(loc, msg) for loc, msg in validated.problems()]
+        problems += _wire(validated, doc)
+        config = validated
     problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
     if problems or config is None:
         raise ConfigError(problems)
@@ -370,10 +371,10 @@ def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
         config._targets[name] = target
     for i, route in enumerate(config.routes):
         for j, name in enumerate(route.to):
-            target = config._targets.get(name)
-            kinds = registry.connector_class(target.type).kinds if target else None
-            if kinds is not None and (unsupported := [k for k in route.on if k not in kinds]):
-                problems.append(doc.problem(("routes", i, "to", j), f"target {name} ({target.type}) cannot deliver "
+            routed = config._targets.get(name)
+            kinds = registry.connector_class(routed.type).kinds if routed else None
+            if routed and kinds is not None and (unsupported := [k for k in route.on if k not in kinds]):
+                problems.append(doc.problem(("routes", i, "to", j), f"target {name} ({routed.type}) cannot deliver "
                                             f"{', '.join(unsupported)}; it takes {', '.join(sorted(kinds))}"))
     for name, source in config.sources.items():
         loc = ("sources", name)

@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -86,10 +87,8 @@ class Worker:
                 delay = 5.0
             if delay is None:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self.wake.clear()
 
     async def step(self) -> float | None:
@@ -154,7 +153,7 @@ class Worker:
             self.clients.put_nowait(client)
 
     async def _pace(self) -> None:
-        while self.bucket is not None and (wait := self.bucket.delay()) > 0:
+        while self.bucket is not None and (wait := self.bucket.delay()) > 0:  # noqa: ASYNC110  (the bucket says how long)
             await asyncio.sleep(wait)
 
     async def _items(self, rows: list[dict[str, Any]]) -> list[Item]:
@@ -167,7 +166,7 @@ class Worker:
                 ref = finding_rows.ref(self.hub.store.conn, r["finding_id"], self.name)
                 if ref is None:  # the link row goes to disk before the create call
                     fid, stamp = r["finding_id"], iso(self.hub.clock())
-                    ref = await self.hub.store.write(lambda c, f=fid, s=stamp: finding_rows.claim_ref(c, f, self.name, s))
+                    ref = await self.hub.store.write(partial(finding_rows.claim_ref, finding_id=fid, target=self.name, now=stamp))
             items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
                               snap.get("finding"), events.get(r["event_id"]) if r["event_id"] else None,
                               snap.get("changes") or {}, ref, r["attempts"], snap.get("delivery")))
@@ -180,7 +179,7 @@ class Worker:
             await self._pace()
             async with self.client() as client:
                 verdict = await self.connector.deliver(client, item)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (a connector bug becomes a verdict, never a dead worker)
             verdict = verdict_for_exception(exc, self.cfg.request.timeout_secs)
         await self._record([row], [verdict], time.perf_counter() - started)
 
@@ -198,7 +197,7 @@ class Worker:
                 raise RuntimeError(f"{self.cfg.type} returned {len(sent)} verdicts for {len(items)} items")
             answers = iter(sent)
             verdicts = [v if v is not None else next(answers) for v in slots]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (a connector bug becomes a verdict, never a dead worker)
             verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
 
@@ -277,10 +276,8 @@ class Worker:
     def _pacing(self, verdicts: list[Verdict], now: float) -> None:
         if any(v.outcome is Outcome.OK for v in verdicts):
             self.breaker.success()
-        elif any(v.outcome is Outcome.RETRY for v in verdicts):
-            if self.breaker.failure():
-                log.warning("target %s: circuit open for %.0f s after repeated failures", self.name,
-                            self.breaker.cooldown)
+        elif any(v.outcome is Outcome.RETRY for v in verdicts) and self.breaker.failure():
+            log.warning("target %s: circuit open for %.0f s after repeated failures", self.name, self.breaker.cooldown)
         self._circuit.set(1 if self.breaker.state != "closed" else 0)
         waits = [v.retry_after for v in verdicts if v.retry_after and v.status == 429]
         if waits:

@@ -30,7 +30,7 @@ class Metrics:
         self.deliveries = Counter("hub_deliveries_total", "Delivery attempts by target and outcome.",
                                   ["target", "outcome"], registry=r)
         self.delivery_latency = Histogram("hub_delivery_latency_seconds", "Received -> delivered, end to end.",
-                                          ["target"], buckets=LATENCY_BUCKETS + (10.0, 30.0, 60.0, 300.0), registry=r)
+                                          ["target"], buckets=(*LATENCY_BUCKETS, 10.0, 30.0, 60.0, 300.0), registry=r)
         self.queue_depth = Gauge("hub_delivery_queue_depth", "Deliveries pending or in flight.", ["target"], registry=r)
         self.oldest_pending = Gauge("hub_delivery_oldest_pending_seconds", "Age of the oldest pending delivery.",
                                     ["target"], registry=r)

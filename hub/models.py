@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Severity = Literal["critical", "high", "medium", "low", "info"]
 Status = Literal["open", "resolved", "dismissed"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
-SEVERITY_RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # critical 5 ... info 1
+SEVERITY_RANK: dict[str, int] = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # critical 5 ... info 1
 
 FINDING_EVENTS = ("finding.created", "finding.updated", "finding.resolved", "finding.reopened",
                   "finding.sla_breached")

@@ -134,13 +134,15 @@ class Pipeline:
             or self.adapters.get(event.source)
         try:
             parsed = poll_control(event) or (adapter.parse(event) if adapter else Parsed())
-        except Exception as exc:
-            return await self._fail(row["seq"], exc)
+        except Exception as exc:  # noqa: BLE001  (an adapter bug fails that event, visibly, and the rest go on)
+            await self._fail(row["seq"], exc)
+            return None
         now = self.hub.clock()
         try:
             outcome = await self.hub.store.write(lambda conn: self.apply(conn, row["seq"], event, parsed, now))
         except HubError as exc:  # a route or template failed: the job rolled back alone
-            return await self._fail(row["seq"], exc)
+            await self._fail(row["seq"], exc)
+            return None
         if outcome is not None:
             self._processed.labels(event.source, "processed").inc()
         return outcome

@@ -45,4 +45,4 @@ def connector_class(type_name: str) -> type[Connector]:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         raise RegistryError(f'connector type "{type_name}" cannot be loaded from {paths[type_name]}: {exc}') from exc
-    return cls  # type: ignore[no-any-return]
+    return cls

@@ -133,7 +133,7 @@ class RenderPool:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
                                              initargs=(self.specs, os.getpid()))
             self._warm = asyncio.wrap_future(self._pool.submit(_ready))
-        except Exception as exc:  # e.g. no processes left: render in the loop, try again later
+        except Exception as exc:  # noqa: BLE001  (e.g. no processes left: render in the loop, try again later)
             self._broke(exc)
             return
         self._warm.add_done_callback(self._warmed)

@@ -102,7 +102,7 @@ class HmacScheme:
         self.keys = _utf8_keys(secrets)
         self.header, self.prefix, self.encoding, self.id_header = header.lower(), prefix, encoding, id_header
         self.display_header = header
-        self.signature_headers = (self.header,)
+        self.signature_headers: tuple[str, ...] = (self.header,)
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
         value = _required(headers, self.header)
@@ -126,7 +126,7 @@ class HmacScheme:
 
 class StripeScheme:
     name = "stripe"
-    signature_headers = ("stripe-signature",)
+    signature_headers: tuple[str, ...] = ("stripe-signature",)
 
     def __init__(self, secrets: Sequence[str], tolerance: int = 300):
         self.keys, self.tolerance = _utf8_keys(secrets), tolerance
@@ -151,7 +151,7 @@ class StripeScheme:
 
 class SlackScheme:
     name = "slack"
-    signature_headers = ("x-slack-signature",)
+    signature_headers: tuple[str, ...] = ("x-slack-signature",)
 
     def __init__(self, secrets: Sequence[str], tolerance: int = 300):
         self.keys, self.tolerance = _utf8_keys(secrets), tolerance
@@ -180,7 +180,7 @@ class StandardWebhooksScheme:
     """
 
     name = "standard-webhooks"
-    signature_headers = ("webhook-signature", "svix-signature")
+    signature_headers: tuple[str, ...] = ("webhook-signature", "svix-signature")
 
     def __init__(self, secrets: Sequence[str], tolerance: int = 300):
         if not secrets:
@@ -264,7 +264,7 @@ class TokenScheme:
         self.digests = [hashlib.sha256(k).digest() for k in _utf8_keys(secrets)]
         self._first = secrets[0]
         self.header, self.display_header = header.lower(), header
-        self.signature_headers = (self.header,)
+        self.signature_headers: tuple[str, ...] = (self.header,)
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
         value = _required(headers, self.header)

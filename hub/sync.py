@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from hub.connector import SupportsStatus
@@ -48,13 +49,13 @@ async def sync_target(hub: Hub, target: str) -> SyncReport:
         try:
             async with worker.client() as client:
                 statuses = await connector.read_status(client, refs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (one target's failed read must not stop the sync job)
             report.errors += 1
             log.warning("sync %s: reading ticket status failed, will retry next run: %s", target, exc)
             break
         report.checked += len(refs)
         now = hub.clock()
-        outcome = await hub.store.write(lambda conn, st=statuses, t=now: hub.pipeline.apply_remote(conn, target, st, t))
+        outcome = await hub.store.write(partial(hub.pipeline.apply_remote, target=target, statuses=statuses, now=now))
         report.resolved += outcome.kinds.get("finding.resolved", 0)
         if outcome.targets:
             hub.dispatcher.wake(outcome.targets)

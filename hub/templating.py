@@ -136,10 +136,10 @@ def render(template: jinja2.Template, context: dict[str, Any]) -> str:
         if (globals_ := _globals.get(template)) is None:
             globals_ = _globals[template] = dict(template.globals)
         ctx = template.new_context({**globals_, **context}, shared=True)
-        return template.environment.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+        return template.environment.concat(template.root_render_func(ctx))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", exc.filename or template.name or "", exc.lineno) from None
-    except Exception as exc:  # undefined fields, filter errors, sandbox violations ...
+    except Exception as exc:  # noqa: BLE001  (undefined fields, filter errors, sandbox violations ...)
         file, line = _template_frame(exc, template)
         message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
         raise TemplateError(message, file, line) from None

@@ -207,7 +207,7 @@ class HubHarness:
         assert found is not None, f"finding {fid} has no ref at {target}"
         return found
 
-    async def until(self, check: Callable[[], bool], timeout: float | None = None) -> None:
+    async def until(self, check: Callable[[], bool], timeout: float | None = None) -> None:  # noqa: ASYNC109
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         while not check():

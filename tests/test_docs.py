@@ -80,7 +80,7 @@ def test_the_connector_guide_example_runs(tmp_path):
     source = re.search(r"```python\n(.*?)```", (DOCS / "writing-connectors.md").read_text(), re.S)
     assert source is not None
     namespace: dict[str, object] = {"__name__": "chat_example"}
-    exec(compile(source.group(1), "writing-connectors.md", "exec", dont_inherit=True), namespace)  # noqa: S102
+    exec(compile(source.group(1), "writing-connectors.md", "exec", dont_inherit=True), namespace)
     (tmp_path / "mapping.yaml").write_text(yaml.safe_dump({"payloads": {"message": {"template": "message.json.j2"}}}))
     (tmp_path / "message.json.j2").write_text('{{ {"text": finding["title"] ~ " (" ~ kind ~ ")"} | tojson }}')
     chat_config, chat_connector = namespace["ChatConfig"], namespace["ChatConnector"]

@@ -92,7 +92,7 @@ def test_each_missing_header_is_rejected(scheme, vec, opts):
         if name in ("x-shopify-webhook-id", "x-shopify-topic"):
             continue  # informational headers, not part of the signature
         headers = {k: v for k, v in vec["headers"].items() if k != name}
-        assert code_of(lambda: verify(scheme, [vec["secret"]], vec, headers=headers, **opts)) == "invalid_signature"
+        assert code_of(lambda headers=headers: verify(scheme, [vec["secret"]], vec, headers=headers, **opts)) == "invalid_signature"
 
 
 @pytest.mark.parametrize(("scheme", "vec", "opts"), CASES, ids=lambda v: v if isinstance(v, str) else "")
@@ -187,7 +187,7 @@ def test_stripe_ignores_v0_and_extra_bad_v1():
 def test_shopify_empty_or_fake_hmac():
     for value in ("", "fake"):
         headers = {**SHOPIFY["headers"], "x-shopify-hmac-sha256": value}
-        assert code_of(lambda: verify("shopify", [SHOPIFY["secret"]], SHOPIFY, headers=headers)) == "invalid_signature"
+        assert code_of(lambda headers=headers: verify("shopify", [SHOPIFY["secret"]], SHOPIFY, headers=headers)) == "invalid_signature"
     assert verify("shopify", [SHOPIFY["secret"]], SHOPIFY).idempotency_key == "123456789"
 
 
@@ -222,7 +222,7 @@ def test_token_scheme():
     scheme.verify({"x-hub-token": "tok-123"}, b"{}", 0)
     scheme.verify({"x-hub-token": "Bearer tok-123"}, b"{}", 0)
     for value in ("tok-12", "tok-1234", ""):
-        assert code_of(lambda: scheme.verify({"x-hub-token": value}, b"{}", 0)) == "invalid_signature"
+        assert code_of(lambda value=value: scheme.verify({"x-hub-token": value}, b"{}", 0)) == "invalid_signature"
     auth = signatures.build("token", ["tok-123"], header="Authorization")
     assert auth.sign(b"", 0) == {"Authorization": "Bearer tok-123"}
 

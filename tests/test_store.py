@@ -24,7 +24,7 @@ def new_event(source: str = "se", key: str | None = None, body: bytes = b"{}") -
 def test_migrations_create_the_design_tables_and_are_versioned():
     db = Database(memory=True)
     migrations.apply(db)
-    assert TABLES <= set(db.table_names())
+    assert set(db.table_names()) >= TABLES
     applied = [m.name for m in migrations.applied(db)]
     assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index",
                        "0004_deliveries_by_event", "0005_delivery_snapshots"]

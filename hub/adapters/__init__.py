@@ -90,4 +90,4 @@ def adapter_class(name: str) -> type[Adapter]:
     if name not in BUILTIN:
         raise RegistryError(unknown_message("adapter", name, list(BUILTIN)))
     module_name, _, class_name = BUILTIN[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), class_name)

@@ -48,7 +48,8 @@ class SecuProbeAdapter:
             return Parsed([])  # queued, running or failed: never resolve anything on it
         listed, total = body.get("vulnerabilities"), body.get("total")
         if isinstance(listed, dict):
-            listed, total = listed.get("vulnerabilities"), listed.get("total")
+            inner = listed
+            listed, total = inner.get("vulnerabilities"), inner.get("total")
         if listed is None:
             return Parsed([])  # a status without its list: nothing to compare against
         vulns = objects(listed, "SecuProbe vulnerabilities")

@@ -84,6 +84,8 @@ def to_finding(item: dict[str, Any], where: str, raw: dict[str, Any], resolved: 
     cves = ids(first(item, "cve", "cves"))
     eol = text(first(item, "eol_date", "eos_date"))
     cvss = score(first(item, "cvss", "cvss_score"), f"SecureEndpoint {where}")
+    description: str | None
+    remediation: str | None
     if software:
         title = f"End-of-life software: {software}"
         description = f"{software} reached end of life on {eol}." if eol else f"{software} is end-of-life software."

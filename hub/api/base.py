@@ -8,6 +8,7 @@ an audit row per call, the one error shape, and the description the OpenAPI docu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -110,7 +111,8 @@ class Api:
     def _wrap(self, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def call(request: Request) -> Response:
             headers: dict[str, str] = {}
-            actor, result, detail = "anonymous", "error", {}
+            actor, result = "anonymous", "error"
+            detail: dict[str, Any] = {}
             try:
                 principal = self.authenticate(request)
                 actor = principal.actor
@@ -167,11 +169,10 @@ class Api:
         client = request.client.host if request.client else None
         target = "/".join(str(v) for v in request.path_params.values()) or None
         stamp = iso(self.hub.clock())
-        try:
+        # the answer already says 503 when it matters; auditing must not turn a 200 into an error
+        with contextlib.suppress(StoreUnavailableError):
             await self.hub.store.write(lambda conn: token_rows.audit(conn, stamp, actor, ep.action, target, result,
                                                                      detail, client))
-        except StoreUnavailableError:
-            pass  # the answer already says 503 when it matters; auditing must not turn a 200 into an error
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -83,7 +84,7 @@ async def replay_many(hub: Hub, request: Request, principal: Principal) -> tuple
                                   limit=500)
         if not seqs:
             break
-        total += await hub.store.write(lambda conn, seqs=seqs: outbox.replay(conn, seqs, now))
+        total += await hub.store.write(partial(outbox.replay, seqs=seqs, now=now))
         after = seqs[-1]
     hub.dispatcher.wake()
     return 202, {"ok": True, "replayed": total}, {"replayed": total, **doc}

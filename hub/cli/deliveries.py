@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 import orjson
 
@@ -95,19 +97,20 @@ def deliveries_replay(delivery_ids: tuple[str, ...], config_path: str, state: st
     store = open_store(load(config_path))
     now = iso()
     if delivery_ids:
-        seqs = [q.parse_id(d) for d in delivery_ids]
-        if None in seqs:
-            fail(f"not a delivery id: {delivery_ids[seqs.index(None)]}", 2)
-        count = store.write_sync(lambda conn: q.replay(conn, seqs, now))  # type: ignore[arg-type]
+        parsed = [q.parse_id(d) for d in delivery_ids]
+        if None in parsed:
+            fail(f"not a delivery id: {delivery_ids[parsed.index(None)]}", 2)
+        chosen = [s for s in parsed if s is not None]
+        count = store.write_sync(lambda conn: q.replay(conn, chosen, now))
         click.echo(f"{count} delivery(ies) queued again")
-        if count < len(seqs):
-            fail(f"{len(seqs) - count} delivery(ies) not found or not dead/done")
+        if count < len(chosen):
+            fail(f"{len(chosen) - count} delivery(ies) not found or not dead/done")
         return
     total, after = 0, 0
     while True:  # page by page: never the whole set in memory, never one huge transaction
         seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after, limit=page)
         if not seqs:
             break
-        total += store.write_sync(lambda conn, page=seqs: q.replay(conn, page, now))
+        total += store.write_sync(partial(q.replay, seqs=seqs, now=now))
         after = seqs[-1]
     click.echo(f"{total} delivery(ies) queued again")

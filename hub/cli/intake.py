@@ -91,7 +91,7 @@ def sign(config_path: str, source: str, body_path: str, curl: bool, url: str | N
     config = load(config_path)
     body = _read_body(body_path)
     form = not body.lstrip().startswith((b"{", b"["))
-    headers = _signed_headers(config, source, body, form and config.sources[source].verify.scheme == "slack")
+    headers = _signed_headers(config, source, body, form and _source(config, source).verify.scheme == "slack")
     if not curl:
         for name, value in headers.items():
             click.echo(f"{name}: {value}")

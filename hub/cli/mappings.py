@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -47,7 +49,7 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
         requests = connector.render(item_for(example, target, remote_id))
     except HubError as exc:
         fail(str(exc), 1)
-    out = [{"method": r.method, "url": r.url, "headers": r.masked_headers(),
+    out: list[dict[str, Any]] = [{"method": r.method, "url": r.url, "headers": r.masked_headers(),
             "body": r.body.decode("utf-8", "replace")} for r in requests]
     if as_json:
         click.echo(orjson.dumps(out).decode())
@@ -60,10 +62,8 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
             click.echo(f"{name}: {value}")
         click.echo("")
         body = r["body"]
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             body = dumps(orjson.loads(body)) if body.strip() else body
-        except orjson.JSONDecodeError:
-            pass
         click.echo(body)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import sqlite3
 import time
+from typing import Any
 
 import click
 
@@ -36,7 +38,7 @@ def tokens_create(config_path: str, name: str, scopes: tuple[str, ...], expires_
     store = open_store(load(config_path))
     now = time.time()
 
-    def job(conn):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
         token, row = token_logic.issue(conn, name, list(scopes), now, expires_days)
         token_rows.audit(conn, iso(now), _actor(), "tokens.create", row["id"], "ok",
                          {"name": name, "scopes": list(scopes), "expires_at": row["expires_at"]}, None)
@@ -75,7 +77,7 @@ def tokens_revoke(token_id: str, config_path: str) -> None:
     store = open_store(load(config_path))
     stamp = iso()
 
-    def job(conn):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> bool:
         done = token_rows.revoke(conn, token_id, stamp)
         token_rows.audit(conn, stamp, _actor(), "tokens.revoke", token_id, "ok" if done else "not found", {}, None)
         return done

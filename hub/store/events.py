@@ -52,7 +52,8 @@ def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
 def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,
             limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
     """Newest first, without bodies; page with ``before`` = the last ``seq`` seen."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     for column, value in (("source", source), ("state", state)):
         if value is not None:
             where.append(f"{column} = ?")

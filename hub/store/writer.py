@@ -154,13 +154,13 @@ class GroupCommitWriter:
             if job.single_statement:
                 try:
                     job.result = job.fn(conn)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (the job's caller gets its exception through its future)
                     job.error = _unavailable(exc) if isinstance(exc, sqlite3.OperationalError) else exc
             else:
                 conn.execute("SAVEPOINT job")
                 try:
                     job.result = job.fn(conn)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (the job's caller gets its exception through its future)
                     job.error = _unavailable(exc) if isinstance(exc, sqlite3.OperationalError) else exc
                     if conn.in_transaction:
                         conn.execute("ROLLBACK TO job")

@@ -272,7 +272,7 @@ async def test_read_status_batches_and_decides_closed_by_state_type():
         statuses = await c.read_status(client, refs)
     assert len(fake.requests) == before + 1 and c.status_batch == 50
     assert [(s.status, s.closed) for s in statuses] == [("Done", True), ("Canceled", True), ("In Progress", False)]
-    assert CLOSED == {"completed", "canceled"}
+    assert {"completed", "canceled"} == CLOSED
     fake.script = ["ratelimit"]
     async with c.client(httpx.ASGITransport(app=fake.app)) as client:
         with pytest.raises(LinearError, match="rate limited"):
@@ -294,9 +294,9 @@ def test_unknown_keys_and_bad_auth_are_config_problems(tmp_path):
     text = str(exc.value)
     assert 'targets.secops.team: unknown key; did you mean "team_id"?' in text
     assert 'targets.secops.resolved_state: unknown key; did you mean "resolved_state_id"?' in text
-    with pytest.raises(ConfigError, match="targets.secops.auth: set exactly one of api_key"):
+    with pytest.raises(ConfigError, match=re.escape("targets.secops.auth: set exactly one of api_key")):
         load_config(target_yaml(tmp_path, auth={"api_key": API_KEY, "oauth_token": OAUTH_TOKEN}))
-    with pytest.raises(ConfigError, match="targets.secops.auth: set exactly one of api_key"):
+    with pytest.raises(ConfigError, match=re.escape("targets.secops.auth: set exactly one of api_key")):
         load_config(target_yaml(tmp_path, auth={}))
     with pytest.raises(ConfigError, match=r'targets.secops.auth.apikey: unknown key; did you mean "api_key"\?'):
         load_config(target_yaml(tmp_path, auth={"apikey": API_KEY}))

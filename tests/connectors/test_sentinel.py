@@ -409,7 +409,7 @@ async def test_endpoint_down_then_back_loses_nothing(tmp_path):
     data = hub_config(tmp_path, ["event.received", "finding.created"])
     async with harness(tmp_path, data, outage) as h:
         sent = [await h.send(findings(100 * i, 100)) for i in range(3)]
-        await h.until(lambda: outage.refused >= 3)  # noqa: B023
+        await h.until(lambda: outage.refused >= 3)
         app.state.azure.script = [503, 503, (429, {"retry-after": "1"})]  # reachable again, but not well yet
         outage.down = False
         await h.until(h.settled, timeout=30)

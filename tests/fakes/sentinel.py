@@ -197,8 +197,8 @@ def _type_errors(row: dict[str, Any], declared: dict[str, str]) -> list[str]:
             errors.append(f"{key}: not declared in the stream")
         elif value is None or kind == "dynamic":
             continue
-        elif kind == "string" and not isinstance(value, str) or \
-                kind == "real" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        elif (kind == "string" and not isinstance(value, str)) or \
+                (kind == "real" and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             errors.append(f"{key}: {value!r} is not {kind}")
         elif kind == "datetime" and not (isinstance(value, str) and
                                          re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value)):
