@@ -139,6 +139,8 @@ class RenderPool:
         self._warm.add_done_callback(self._warmed)
 
     def _warmed(self, future: asyncio.Future[int]) -> None:
+        if future is not self._warm:
+            return  # a pool already given up on (closed, or replaced after it broke)
         if future.cancelled() or future.exception() is not None:
             self._broke(future.exception() if not future.cancelled() else None)
         else:
