@@ -15,8 +15,8 @@ import httpx
 import orjson
 from pydantic import Field
 
+from hub.batching import encode_all
 from hub.connector import BatchConfig, BatchConnector, Item, Outbound, Outcome, TargetConfig, Verdict
-from hub.errors import TemplateError
 
 
 class FileConfig(TargetConfig):
@@ -44,21 +44,15 @@ class FileConnector(BatchConnector):
         return [Outbound("APPEND", f"file://{self.path}", {}, self.encode(item))]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
-        verdicts: list[Verdict | None] = [None] * len(items)
-        lines = []
-        for i, item in enumerate(items):
+        encoded, verdicts = encode_all(items, self.encode)
+        if encoded:
             try:
-                lines.append(self.encode(item))
-            except TemplateError as exc:
-                verdicts[i] = Verdict(Outcome.PERMANENT, f"template error: {exc}")
-        if lines:
-            try:
-                await asyncio.to_thread(self._append, b"".join(lines))
+                await asyncio.to_thread(self._append, b"".join(e.data for e in encoded))
                 ok = Verdict(Outcome.OK, f"appended to {self.config.path}")  # type: ignore[attr-defined]
             except OSError as exc:
                 ok = Verdict(Outcome.RETRY, f"cannot write {self.config.path}: {exc.strerror}")  # type: ignore[attr-defined]
-            verdicts = [v or ok for v in verdicts]
-        return [v for v in verdicts if v is not None]
+            verdicts.update((e.index, ok) for e in encoded)
+        return [verdicts[i] for i in range(len(items))]
 
     def _append(self, data: bytes) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)

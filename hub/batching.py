@@ -23,16 +23,27 @@ class Encoded:
     data: bytes
 
 
+def encode_one(item: Item, encode: Callable[[Item], bytes]) -> bytes | Verdict:
+    """The item's bytes (made now, or already by the render process), or its own PERMANENT verdict when its
+    template fails: one item's template error never fails the others."""
+    if item.encoded is not None:
+        return item.encoded
+    try:
+        return encode(item)
+    except TemplateError as exc:
+        return verdict_for_exception(exc)
+
+
 def encode_all(items: Sequence[Item], encode: Callable[[Item], bytes]) -> tuple[list[Encoded], dict[int, Verdict]]:
-    """Encode every item (unless the render process did); template failures become PERMANENT verdicts for those
-    items only."""
+    """``encode_one`` for every item: the encoded ones in order, and the failed ones' verdicts by position."""
     ok: list[Encoded] = []
     failed: dict[int, Verdict] = {}
     for i, item in enumerate(items):
-        try:
-            ok.append(Encoded(i, item, item.encoded if item.encoded is not None else encode(item)))
-        except TemplateError as exc:
-            failed[i] = Verdict(Outcome.PERMANENT, f"template error: {exc}")
+        data = encode_one(item, encode)
+        if isinstance(data, Verdict):
+            failed[i] = data
+        else:
+            ok.append(Encoded(i, item, data))
     return ok, failed
 
 

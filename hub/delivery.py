@@ -218,8 +218,8 @@ class Worker:
         items: list[Item] = []
         slots: list[Verdict | None] = []
         for r, data in zip(rows, encoded, strict=True):
-            if isinstance(data, str):
-                slots.append(Verdict(Outcome.PERMANENT, data))
+            if isinstance(data, Verdict):
+                slots.append(data)
                 continue
             slots.append(None)
             items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 
 from hub.adapters import stored_event
-from hub.connector import Connector, Item, TargetConfig
-from hub.errors import TemplateError
+from hub.batching import encode_one
+from hub.connector import Connector, Item, TargetConfig, Verdict
 from hub.mappings import Mapping
 
 log = logging.getLogger("hub.render")
@@ -48,7 +48,7 @@ class Spec:
 
 
 Row = tuple[str, str, str, str, str | None, dict[str, Any] | None, int]  # id, kind, key, route, snapshot, event, attempt
-Encoded = bytes | str  # an item's bytes, or its template error
+Encoded = bytes | Verdict  # an item's bytes, or its own verdict (its template failed)
 
 
 def item_of(target: str, row: Row) -> Item:
@@ -61,13 +61,8 @@ def item_of(target: str, row: Row) -> Item:
 
 
 def encode_rows(connector: Connector, rows: list[Row]) -> list[Encoded]:
-    out: list[Encoded] = []
-    for row in rows:
-        try:
-            out.append(connector.encode(item_of(connector.target, row)))  # type: ignore[attr-defined]
-        except TemplateError as exc:
-            out.append(f"template error: {exc}")
-    return out
+    encode = connector.encode  # type: ignore[attr-defined]
+    return [encode_one(item_of(connector.target, row), encode) for row in rows]
 
 
 _connectors: dict[str, Connector] = {}  # the child's, built once by _start
@@ -148,7 +143,7 @@ class RenderPool:
             log.info("render process %d started for %s", self.pid, ", ".join(self.specs))
 
     async def encode(self, target: str, rows: list[Row]) -> list[Encoded] | None:
-        """Each row's bytes or template error, from the child; None if the child is gone (encode in the loop)."""
+        """Each row's bytes or its verdict (template error), from the child; None if the child is gone (encode in the loop)."""
         pool = self._pool
         if pool is None:
             return None
