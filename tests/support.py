@@ -48,6 +48,16 @@ def base_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return data
 
 
+def scanner_source(fields: Mapping[str, str], *, status: str | None = None) -> dict[str, Any]:
+    """The source ``HubHarness.send`` posts to (name it ``scanner``): Standard Webhooks signed with SW_SECRET, the
+    generic adapter reading ``body.findings``, finding fields from the item paths in ``fields`` (status from
+    ``status``)."""
+    options: dict[str, Any] = {"findings": "body.findings", "fields": dict(fields)}
+    if status is not None:
+        options["status"] = status
+    return {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic", "options": options}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hub import signatures
-from tests.support import SW_SECRET, HubProcess, LoopbackServer, free_port, write_config
+from tests.support import SW_SECRET, HubProcess, LoopbackServer, free_port, scanner_source, write_config
 
 N = 40
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
@@ -48,10 +48,7 @@ def test_sigkill_during_delivery_then_restart_completes_everything(tmp_path: Pat
         config = write_config(tmp_path / "hub.yaml", {
             "server": {"host": "127.0.0.1", "port": port},
             "storage": {"path": str(tmp_path / "hub.db")},
-            "sources": {"scanner": {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
-                                    "adapter": "generic",
-                                    "options": {"findings": "body.findings",
-                                                "fields": {"title": "item.title", "tool_id": "item.id"}}}},
+            "sources": {"scanner": scanner_source({"title": "item.title", "tool_id": "item.id"})},
             "routes": [{"name": "all", "on": ["finding.created"], "to": ["hook"]}],
             "targets": {"hook": {"type": "webhook", "url": f"{sink.url}/hook", "secret": OUT_SECRET,
                                  "concurrency": 4, "retry": {"schedule_secs": [0.1, 0.2, 0.5, 1], "jitter": 0}}},

@@ -16,7 +16,7 @@ from hub.cli import main
 from hub.config import load_config
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import HubHarness, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -36,13 +36,9 @@ def config_data(tmp_path: Path, *, when: str | None = None, schedule: list[float
     }
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
-            "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
-                "asset.identifier": "item.host", "asset.tags": "item.tags"},
-                "status": "item.state"}}},
+        "sources": {"scanner": scanner_source({
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.identifier": "item.host",
+            "asset.tags": "item.tags"}, status="item.state")},
         "routes": [route],
         "targets": targets,
         "pipeline": {"safety_net_secs": 0.5},

@@ -30,7 +30,7 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from tests.fakes.elastic import ECS, Unreliable, elasticsearch
-from tests.support import SW_SECRET, HubHarness, free_port, write_config
+from tests.support import HubHarness, free_port, scanner_source, write_config
 
 API_KEY = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
 EXAMPLES = BUILTIN_ROOT / "elastic" / "examples"
@@ -448,11 +448,8 @@ def make_certs(folder: Path) -> tuple[Path, Path, Path]:
 def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
-            "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {  # few fields: the adapter costs ~20 us each
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.ip": "item.ip"}}}},
+        "sources": {"scanner": scanner_source({  # few fields: the adapter costs ~20 us each
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.ip": "item.ip"})},
         "routes": [{"name": "siem", "on": ["event.received", "finding.created", "finding.updated"],
                     "to": ["es"]}],
         "targets": {"es": {"type": "elastic", "url": "http://es.test:9200", "auth": {"api_key": API_KEY},

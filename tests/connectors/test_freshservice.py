@@ -26,7 +26,7 @@ from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.freshservice import fake_freshservice
-from tests.support import SW_SECRET, HubHarness, base_config, write_config
+from tests.support import HubHarness, base_config, scanner_source, write_config
 
 KEY = "fs-test-key"
 URL = "https://acme.freshservice.com"
@@ -263,11 +263,9 @@ class LoseFirstCreate(httpx.AsyncBaseTransport):
 def e2e_config(tmp_path: Path, key: str = KEY) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
-                "asset.identifier": "item.host"}, "status": "item.state"}}},
+        "sources": {"scanner": scanner_source({
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.identifier": "item.host"},
+            status="item.state")},
         "routes": [{"name": "all", "on": ["finding.created", "finding.updated", "finding.resolved",
                                           "finding.reopened"], "to": ["fs", "archive"]}],
         "targets": {

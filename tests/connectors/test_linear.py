@@ -38,7 +38,7 @@ from tests.fakes.linear import (
     extract_subset,
     schema,
 )
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import HubHarness, scanner_source, write_config
 
 EXAMPLES = BUILTIN_ROOT / "linear" / "examples"
 FINDING = orjson.loads((EXAMPLES / "created.finding.json").read_bytes())
@@ -371,10 +371,8 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
         "sources": {
-            "scanner": {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic",
-                        "options": {"findings": "body.findings", "status": "item.state", "fields": {
-                            "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
-                            "asset.identifier": "item.host"}}},
+            "scanner": scanner_source({"title": "item.title", "severity": "item.severity", "tool_id": "item.id",
+                                       "asset.identifier": "item.host"}, status="item.state"),
             "linear_hooks": {"verify": {"scheme": "hmac-sha256", "header": "Linear-Signature",
                                         "secrets": [WEBHOOK_SECRET]},
                              "adapter": "linear", "options": {"target": "secops"}},

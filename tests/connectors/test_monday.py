@@ -37,7 +37,7 @@ from tests.fakes.monday import (
     schema,
     transport_429,
 )
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import HubHarness, scanner_source, write_config
 
 TOKEN = "monday-test-token"
 EXAMPLES = BUILTIN_ROOT / "monday" / "examples"
@@ -356,11 +356,9 @@ async def test_the_fake_works_from_the_subset_schema_alone():
 def hub_config(tmp_path: Path, token: str = TOKEN) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.hostname": "item.host",
-                "description": "item.text"}, "status": "item.state"}}},
+        "sources": {"scanner": scanner_source({
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.hostname": "item.host",
+            "description": "item.text"}, status="item.state")},
         "routes": [{"name": "all", "on": ["finding.created", "finding.updated", "finding.resolved", "finding.reopened"],
                     "to": ["mon", "archive"]}],
         "targets": {

@@ -27,7 +27,7 @@ from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.notion import DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema, notion_app
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import HubHarness, scanner_source, write_config
 
 EXAMPLES = BUILTIN_ROOT / "notion" / "examples"
 MAPPING = load_mapping("notion", BUILTIN_ROOT / "notion", NotionConnector.payloads)
@@ -305,12 +305,9 @@ def test_config_contract(tmp_path):
 def hub_config(tmp_path: Path, token: str = TOKEN) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]},
-            "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
-                "asset.identifier": "item.host", "description": "item.description"}, "status": "item.state"}}},
+        "sources": {"scanner": scanner_source({
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.identifier": "item.host",
+            "description": "item.description"}, status="item.state")},
         "routes": [{"name": "all", "on": ["finding.created", "finding.updated", "finding.resolved",
                                           "finding.reopened"], "to": ["tickets", "archive"]}],
         "targets": {

@@ -23,7 +23,7 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from tests.fakes.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, TENANT, Outage, fake_sentinel
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import SW_SECRET, HubHarness, scanner_source, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = BUILTIN_ROOT / "sentinel" / "examples"
@@ -359,10 +359,8 @@ def test_hub_render_masks_the_token_and_shows_the_row(monkeypatch):
 def hub_config(tmp_path: Path, on: list[str], routes: int = 1, **target_extra: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic",
-            "options": {"findings": "body.findings",
-                        "fields": {"title": "item.title", "tool_id": "item.id", "asset.identifier": "item.host"}}}},
+        "sources": {"scanner": scanner_source({"title": "item.title", "tool_id": "item.id",
+                                               "asset.identifier": "item.host"})},
         "routes": [{"name": f"soc-{i}", "on": on, "to": ["siem"]} for i in range(routes)],
         "targets": {"siem": {**target(), "retry": {"schedule_secs": [0.05] * 8, "jitter": 0},
                              "batch": {"timeout_secs": 0.1},

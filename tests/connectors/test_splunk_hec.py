@@ -23,7 +23,7 @@ from hub.connector import Item, Outcome, Verdict
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from tests.fakes.splunk_hec import TOKEN, fake_hec, keys
-from tests.support import SW_SECRET, HubHarness, write_config
+from tests.support import HubHarness, scanner_source, write_config
 
 URL = "http://hec.test:8088"
 FINDING = orjson.loads((BUILTIN_ROOT / "splunk_hec" / "examples" / "created.finding.json").read_bytes())
@@ -291,11 +291,8 @@ def test_render_shows_the_request_with_the_token_masked(tmp_path):
 def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": {
-            "verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, "adapter": "generic",
-            "options": {"findings": "body.findings", "fields": {
-                "title": "item.title", "severity": "item.severity", "tool_id": "item.id",
-                "asset.identifier": "item.host"}}}},
+        "sources": {"scanner": scanner_source({
+            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.identifier": "item.host"})},
         "routes": [{"name": "siem", "on": ["event.received", "finding.created"], "to": ["splunk"]}],
         "targets": {"splunk": {"type": "splunk_hec", "url": URL, "auth": {"token": TOKEN}, "index": "security",
                                "retry": {"schedule_secs": [0.05] * 6, "jitter": 0},
