@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from sqlite_utils import Database
 
-from hub.errors import StoreUnavailableError
+from hub.errors import StoreError, StoreUnavailableError
 from hub.store import Store, events
 from hub.store import deliveries as outbox
 from hub.store.schema import migrations
@@ -152,3 +152,12 @@ def test_write_sync_rolls_back_on_error(tmp_path):
     assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 0
     store.write_sync(lambda conn: conn.execute("INSERT INTO sync_state VALUES ('x', '1', 'n')"))
     assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 1
+
+
+def test_an_old_sqlite_is_named_before_anything_is_written(tmp_path, monkeypatch):
+    """SQLite before 3.35 lacks RETURNING and DROP COLUMN: say so plainly instead of failing on a claim later."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(StoreError, match=r"SQLite is 3\.34\.1; the store needs 3\.35\.0 or newer"):
+        Store(tmp_path / "hub.db")
+    assert not (tmp_path / "hub.db").exists()

@@ -21,6 +21,7 @@ from hub.store.writer import BatchHook, GroupCommitWriter
 
 T = TypeVar("T")
 __all__ = ["Store", "events"]
+MIN_SQLITE = (3, 35, 0)  # UPDATE .. RETURNING (every delivery claim) and ALTER TABLE .. DROP COLUMN (migration 0005)
 
 
 class Store:
@@ -32,6 +33,10 @@ class Store:
         self.max_pending = max_pending
         self.on_batch = on_batch
         self.writer: GroupCommitWriter | None = None
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(f"this Python's SQLite is {sqlite3.sqlite_version}; the store needs "
+                             f"{'.'.join(map(str, MIN_SQLITE))} or newer (a Python 3.11+ build from python.org or "
+                             "a current distribution has it)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = self.connect()
