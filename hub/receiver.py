@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from hub import signatures
+from hub import jsonlimits, signatures
 from hub.errors import StoreUnavailableError, VerificationError, error_json
 from hub.ids import iso
 from hub.redact import redact_headers
@@ -111,9 +111,11 @@ class Receiver:
             key = verified.idempotency_key
         elif ctype in ("application/json", "") or ctype.endswith("+json"):
             try:
-                doc = orjson.loads(body)
+                doc = jsonlimits.loads(body)
             except orjson.JSONDecodeError as exc:
                 return await self._reject(send, scope, name, 400, "invalid_json", f"body is not valid JSON: {exc}")
+            except jsonlimits.TooDeepError as exc:  # the pipeline could not encode it: refuse it while the sender sees
+                return await self._reject(send, scope, name, 400, "too_deep", f"body is not accepted: {exc}")
             key = verified.idempotency_key
             if src.pointer is not None and (found := resolve_pointer(doc, src.pointer)) is not None:
                 key = found if isinstance(found, str) else orjson.dumps(found).decode()
