@@ -5,16 +5,20 @@
     ├── RegistryError         unknown or clashing connector/adapter type
     ├── VerificationError     a webhook failed signature or timestamp checks (carries a code)
     ├── StoreError
-    │   └── StoreUnavailableError   the store could not commit; the sender should retry
+    │   └── StoreUnavailableError   the store could not commit; the sender should retry   [transient]
     ├── AdapterError          a stored event could not be turned into findings
     └── TemplateError         a mapping template failed to render (carries file and line)
+
+Whether a failure passes is part of its type, not a decision each caller makes: ``transient`` errors
+(``is_transient``) leave the work where it was, to be tried again; every other exception fails that
+one piece of work, visibly and once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, order=True)
@@ -30,7 +34,9 @@ class Problem:
 
 
 class HubError(Exception):
-    """Base of every error the hub raises on purpose."""
+    """Base of every error the hub raises on purpose. ``transient``: the same work may succeed later unchanged."""
+
+    transient: ClassVar[bool] = False
 
 
 class ConfigError(HubError):
@@ -56,7 +62,9 @@ class StoreError(HubError):
 
 
 class StoreUnavailableError(StoreError):
-    pass
+    """The store could not commit now (busy, disk full, I/O error, writer stopped): nothing was written."""
+
+    transient = True
 
 
 class AdapterError(HubError):
@@ -68,6 +76,12 @@ class TemplateError(HubError):
         self.file, self.line = file, line
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
         super().__init__(f"{where}{message}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` says the work may succeed if tried again unchanged (the store is busy or full, ...).
+    Anything else, a bug included, is permanent for that piece of work: retrying it at once would only spin."""
+    return isinstance(exc, HubError) and exc.transient
 
 
 def error_json(status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> bytes:

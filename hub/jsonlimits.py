@@ -57,3 +57,12 @@ def loads(data: bytes | str, limit: int = MAX_DEPTH) -> Any:
     if raw.count(b"[") + raw.count(b"{") > limit:
         check(doc, limit)
     return doc
+
+
+def parsed_or_text(body: bytes) -> Any:
+    """For showing a stored body: the document when it is JSON the hub can encode again, else its text (a body
+    stored before this limit existed, or one that is not JSON, is shown as it is instead of crashing the view)."""
+    try:
+        return loads(body)
+    except (orjson.JSONDecodeError, TooDeepError):
+        return body.decode("utf-8", "replace")

@@ -2,14 +2,19 @@
 
 Runs after commit, never inside the request: the processor wakes when the receiver stores an event
 (and on a safety-net interval), reads pending events in commit order, parses each with its source's
-adapter outside the transaction, then applies everything for that event in one write job. An event
-whose adapter, template or route fails is marked ``failed`` with the reason and kept; nothing of it
-is half-applied, and ``hub events reprocess`` puts it back after the fix.
+adapter outside the transaction, then applies everything for that event in one write job.
+
+Each event ends one of three ways, decided by the error's type (``hub.errors.is_transient``): processed;
+``failed`` with the reason, once, when anything about it fails for good (an adapter bug, a template, a body
+the encoder refuses), so the events behind it go on; or left pending when the store could not commit, to be
+taken again once it can. Nothing of an event is half-applied, and ``hub events reprocess`` puts a failed one
+back after the fix. A round in which no event moved backs off instead of spinning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -23,7 +28,7 @@ from hub import lifecycle
 from hub.adapters import Adapter, Parsed, StoredEvent, adapter_class, stored_event
 from hub.config import FingerprintConfig, SourceConfig
 from hub.connector import RemoteStatus
-from hub.errors import HubError
+from hub.errors import HubError, is_transient
 from hub.ids import iso
 from hub.models import Finding
 from hub.routing import Router
@@ -40,6 +45,25 @@ log = logging.getLogger("hub.pipeline")
 def delivery_key(route: str, target: str, what: str) -> str:
     """Idempotency key per (route, target, finding step or event): sent as webhook-id, _id, ... by connectors."""
     return "fh_" + hashlib.sha256(f"{route}\x1f{target}\x1f{what}".encode()).hexdigest()[:40]
+
+
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between rounds while the store refuses writes
+
+
+@dataclass
+class Round:
+    """What one processing round did: events taken, settled (processed or failed) and left pending."""
+
+    taken: int = 0
+    settled: int = 0
+    deferred: int = 0
+    reason: str = ""
+    targets: set[str] = field(default_factory=set)
+
+    @property
+    def stalled(self) -> bool:
+        """Events were there and none of them moved: going again at once would only spin."""
+        return self.taken > 0 and self.settled == 0
 
 
 @dataclass
@@ -77,6 +101,7 @@ class Pipeline:
             self.fingerprints[api] = FingerprintConfig(use="tool_id")
         self.on_deliveries: Callable[[set[str]], None] = lambda targets: None
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         m = hub.metrics
@@ -99,61 +124,85 @@ class Pipeline:
     async def close(self) -> None:
         self._closing = True
         self._wake.set()
+        self._stop.set()
         if self._task is not None:
             await self._task
 
     async def _run(self) -> None:
+        """Rounds until nothing is pending. A round that settles nothing (the store refuses every write) waits,
+        doubling from ``BACKOFF_FIRST`` to ``BACKOFF_MAX`` seconds, instead of taking the same events again at once."""
+        backoff = 0.0
         while not self._closing:
-            await self._wake.wait()
+            if backoff:
+                with contextlib.suppress(TimeoutError):  # a wake-up does not cut a backoff short: the store is failing
+                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+            else:
+                await self._wake.wait()
             self._wake.clear()
             try:
-                while not self._closing and await self.process_pending() > 0:
-                    pass
-            except Exception:  # the store is failing: keep the loop alive, the safety net retries
-                log.exception("processing stopped; will retry")
+                while not self._closing:
+                    done = await self.process_pending()
+                    if done.stalled:
+                        backoff = min(max(backoff * 2, BACKOFF_FIRST), BACKOFF_MAX)
+                        log.warning("%d event(s) could not be processed now (%s); next try in %.1f s",
+                                    done.deferred, done.reason, backoff)
+                        break
+                    backoff = 0.0
+                    if done.taken == 0:
+                        break
+            except Exception:  # the store cannot even be read: keep the loop alive, back off
+                backoff = min(max(backoff * 2, BACKOFF_FIRST), BACKOFF_MAX)
+                log.exception("processing stopped; next try in %.1f s", backoff)
 
-    async def process_pending(self) -> int:
-        """Process one round of pending events; returns how many were taken."""
+    async def process_pending(self) -> Round:
+        """Process one round of pending events: each one is processed, failed (for good, with the reason), or
+        left pending by a transient fault (the store could not commit), to be taken again later."""
         rows = event_rows.pending(self.hub.store.conn, self.config.pipeline.batch_events)
+        done = Round(taken=len(rows))
         if not rows:
-            return 0
+            return done
         results = await asyncio.gather(*(self._process(row) for row in rows), return_exceptions=True)
-        targets: set[str] = set()
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, Outcome):
-                targets |= result.targets
-            elif isinstance(result, BaseException):
-                log.error("event %s could not be processed: %s", row["id"], result)
-        if targets:
-            self.on_deliveries(targets)
-        return len(rows)
+                done.targets |= result.targets
+                done.settled += 1
+            elif result is None:
+                done.settled += 1  # failed visibly, or processed meanwhile by a reprocess
+            else:  # _process let a transient fault through: the event stays pending
+                done.deferred += 1
+                done.reason = str(result)
+                log.debug("evt_%d left pending: %s", row["seq"], result)
+        if done.targets:
+            self.on_deliveries(done.targets)
+        return done
 
     async def _process(self, row: dict[str, Any]) -> Outcome | None:
-        event = stored_event(row)
-        adapter = (self.poll_adapters.get(event.source) if event.verified_by == "poll" else None) \
-            or self.adapters.get(event.source)
+        """The event's outcome; None when it failed (stored as ``failed``, once) or was taken meanwhile.
+        Raises only a transient error, after which the event is still pending."""
         try:
+            event = stored_event(row)
+            adapter = (self.poll_adapters.get(event.source) if event.verified_by == "poll" else None) \
+                or self.adapters.get(event.source)
             parsed = poll_control(event) or (adapter.parse(event) if adapter else Parsed())
-        except Exception as exc:  # noqa: BLE001  (an adapter bug fails that event, visibly, and the rest go on)
-            await self._fail(row["seq"], exc)
-            return None
-        now = self.hub.clock()
-        try:
+            now = self.hub.clock()
             outcome = await self.hub.store.write(lambda conn: self.apply(conn, row["seq"], event, parsed, now))
-        except HubError as exc:  # a route or template failed: the job rolled back alone
-            await self._fail(row["seq"], exc)
+        except Exception as exc:  # whatever fails this event fails it alone, visibly (or leaves it, if transient)
+            if is_transient(exc):
+                raise
+            await self._fail(row["seq"], row["source"], exc)
             return None
         if outcome is not None:
             self._processed.labels(event.source, "processed").inc()
         return outcome
 
-    async def _fail(self, seq: int, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, HubError) else str(exc)
+    async def _fail(self, seq: int, source: str, exc: BaseException) -> None:
+        """Mark the event ``failed`` with the reason; a bug (not a HubError) is logged with its traceback, once."""
+        reason = str(exc) if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, HubError):
-            log.exception("adapter error on evt_%d", seq, exc_info=exc)
+            log.error("evt_%d failed on an unexpected error", seq, exc_info=exc)
         await self.hub.store.write(lambda conn: event_rows.mark_failed(conn, seq, reason[:2000], iso(self.hub.clock())))
-        self._processed.labels("-", "failed").inc()
-        log.warning("evt_%d failed: %s", seq, reason)
+        self._processed.labels(source, "failed").inc()
+        log.warning("evt_%d failed: %s", seq, reason[:500])
 
     def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed, now: float) -> Outcome | None:
         """Everything one event changes, inside the caller's transaction."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
+from hub import jsonlimits
 from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
 
 
@@ -54,10 +55,7 @@ def events_show(event_id: str, config_path: str) -> None:
         fail(f"no event {event_id}")
     body: bytes = row.pop("body")
     row["headers"] = orjson.loads(row["headers"])
-    try:
-        row["body"] = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        row["body"] = body.decode("utf-8", "replace")
+    row["body"] = jsonlimits.parsed_or_text(body)
     click.echo(dumps(row))
 
 
