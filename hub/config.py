@@ -202,6 +202,9 @@ class SlaConfig(StrictModel):
 class PipelineConfig(StrictModel):
     batch_events: int = Field(100, ge=1, le=10_000, description="Stored events processed per round.")
     safety_net_secs: float = Field(5.0, gt=0, description="Interval of the job that picks up anything missed.")
+    claim_lease_secs: float = Field(
+        120.0, ge=1, description="How long a claimed delivery stays in flight before it is given back to pending "
+        "if its result was never recorded (a store fault, a lost task); an attempt still running is never taken back.")
     render_process: bool | None = Field(
         None, description="Render big SIEM batches (splunk_hec, sentinel, elastic) in a child process, on another "
         "core than the event loop; default: on when the machine has 2 or more CPUs.")

@@ -20,7 +20,8 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,15 @@ def build_connector(hub: Hub, name: str) -> Connector:
     return connector_class(cfg.type)(name, cfg, hub.config.mappings[name], hub.config.resolve("."))
 
 
+@dataclass(slots=True)
+class Unrecorded:
+    """The verdicts of one attempt, as the store job that records them, with the rows they are about."""
+
+    job: Callable[[sqlite3.Connection], set[str]]
+    rows: list[dict[str, Any]]
+    dead: list[tuple[dict[str, Any], Verdict]]
+
+
 class Worker:
     """Delivers one target's outbox rows."""
 
@@ -67,6 +77,10 @@ class Worker:
         for _ in range(self.capacity):
             self.clients.put_nowait(self.connector.client(transport))
         self.in_flight = 0
+        self.held: set[int] = set()  # claimed by this worker and not yet recorded: never released by lease expiry
+        self.lease_secs = hub.config.pipeline.claim_lease_secs
+        self._unrecorded: list[Unrecorded] = []  # verdicts whose write failed: kept, and written again
+        self._record_backoff = 0.0
         self.backlogged = False  # the last claim was a full batch: claim the next one without waiting
         self.paused_until = 0.0  # monotonic; a 429 with Retry-After pauses the whole target
         self.wake = asyncio.Event()
@@ -93,6 +107,8 @@ class Worker:
 
     async def step(self) -> float | None:
         """Start what may start now. None: go again at once; a number: wait that long (or for a wake-up)."""
+        if self._unrecorded and not await self._record_again():
+            return self._record_backoff
         if (pause := self.paused_until - time.monotonic()) > 0:
             return pause
         allowance = self.breaker.allowance()
@@ -105,9 +121,10 @@ class Worker:
         limit = (self.batch.max_events if self.batch else slots) if allowance is None else 1
         if self.batch and allowance is None and not self.backlogged and (wait := self._batch_wait(now)) is not None:
             return wait
-        stamp = iso(now)
-        rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, stamp, limit),
+        stamp, lease = iso(now), iso(now + self.lease_secs)
+        rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, stamp, limit, lease),
                                           single_statement=True)
+        self.held.update(r["seq"] for r in rows)
         self.backlogged = len(rows) == limit
         if not rows:
             due = outbox.next_due(self.hub.store.conn, self.name)
@@ -266,12 +283,36 @@ class Worker:
                 finding_rows.link_ref(conn, fid, self.name, v.remote_id or "", v.remote_url, v.remote_status, stamp)
             return self.hub.pipeline.route_dead(conn, [(r, v.reason) for r, v in dead], stamp) if dead else set()
 
-        targets = await self.hub.store.write(job)
-        for row, v in dead:
+        await self._save(Unrecorded(job, rows, dead))
+
+    async def _save(self, results: Unrecorded) -> bool:
+        """Write the verdicts of an attempt. If the store refuses, they are kept and written again at the next
+        step: the target already answered, so sending again would duplicate; the rows stay held meanwhile."""
+        try:
+            targets = await self.hub.store.write(results.job)
+        except Exception as exc:  # noqa: BLE001  (kept, not lost: _record_again writes them once the store takes it)
+            self._unrecorded.append(results)
+            log.error("target %s: the results of %d deliveries could not be recorded, will retry: %s", self.name,
+                      len(results.rows), exc)
+            return False
+        self.held.difference_update(r["seq"] for r in results.rows)
+        for row, v in results.dead:
             log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row["seq"], row["attempts"],
                         v.reason)
         if targets:
             self.hub.dispatcher.wake(targets)
+        return True
+
+    async def _record_again(self) -> bool:
+        """Write the kept verdicts, oldest first; False (and a longer backoff) while the store still refuses."""
+        waiting, self._unrecorded = self._unrecorded, []
+        for results in waiting:
+            await self._save(results)
+        if self._unrecorded:
+            self._record_backoff = min(max(self._record_backoff * 2, 0.5), 30.0)
+            return False
+        self._record_backoff = 0.0
+        return True
 
     def _pacing(self, verdicts: list[Verdict], now: float) -> None:
         if any(v.outcome is Outcome.OK for v in verdicts):
@@ -310,6 +351,26 @@ class Dispatcher:
             log.warning("%d deliveries were in flight when the hub stopped; retrying them", reset)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(w.run(), name=f"hub-target-{n}") for n, w in self.workers.items()]
+        self._tasks.append(loop.create_task(self._expire_leases(), name="hub-delivery-leases"))
+
+    async def _expire_leases(self) -> None:
+        every = min(15.0, max(0.5, self.hub.config.pipeline.claim_lease_secs / 4))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.release_expired()
+            except Exception:  # the store is failing: the next round tries again
+                log.warning("could not check delivery leases", exc_info=True)
+
+    async def release_expired(self) -> dict[str, int]:
+        """Rows in flight past their lease that no worker here holds go back to pending, and their workers wake."""
+        held = set().union(*(w.held for w in self.workers.values()))
+        stamp = iso(self.hub.clock())
+        released = await self.hub.store.write(lambda conn: outbox.release_expired(conn, stamp, held))
+        for target, count in released.items():
+            log.warning("target %s: %d deliveries were in flight past their lease; retrying them", target, count)
+        self.wake(released)
+        return released
 
     def wake(self, targets: Iterable[str] | None = None) -> None:
         for name in self.workers if targets is None else targets:

@@ -82,14 +82,15 @@ def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> i
     return added
 
 
-def claim(conn: sqlite3.Connection, target: str, now: str, limit: int) -> list[dict[str, Any]]:
-    """Mark up to ``limit`` due deliveries of ``target`` in flight and return them (oldest due first).
+def claim(conn: sqlite3.Connection, target: str, now: str, limit: int, lease_until: str) -> list[dict[str, Any]]:
+    """Mark up to ``limit`` due deliveries of ``target`` in flight until ``lease_until`` and return them (oldest
+    due first).
 
     One statement (UPDATE .. RETURNING): choosing, marking and reading back 1,000 rows as three statements
     cost twice as much."""
     rows = _rows(conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, "
-                              f"last_attempt_at = ? WHERE seq IN ({_CLAIM}) RETURNING {_CLAIMED}",
-                              (now, target, now, limit)))
+                              f"last_attempt_at = ?, lease_until = ? WHERE seq IN ({_CLAIM}) RETURNING {_CLAIMED}",
+                              (now, lease_until, target, now, limit)))
     rows.sort(key=lambda r: (r["next_attempt_at"], r["seq"]))
     snapshots = snapshots_of(conn, [r["seq"] for r in rows])
     for r in rows:
@@ -143,6 +144,23 @@ def release(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
     marks = ",".join("?" * len(seqs))
     conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = max(attempts - 1, 0) WHERE seq IN ({marks}) "
                  f"AND state = 'in_flight'", tuple(seqs))
+
+
+def release_expired(conn: sqlite3.Connection, now: str, held: Iterable[int] = ()) -> dict[str, int]:
+    """In-flight rows whose lease has passed go back to pending, due now (their attempt counts, as after a crash),
+    except the ``held`` ones this process is still working on. Returns how many per target."""
+    keep = set(held)
+    stale = [(seq, target) for seq, target in conn.execute(
+        "SELECT seq, target FROM deliveries WHERE state = 'in_flight' AND lease_until < ?", (now,)) if seq not in keep]
+    released: dict[str, int] = {}
+    for start in range(0, len(stale), _MAX_VARS):
+        chunk = [seq for seq, _ in stale[start:start + _MAX_VARS]]
+        conn.execute(f"UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ? "
+                     f"WHERE state = 'in_flight' AND seq IN ({','.join('?' * len(chunk))})",
+                     (now, "lease expired: the result of the attempt was never recorded", *chunk))
+    for _, target in stale:
+        released[target] = released.get(target, 0) + 1
+    return released
 
 
 def reset_in_flight(conn: sqlite3.Connection, now: str) -> int:

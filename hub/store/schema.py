@@ -182,3 +182,12 @@ def delivery_snapshots(db: Database) -> None:
          "INSERT INTO delivery_snapshots (delivery, snapshot) SELECT seq, snapshot FROM deliveries "
          "WHERE snapshot IS NOT NULL",
          "ALTER TABLE deliveries DROP COLUMN snapshot")
+
+
+@migrations(name="0006_delivery_lease")
+def delivery_lease(db: Database) -> None:
+    """A claim holds its rows until ``lease_until``. A row whose holder lost it (its result could not be written,
+    its task or process died) goes back to pending once the lease has passed, without a restart. The index holds
+    in-flight rows only (a handful), so claims and results pay one small insert and delete for it."""
+    _run(db, "ALTER TABLE deliveries ADD COLUMN lease_until TEXT",
+         "CREATE INDEX deliveries_lease ON deliveries (lease_until) WHERE state = 'in_flight'")
