@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub import signatures
 from hub.ids import iso
+from hub.store import Store
+from hub.store import deliveries as outbox
 
 HERE = Path(__file__).resolve().parent
 SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci1waXBlbGluZQ=="
@@ -146,20 +147,18 @@ class Bench:
         return time.perf_counter() - start
 
     def backlog(self, n: int) -> None:
-        """Write n pending deliveries straight into the outbox (the hub is stopped)."""
-        db = sqlite3.connect(self.work / "bench.db")
-        now = iso(time.time())
+        """Write n pending deliveries into the outbox of the stopped hub, through the store's own functions (a
+        copy of its SQL here rotted once: it kept inserting a column a migration had moved)."""
+        store = Store(self.work / "bench.db")
         rows = []
         for i in range(n):
             finding = {"id": f"fnd_b{i}", "fingerprint": f"{i:032x}", "source": "scanner", "title": f"backlog {i}",
                        "severity": "high", "tool_id": f"B-{i}", "asset": {"identifier": f"host-{i % 97}"},
                        "status": "open", "raw": {"id": f"B-{i}"}}
-            rows.append(("all", "sink", "finding.created", f"fnd_b{i}", None, f"fnd_b{i}", f"bk_{n}_{i}",
-                         orjson.dumps({"finding": finding, "changes": {}}).decode(), now, now))
-        db.executemany("INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, "
-                       "snapshot, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.commit()
-        db.close()
+            rows.append(outbox.NewDelivery("all", "sink", "finding.created", f"fnd_b{i}", None, f"fnd_b{i}",
+                                           f"bk_{n}_{i}", orjson.dumps({"finding": finding, "changes": {}}).decode()))
+        store.write_sync(lambda conn: outbox.insert(conn, rows, iso(time.time())))
+        store.conn.close()
 
 
 def pct(values: list[float], q: float) -> float:
