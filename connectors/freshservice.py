@@ -3,7 +3,7 @@
 Freshservice API v2 (REST, JSON; no OpenAPI spec): https://api.freshservice.com/ . Every account has its
 own base URL ``https://<domain>.freshservice.com``, so ``url`` is required; requests go to
 ``{url}/api/v2/tickets...``. Auth: HTTP Basic, the agent's API key as user name and ``X`` as password.
-Facts and their sources: ../shared/docs/targets.md, section "freshservice".
+Facts and their sources: docs/connectors/freshservice.md.
 
 Freshservice has no idempotency key, so the create request carries a correlation tag
 (``fh-`` + the finding id); a retried create first looks for that tag with ``/tickets/filter``.

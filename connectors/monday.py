@@ -3,7 +3,7 @@
 API: the monday.com platform API (GraphQL), ``POST {url}/v2`` with JSON ``{"query", "variables"}`` and the
 headers ``Authorization: <token>`` (no prefix) and a pinned ``API-Version`` (2026-10). Base URL
 ``https://api.monday.com``. Docs: https://developer.monday.com/api-reference/ (schema for 2026-10:
-../shared/vendor/monday/schema.graphql). Items are created with ``create_item``, changed with
+tests/data/vendor/monday/schema.graphql). Items are created with ``create_item``, changed with
 ``change_multiple_column_values``, commented with ``create_update`` and read back with ``items(ids:)``.
 The finding id sits in a text column: a retried create looks it up with ``items_page_by_column_values``
 first, so a lost answer never makes a second item.

@@ -5,7 +5,7 @@ acknowledgement through ``POST {url}/services/collector/ack``. Base URL: ``https
 Enterprise) or ``https://http-inputs-<stack>.splunkcloud.com`` (Splunk Cloud); there is no public default,
 so ``url`` is required. Docs: https://docs.splunk.com/Documentation/Splunk/latest/Data/FormateventsforHTTPEventCollector
 and https://docs.splunk.com/Documentation/Splunk/latest/Data/HECRESTendpoints; answer codes: Splunk's
-"Troubleshoot HTTP Event Collector" table (copied below from ../shared/vendor/splunk/hec-status-codes.json).
+"Troubleshoot HTTP Event Collector" table of response codes 0-20 (copied below, with our retry classification).
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class Connector:
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
         """One client per delivery slot: httpx checks every pooled connection on each request, so many
-        small pools are much cheaper than one big one (../shared/docs/PERFORMANCE.md, "Outbound")."""
+        small pools are much cheaper than one big one (docs/measurements.md, "Outbound")."""
         return httpx.AsyncClient(transport=transport, timeout=self.config.request.timeout_secs, verify=self.tls,
                                  headers={"user-agent": USER_AGENT}, follow_redirects=False,
                                  limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))

@@ -22,7 +22,7 @@ from hub.config import load_config
 from hub.runtime import Hub
 from tests.support import base_config, write_config
 
-SEED_PAYLOAD = {  # ../shared/seeds/000 (Strobes): the documented bulk payload, plus ids and a bad item
+SEED_PAYLOAD = {  # Strobes' API document: the documented bulk payload, plus ids and a bad item
     "scanner_name": "internal_binary_scanner", "project_id": "infra-prod",
     "findings": [
         {"id": "sast-1", "title": "Buffer Overflow in auth_service", "severity": "critical",

@@ -28,7 +28,6 @@ from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.sync import sync_target
 from tests.fakes.monday import (
-    FULL_SCHEMA,
     SUBSET_SCHEMA,
     Flaky,
     complexity_error,
@@ -320,13 +319,10 @@ def test_render_masks_the_token(tmp_path):
 
 def test_connector_documents_are_valid_for_the_real_schema():
     for full in (True, False):
-        if full and not FULL_SCHEMA.is_file():
-            continue
         for doc in (mod.CREATE, mod.CHANGE, mod.COMMENT, mod.FIND, mod.STATUS):
             assert graphql.validate(schema(full), graphql.parse(doc)) == [], doc
 
 
-@pytest.mark.skipif(not FULL_SCHEMA.is_file(), reason="../shared/vendor/monday/schema.graphql is not here")
 def test_subset_schema_matches_the_full_schema():
     full, subset = schema(True), graphql.build_schema(SUBSET_SCHEMA.read_text())
     for name, kind in subset.type_map.items():

@@ -2,7 +2,7 @@
 
 Basic auth with exactly ``<api_key>:X``; JSON bodies only; known fields only; a requester
 (``requester_id`` or ``email``, or ``phone`` + ``name``); status/priority/source from the documented
-values (copied here from ../shared/vendor/freshservice/ticket-enums.json so tests need no ../shared);
+values (from the "Ticket Properties" table of https://api.freshservice.com/);
 an HTML description; account-mandatory custom fields and "required on closure" custom fields (400
 ``Validation failed`` with ``errors[]``); a per-minute budget with ``X-RateLimit-*`` headers and 429 +
 ``Retry-After``. Knobs on ``app.state``: ``throttle`` (next N requests get 429), ``lose_creates`` (the

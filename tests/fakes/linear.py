@@ -1,8 +1,8 @@
 """A fake Linear GraphQL API that holds requests to Linear's real contract, and the schema it checks them with.
 
 Every document is parsed and validated with graphql-core against Linear's published schema
-(../shared/vendor/linear/schema.graphql when present, else the subset carried in
-linear_schema.graphql, which ``extract_subset`` cuts from the full schema), then executed against
+(tests/data/vendor/linear/schema.graphql; linear_schema.graphql beside this file is the subset
+``extract_subset`` cuts from it, which a test keeps fresh), then executed against
 in-memory teams, workflow states, issues and comments. Like Linear it wants the exact
 ``Authorization`` form (personal key raw, OAuth token with ``Bearer``), answers bad documents 400
 and bad input 200 with ``errors`` (``extensions.type`` / ``code`` as the Linear SDK reads them),
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "linear" / "schema.graphql"
+FULL_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "vendor" / "linear" / "schema.graphql"
 SUBSET_SCHEMA = Path(__file__).with_name("linear_schema.graphql")
 TEAM = "9cfb482a-81e3-4154-b5b9-2c805e70a02d"
 LABEL = "5f0e3c2a-7d41-4b8e-9a6f-1c2d3e4f5a6b"
@@ -110,16 +110,15 @@ def extract_subset(full_sdl: str) -> str:
         out.append(node)
     out += [defs[s] for s in sorted(used_scalars)]
     header = ("# Subset of Linear's GraphQL schema (linear/linear packages/sdk/src/schema.graphql, see\n"
-              "# ../shared/vendor/README.md), cut by tests/fakes/linear.py extract_subset(). Do not edit by hand:\n"
-              "# the tests compare it with a fresh cut whenever the full schema is present.\n\n")
+              "# tests/data/vendor/README.md), cut by tests/fakes/linear.py extract_subset(). Do not edit by hand:\n"
+              "# the tests compare it with a fresh cut of the full schema.\n\n")
     return header + graphql.print_ast(ast.DocumentNode(definitions=tuple(out))) + "\n"
 
 
 @functools.cache
 def schema() -> GraphQLSchema:
-    """Linear's full schema when ../shared is present, else the carried subset (built once per test run)."""
-    path = SHARED_SCHEMA if SHARED_SCHEMA.is_file() else SUBSET_SCHEMA
-    return graphql.build_schema(path.read_text(), assume_valid_sdl=path == SHARED_SCHEMA)
+    """Linear's full schema (built once per test run)."""
+    return graphql.build_schema(FULL_SCHEMA.read_text(), assume_valid_sdl=True)
 
 
 def linear_error(message: str, kind: str = "invalid input", code: str = "INPUT_ERROR") -> GraphQLError:

@@ -1,8 +1,8 @@
 """A fake monday.com platform API (``POST /v2``) that checks what the real one checks, and keeps items.
 
 Every GraphQL document is parsed, validated and executed with graphql-core against the real 2026-10
-schema (../shared/vendor/monday/schema.graphql; tests/fakes/monday_schema.graphql, a subset, when
-../shared is absent), so a misspelt field, a wrong argument type or a missing variable fails as it
+schema (tests/data/vendor/monday/schema.graphql; tests/fakes/monday_schema.graphql is a subset the tests
+hold to it), so a misspelt field, a wrong argument type or a missing variable fails as it
 would at monday. On top: ``Authorization: <token>`` exactly (no prefix) else HTTP 401; ``API-Version``
 pinned (the fake insists; monday itself would fall back to the current version); ``column_values`` must
 be a JSON-encoded *string*, its column ids must exist on the board, values must have the shape of their
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-FULL_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "monday" / "schema.graphql"
+FULL_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "vendor" / "monday" / "schema.graphql"
 SUBSET_SCHEMA = Path(__file__).with_name("monday_schema.graphql")
 VERSION = "2026-10"
 LONG_TEXT_MAX = 2000
@@ -45,8 +45,8 @@ NAME_MAX = 255  # item names (unconfirmed; monday's UI stops there)
 
 @lru_cache(maxsize=2)
 def schema(full: bool = True) -> graphql.GraphQLSchema:
-    """The full 2026-10 schema when ../shared is there, else the subset this repo carries."""
-    return graphql.build_schema((FULL_SCHEMA if full and FULL_SCHEMA.is_file() else SUBSET_SCHEMA).read_text())
+    """The full 2026-10 schema, or the subset this repo carries beside the fake."""
+    return graphql.build_schema((FULL_SCHEMA if full else SUBSET_SCHEMA).read_text())
 
 
 def fail(code: str, message: str, status: int = 400, **data: Any) -> graphql.GraphQLError:
