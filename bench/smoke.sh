@@ -21,4 +21,5 @@ run ingest bench/ingest.py --seconds 1 --rounds 1 --client python
 run pipeline bench/pipeline.py --events 50 --rate 100 --backlog 300 --small-backlog 100
 run sources bench/sources.py --findings 100 --pages 2 --per-page 20
 run siem bench/siem.py --hec-events 1000 --bulk-events 500 --batch 100
+run poison bench/poison.py --events 10 --seconds 2
 exit $failed
