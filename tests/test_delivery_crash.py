@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,6 +42,7 @@ def slow_receiver() -> Starlette:
     return app
 
 
+@pytest.mark.slow
 def test_sigkill_during_delivery_then_restart_completes_everything(tmp_path: Path):
     app = slow_receiver()
     with LoopbackServer(app) as sink:

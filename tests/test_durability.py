@@ -9,6 +9,7 @@ import json
 import sqlite3
 
 import httpx
+import pytest
 
 from tests.support import HMAC_SECRET, HubProcess, base_config, free_port, write_config
 
@@ -29,6 +30,7 @@ async def _send_all(url: str) -> list[str]:
         return await asyncio.gather(*(one(i) for i in range(N)))
 
 
+@pytest.mark.slow
 def test_sigkill_after_the_last_202_loses_nothing(tmp_path):
     port = free_port()
     config = write_config(tmp_path / "hub.yaml", base_config(tmp_path, server={"host": "127.0.0.1", "port": port}))

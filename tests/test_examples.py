@@ -42,6 +42,7 @@ def test_every_vendor_connector_has_an_example():
     assert not missing, f"examples/<type>.yaml missing for {missing}"
 
 
+@pytest.mark.slow
 def test_example_config_serves_with_no_credentials(tmp_path):
     """`hub serve --config config.example.yaml` starts on a machine with nothing set."""
     config = tmp_path / "config.example.yaml"

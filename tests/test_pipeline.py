@@ -62,6 +62,7 @@ def order_ok(received: list[dict[str, Any]]) -> dict[str, list[str]]:
     return by_finding
 
 
+@pytest.mark.slow
 async def test_every_finding_arrives_in_order_through_failures(tmp_path):
     app = receiver(OUT_SECRET)
     script = [503, 503, (429, {"retry-after": "1"}), "timeout", "timeout", 502]

@@ -96,6 +96,7 @@ def test_events_show_works_on_an_event_too_deep_to_encode(tmp_path: Path) -> Non
     assert '"body": "{\\"findings\\"' in result.output  # shown as the text it is
 
 
+@pytest.mark.slow
 async def test_a_store_that_refuses_writes_leaves_events_pending_and_the_loop_backs_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A passing fault (disk full, busy) is not the event's fault: it stays pending and is processed once the

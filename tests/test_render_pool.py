@@ -59,6 +59,7 @@ async def started(h: HubHarness) -> render_pool.RenderPool:
     return pool
 
 
+@pytest.mark.slow
 async def test_the_child_sends_what_the_loop_would_have_sent(tmp_path):
     app = fake_hec()
     async with harness(tmp_path, siem_config(tmp_path), app) as h:
@@ -75,6 +76,7 @@ async def test_the_child_sends_what_the_loop_would_have_sent(tmp_path):
         assert len(sent) == 1_000 and sent == inline  # the finding deliveries and the raw event.received alike
 
 
+@pytest.mark.slow
 async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
     folder = tmp_path / "mapping"
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
@@ -94,6 +96,7 @@ async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
         assert delivered_ids(app) == sorted(f"F-{i}" for i in range(300) if i != 150)
 
 
+@pytest.mark.slow
 async def test_a_batch_whose_every_template_fails_sends_nothing(tmp_path):
     folder = tmp_path / "mapping"
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
@@ -110,6 +113,7 @@ async def test_a_batch_whose_every_template_fails_sends_nothing(tmp_path):
         assert batches(h) == 1 and h.states() == {"dead": 150} and app.state.requests == []
 
 
+@pytest.mark.slow
 async def test_a_killed_child_loses_nothing_and_comes_back(tmp_path, monkeypatch):
     monkeypatch.setattr(render_pool, "RESTART_AFTER", 0.2)
     app = fake_hec()
@@ -129,6 +133,7 @@ async def test_a_killed_child_loses_nothing_and_comes_back(tmp_path, monkeypatch
         assert batches(h) > before and len(keys(app)) == 1_002 and set(keys(app).values()) == {1}
 
 
+@pytest.mark.slow
 async def test_small_batches_and_a_switched_off_pool_render_in_the_loop(tmp_path, monkeypatch):
     app = fake_hec()
     async with harness(tmp_path, siem_config(tmp_path), app) as h:
@@ -189,6 +194,7 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.slow
 def test_the_render_process_does_not_outlive_a_killed_hub(tmp_path):
     """SIGKILL leaves no stray process: the child notices its parent is gone and exits."""
     app = fake_hec()

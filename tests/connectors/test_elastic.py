@@ -467,6 +467,7 @@ def finding(i: int, **kw: Any) -> dict[str, Any]:
     return {"id": f"F-{i}", "title": f"Finding {i}", "severity": "high", "ip": f"10.0.{i % 250}.{i % 200 + 1}", **kw}
 
 
+@pytest.mark.slow
 async def test_10000_findings_end_to_end_none_lost_or_duplicated(tmp_path):
     app = elasticsearch(api_key=API_KEY)
     cluster = app.state.cluster
@@ -491,6 +492,7 @@ async def test_10000_findings_end_to_end_none_lost_or_duplicated(tmp_path):
     assert all(ecs_problems(d) == [] for d in list(docs.values())[:200]), sample
 
 
+@pytest.mark.slow
 async def test_cluster_down_then_back_everything_arrives_once(tmp_path):
     app = elasticsearch(api_key=API_KEY)
     transport = Unreliable(app)

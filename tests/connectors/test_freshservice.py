@@ -343,6 +343,7 @@ async def test_e2e_wrong_api_key_goes_dead_with_a_clear_reason(tmp_path):
         assert "not-the-key" not in shown.output and app.state.tickets == {}
 
 
+@pytest.mark.slow
 async def test_e2e_429_with_retry_after_then_success(tmp_path):
     app = fake_freshservice(KEY)
     app.state.throttle = 1

@@ -332,6 +332,7 @@ def test_every_document_is_valid_against_linear_schema_and_the_carried_subset():
             assert graphql.validate(s, graphql.parse(query)) == [], query
 
 
+@pytest.mark.slow
 def test_the_carried_subset_is_a_fresh_cut_of_linear_schema():
     assert SUBSET_SCHEMA.read_text() == extract_subset(FULL_SCHEMA.read_text()), \
         "run: python -c 'from tests.fakes.linear import *; SUBSET_SCHEMA.write_text(extract_subset(" \
@@ -496,6 +497,7 @@ async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
         assert not fake.issues
 
 
+@pytest.mark.slow
 async def test_429_with_retry_after_is_honoured_then_succeeds(tmp_path):
     fake = FakeLinear()
     fake.script = ["ratelimit"]  # Retry-After: 1

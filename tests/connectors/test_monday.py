@@ -454,6 +454,7 @@ async def test_hub_wrong_token_goes_dead_with_a_clear_reason(tmp_path):
         assert not h.fake.items
 
 
+@pytest.mark.slow
 async def test_hub_honours_retry_after_then_succeeds(tmp_path):
     async with harness(tmp_path, {"create_item": [transport_429(1)]}) as h:
         started = time.monotonic()

@@ -398,6 +398,7 @@ async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
         assert shown.exit_code == 0 and "HTTP 401 unauthorized: API token is invalid." in shown.output
 
 
+@pytest.mark.slow
 async def test_rate_limited_then_created(tmp_path):
     app, state = fake()
     async with harness(tmp_path, Flaky(app, [(429, "rate_limited", {"retry-after": "1"})])) as h:

@@ -383,6 +383,7 @@ def findings(start: int, n: int) -> list[dict[str, Any]]:
     return [{"id": f"F-{i}", "title": f"Finding {i}", "host": f"web-{i % 97}"} for i in range(start, start + n)]
 
 
+@pytest.mark.slow
 async def test_ten_thousand_rows_arrive_once_each(tmp_path):
     """5,000 findings routed twice (two routes, two idempotency keys each): 10,000 deliveries."""
     app = fake_sentinel()
@@ -401,6 +402,7 @@ async def test_ten_thousand_rows_arrive_once_each(tmp_path):
         assert all(c["encoding"] == "gzip" and c["status"] == 204 for c in state.calls)
 
 
+@pytest.mark.slow
 async def test_endpoint_down_then_back_loses_nothing(tmp_path):
     app = fake_sentinel()
     outage = Outage(app, down=True)

@@ -315,6 +315,7 @@ def delivered_ids(app: Any) -> list[str]:
     return sorted(e["event"]["finding"]["tool_id"] for e in app.state.events if e["sourcetype"] == "findings:finding")
 
 
+@pytest.mark.slow
 async def test_ten_thousand_events_none_lost_none_twice(tmp_path):
     app = fake_hec()
     async with harness(tmp_path, hub_config(tmp_path), app) as h:
