@@ -3,8 +3,9 @@
 Runs after commit, never inside the request: the processor wakes when the receiver stores an event
 (and on a safety-net interval), reads pending events in commit order, parses each with its source's
 adapter outside the transaction, then applies everything for that event in one write job. An event
-whose adapter, template or route fails is marked ``failed`` with the reason and kept; nothing of it
-is half-applied, and ``hub events reprocess`` puts it back after the fix.
+whose adapter or template fails is marked ``failed`` with the reason and kept; nothing of it is
+half-applied, and ``hub events reprocess`` puts it back after the fix. A route whose ``when`` fails is
+skipped for that event alone (routing.py); the other routes still deliver.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Pipeline:
     def __init__(self, hub: Hub):
         self.hub = hub
         self.config = hub.config
-        self.router = Router(hub.config.routes)
+        self.router = Router(hub.config.routes, hub.metrics.route_errors)
         self.adapters: dict[str, Adapter] = {
             name: adapter_class(src.adapter)(name, hub.config.adapter_options(name))
             for name, src in hub.config.sources.items() if src.adapter}
