@@ -76,6 +76,14 @@ class Router:
                 out.extend((route.name, t) for t in route.targets if (route.name, t) not in out)
         return out
 
+    def reaching(self, kind: str, source: str) -> list[tuple[str, str]]:
+        """(route, target) pairs of the routes that take ``kind`` from ``source``, whatever their ``when``."""
+        out: list[tuple[str, str]] = []
+        for route in self.routes:
+            if kind in route.on and (route.sources is None or source in route.sources):
+                out.extend((route.name, t) for t in route.targets if (route.name, t) not in out)
+        return out
+
     def _skipped(self, route: str, kind: str, context: dict[str, Any], exc: TemplateError) -> None:
         if self.errors is not None:
             self.errors.labels(route).inc()
