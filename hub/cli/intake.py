@@ -29,10 +29,12 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
 
     from hub.app import create_app
     from hub.runtime import Hub
+    from hub.store.lock import hold
 
     setup_logging(log_level)
     config = load(config_path)
     try:
+        hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
         hub = Hub(config)
     except HubError as exc:
         fail(str(exc))
