@@ -98,7 +98,7 @@ def environment(search_path: Iterable[Path] = (), undefined: type[jinja2.Undefin
     return env
 
 
-_expr_env = environment()
+_expr_env = expression_env = environment()  # route `when`s (checked by hub/contextcheck.py in the same one)
 _lenient_env = environment(undefined=jinja2.ChainableUndefined)
 
 
