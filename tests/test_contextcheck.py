@@ -118,3 +118,62 @@ def test_every_shipped_mapping_passes_the_check(type_name):
     target = cls.Config.model_validate({"type": type_name, **(yaml.safe_load(spec.read_text()) or {})})
     roots = contextcheck.template_context("t", target, mapping)
     assert list(contextcheck.template_problems(mapping, roots)) == []
+
+
+# --- golden examples rendered by check-config ---------------------------------------------------------------
+
+BRANCH = '{"type": {{ kind | tojson }}, "finding": {{ finding | tojson }}, "changes": {{ changes | tojson }}}'
+
+
+def broken_webhook_mapping(tmp_path: Path, new_branch: str) -> Path:
+    folder = tmp_path / "mymap"
+    shutil.copytree(BUILTIN_ROOT / "webhook", folder)
+    body = folder / "body.json.j2"
+    assert BRANCH in body.read_text()
+    body.write_text(body.read_text().replace(BRANCH, new_branch))
+    return folder
+
+
+def check_config(tmp_path: Path, data: dict[str, Any]) -> tuple[int, list[str]]:
+    path = write_config(tmp_path / "hub.yaml", data)
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    return result.exit_code, [line.replace(str(tmp_path) + "/", "") for line in result.output.splitlines()]
+
+
+def test_check_config_renders_the_golden_examples_and_names_the_template_line_of_bad_json(tmp_path):
+    broken_webhook_mapping(tmp_path, '{"type": {{ kind | tojson }},\n "title": {{ finding.title }},\n "n": 1}')
+    code, out = check_config(tmp_path, config(tmp_path, mapping="mymap"))
+    assert code == 2
+    assert out == [
+        "mymap/body.json.j2:8: golden example created.finding.json (finding.created): output is not valid JSON "
+        "(unexpected character, expected a JSON value at output line 2)",
+        "mymap/body.json.j2:8: golden example updated.finding.json (finding.updated): output is not valid JSON "
+        "(unexpected character, expected a JSON value at output line 2)",
+        "2 problem(s) in hub.yaml"]
+
+
+def test_check_config_reports_a_render_error_of_a_golden_example_with_its_template_line(tmp_path):
+    broken_webhook_mapping(tmp_path, '{"old":\n {{ changes.severity.old | tojson }}}')  # created has no changes
+    code, out = check_config(tmp_path, config(tmp_path, mapping="mymap"))
+    assert code == 2
+    assert out == ["mymap/body.json.j2:8: golden example created.finding.json (finding.created): 'dict object' has no "
+                   "attribute 'severity'", "1 problem(s) in hub.yaml"]
+
+
+def test_output_that_differs_from_the_golden_file_is_for_test_mappings_not_check_config(tmp_path):
+    broken_webhook_mapping(tmp_path, BRANCH.replace('"changes"', '"extra": 1, "changes"'))
+    code, out = check_config(tmp_path, config(tmp_path, mapping="mymap"))
+    assert code == 0 and out == ["hub.yaml: ok: 1 sources, 1 routes, 1 targets, 1 mappings (1 templates), "
+                                 "3 golden examples rendered"]
+    result = CliRunner().invoke(main, ["test-mappings", "--config", str(tmp_path / "hub.yaml"), "--type", "webhook"])
+    assert result.exit_code == 1 and "differs from created.body.json" in result.output
+
+
+def test_check_config_says_what_it_checked(tmp_path):
+    data = config(tmp_path, 'finding.severity == "critical"')
+    data["targets"]["hook2"] = {**data["targets"]["hook"], "url": "https://other.test/hook"}
+    data["targets"]["archive"] = {"type": "file", "path": "out.ndjson"}
+    data["routes"].append({"name": "all", "on": ["finding.created"], "to": ["archive", "hook2"]})
+    code, out = check_config(tmp_path, data)
+    assert code == 0 and out == ["hub.yaml: ok: 1 sources, 2 routes, 3 targets, 2 mappings (2 templates), "
+                                 "8 golden examples rendered"]  # webhook's 3 examples for each of its 2 targets
