@@ -211,7 +211,7 @@ class Walker:
 
     def problems(self, roots: dict[str, Shape | None], env: jinja2.Environment) -> list[Found]:
         out: list[Found] = []
-        known = set(roots) | set(env.globals) | set(self.bound)
+        known = set(roots) | set(env.globals) | set(self.bound) | self.guarded
         for name in sorted(self.undeclared - known):
             line = next((n.lineno for n in self.tree.find_all(nodes.Name) if n.name == name), 1)
             out.append((line, name, _unknown("name", name, list(roots), "")))

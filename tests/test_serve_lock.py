@@ -3,10 +3,12 @@ keep working beside the running hub, and a SIGKILLed hub's lock is gone with it 
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
@@ -21,7 +23,7 @@ def test_a_second_serve_on_the_same_store_refuses_and_a_killed_hubs_lock_dies_wi
     try:
         assert first.proc is not None
         second = subprocess.run([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port",
-                                 str(free_port())], capture_output=True, text=True, timeout=30)
+                                 str(free_port())], capture_output=True, text=True, timeout=20)
         assert second.returncode == 1
         assert second.stderr.strip().splitlines() == [
             f"error: {db} is already served by pid {first.proc.pid} (lock {lock_path(db)}); "
@@ -46,11 +48,8 @@ def test_the_lock_is_refused_to_another_descriptor_and_free_after_release(tmp_pa
     try:
         fd = os.open(path, os.O_RDWR)
         try:
-            try:
+            with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                raise AssertionError("the lock was not held")
-            except BlockingIOError:
-                pass
         finally:
             os.close(fd)
         assert hold(db) == path  # holding it again in the same process is a no-op
@@ -58,3 +57,12 @@ def test_the_lock_is_refused_to_another_descriptor_and_free_after_release(tmp_pa
         release(db)
     assert hold(db) == path
     release(db)
+
+
+def test_a_lock_file_that_cannot_be_created_is_a_store_error_naming_it(tmp_path):
+    from hub.errors import StoreError
+
+    (tmp_path / "file").write_text("")
+    db = tmp_path / "file" / "hub.db"  # its folder is a file
+    with pytest.raises(StoreError, match=f"^cannot open the store's lock file {re.escape(str(lock_path(db)))}: "):
+        hold(db)
