@@ -250,12 +250,15 @@ class HubConfig(StrictModel):
                 if name not in self.targets:
                     yield ("routes", i, "to", j), _unknown("target", name, list(self.targets))
             if route.when is not None:
-                from hub import templating
+                from hub import contextcheck, templating
 
                 try:
                     templating.compile_expression(route.when)
                 except TemplateError as exc:
                     yield ("routes", i, "when"), f"invalid expression: {exc}"
+                    continue
+                for _, chain, message in contextcheck.when_problems(route.when, list(route.on), templating.expression_env):
+                    yield ("routes", i, "when"), f"{chain}: {message}"
 
     @property
     def source_names(self) -> list[str]:
@@ -371,6 +374,8 @@ def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
             config._mappings[name] = load_mapping(type_name, folder_for(type_name, custom), cls.payloads)
         except ConfigError as exc:
             problems += exc.problems
+        else:
+            problems += _template_problems(name, cls, target, config._mappings[name])
         config._targets[name] = target
     for i, route in enumerate(config.routes):
         for j, name in enumerate(route.to):
@@ -409,6 +414,19 @@ def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
         problems += [doc.problem((*loc, "options", *sub), msg) for sub, msg in options.problems()]
         config._options[name] = options
     return problems
+
+
+def _template_problems(name: str, cls: Any, target: TargetConfig, mapping: PayloadMapping) -> list[Problem]:
+    """Fields a target's templates read that their context does not have (hub/contextcheck.py). A connector
+    that builds its own context (overrides ``context``) is left alone: its templates may see more."""
+    from hub import contextcheck
+    from hub.connector import Connector
+
+    if cls.context is not Connector.context:
+        return []
+    roots = contextcheck.template_context(name, target, mapping)
+    return [Problem(file, line, chain, message) for file, (line, chain, message)
+            in contextcheck.template_problems(mapping, roots)]
 
 
 def _entry_problems(doc: YamlDoc) -> list[Problem]:

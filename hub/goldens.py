@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 import yaml
 
-from hub.connector import Connector, Item, Ref
-from hub.errors import HubError
-from hub.mappings import Example, Mapping, examples
+from hub import templating
+from hub.connector import Connector, Item, Ref, TargetConfig
+from hub.errors import HubError, Problem, TemplateError
+from hub.mappings import Example, Mapping, example_from, examples
 from hub.registry import connector_class
 
 
@@ -62,6 +63,48 @@ def check(type_name: str, mapping: Mapping) -> tuple[int, list[Mismatch]]:
                 bad.append(Mismatch(ex.case, payload, "differs from " + expected_file.name + ":\n  got:  "
                                     + orjson.dumps(got).decode()[:2000] + "\n  want: " + orjson.dumps(want).decode()[:2000]))
     return compared, bad
+
+
+def render_all(target: str, type_name: str, config: TargetConfig, mapping: Mapping,
+               base_dir: Path | None = None) -> tuple[int, list[Problem]]:
+    """check-config: (examples rendered, problems). Every golden example of a target's mapping is rendered with
+    that target's own config, through every payload that applies to its kind. A render error, or output that
+    is not JSON where JSON is due (a ``.json.j2`` template, or the expected file's ``.json``/``.ndjson``), is a
+    problem naming the template file and the line that wrote the bad output. Output that differs from the
+    expected file is not: that is ``hub test-mappings``'s question (a mapping edited on purpose renders
+    differently until its goldens are updated, and the hub must still start)."""
+    connector = connector_class(type_name)(target, config, mapping, base_dir)
+    folder = mapping.folder / "examples"
+    rendered, problems = 0, []
+    for source in sorted(folder.glob("*.finding.json")):
+        case = source.name.removesuffix(".finding.json")
+        try:
+            ex = example_from(case, orjson.loads(source.read_bytes()),
+                              {p: f for f in folder.glob(f"{case}.*") if (p := f.name[len(case) + 1:].split(".")[0])
+                               in mapping.payloads and f != source})
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            problems.append(Problem(str(source), 0, "", f"golden example does not load: {exc}"))
+            continue
+        rendered += 1
+        ctx = connector.context(item_for(ex, target))
+        for payload in sorted(mapping.payloads):
+            if not mapping.applies(payload, ex.kind):
+                continue
+            expected = ex.expected.get(payload)
+            suffix = expected.suffix if expected else Path(mapping.payloads[payload].template).suffixes[0]
+            try:
+                if suffix in (".json", ".ndjson"):
+                    error = templating.json_problem(mapping.template(payload), ctx, lines=suffix == ".ndjson")
+                else:
+                    mapping.render_text(payload, ctx)
+                    error = None
+            except TemplateError as exc:
+                error = exc
+            if error is not None:
+                message = str(error).removeprefix(f"{error.file}:{error.line}: ").removeprefix(f"{error.file}: ")
+                problems.append(Problem(error.file or str(mapping.folder / mapping.payloads[payload].template),
+                                        error.line, "", f"golden example {source.name} ({ex.kind}): {message}"))
+    return rendered, problems
 
 
 def _render(mapping: Mapping, payload: str, ctx: dict[str, Any], expected: Path) -> tuple[Any, Any]:

@@ -27,6 +27,8 @@ class Metrics:
         self.write_queue = Gauge("hub_store_write_queue", "Writes waiting for the next commit.", registry=r)
         self.events_processed = Counter("hub_events_processed_total", "Stored events processed, by result.",
                                         ["source", "result"], registry=r)
+        self.route_errors = Counter("hub_route_errors_total", "Events a route was skipped for because its `when` "
+                                    "failed on them (the other routes still delivered).", ["route"], registry=r)
         self.deliveries = Counter("hub_deliveries_total", "Delivery attempts by target and outcome.",
                                   ["target", "outcome"], registry=r)
         self.delivery_latency = Histogram("hub_delivery_latency_seconds", "Received -> delivered, end to end.",

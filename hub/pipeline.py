@@ -8,7 +8,8 @@ Each event ends one of three ways, decided by the error's type (``hub.errors.is_
 ``failed`` with the reason, once, when anything about it fails for good (an adapter bug, a template, a body
 the encoder refuses), so the events behind it go on; or left pending when the store could not commit, to be
 taken again once it can. Nothing of an event is half-applied, and ``hub events reprocess`` puts a failed one
-back after the fix. A round in which no event moved backs off instead of spinning.
+back after the fix. A round in which no event moved backs off instead of spinning. A route whose ``when``
+fails is skipped for that event alone (routing.py); the other routes still deliver.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,7 +32,8 @@ from hub.config import FingerprintConfig, SourceConfig
 from hub.connector import RemoteStatus
 from hub.errors import HubError, is_transient
 from hub.ids import iso
-from hub.models import Finding
+from hub.models import FINDING_EVENTS, Finding
+from hub.registry import connector_class
 from hub.routing import Router
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 log = logging.getLogger("hub.pipeline")
+
+# Lifecycle kinds a linked ticket keeps receiving when its finding no longer matches the route's `when`.
+SYNCED_KINDS = frozenset(FINDING_EVENTS) - {"finding.created"}
 
 
 def delivery_key(route: str, target: str, what: str) -> str:
@@ -87,7 +93,7 @@ class Pipeline:
     def __init__(self, hub: Hub):
         self.hub = hub
         self.config = hub.config
-        self.router = Router(hub.config.routes)
+        self.router = Router(hub.config.routes, hub.metrics.route_errors)
         self.adapters: dict[str, Adapter] = {
             name: adapter_class(src.adapter)(name, hub.config.adapter_options(name))
             for name, src in hub.config.sources.items() if src.adapter}
@@ -265,6 +271,7 @@ class Pipeline:
             return
         data = f.model_dump(mode="json")
         pairs = self.router.match(kind, f.source or source, {"finding": data, "changes": changes, "kind": kind})
+        pairs += self._still_linked(conn, kind, f.id, f.source or source, pairs)
         pairs = [(r, t) for r, t in pairs if t != exclude_target]  # no echo to the ticket that caused it
         if not pairs:
             return
@@ -273,6 +280,30 @@ class Pipeline:
                 for r, t in pairs]
         outbox.insert(conn, rows, stamp)
         out.targets |= {t for _, t in pairs}
+
+    def _still_linked(self, conn: sqlite3.Connection, kind: str, finding_id: str, source: str,
+                      matched: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Once linked, always synced: a finding with a ticket at a target keeps getting its lifecycle there
+        (updated, resolved, reopened, sla_breached) when no route's ``when`` matches it any more, through the
+        first route from its source to that target that takes the kind. Otherwise a critical that drops to
+        high is resolved in the hub while its ticket stays open forever."""
+        if kind not in SYNCED_KINDS:
+            return []
+        done = {t for _, t in matched}
+        out = []
+        for route, target in self.router.reaching(kind, source):
+            if target in done or target not in self._ticket_targets:
+                continue
+            done.add(target)
+            if finding_rows.linked(conn, finding_id, target):
+                out.append((route, target))
+        return out
+
+    @cached_property
+    def _ticket_targets(self) -> frozenset[str]:
+        """Targets whose connector keeps one remote object per finding (external_refs)."""
+        return frozenset(name for name, cfg in self.config.target_configs.items()
+                         if connector_class(cfg.type).work_items)
 
     def apply_remote(self, conn: sqlite3.Connection, target: str, statuses: Sequence[RemoteStatus], now: float,
                      out: Outcome | None = None) -> Outcome:

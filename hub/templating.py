@@ -9,6 +9,7 @@ needs).
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import sys
@@ -98,7 +99,7 @@ def environment(search_path: Iterable[Path] = (), undefined: type[jinja2.Undefin
     return env
 
 
-_expr_env = environment()
+_expr_env = expression_env = environment()  # route `when`s (checked by hub/contextcheck.py in the same one)
 _lenient_env = environment(undefined=jinja2.ChainableUndefined)
 
 
@@ -154,6 +155,72 @@ def render_json(template: jinja2.Template, context: dict[str, Any]) -> Any:
         line = text.count("\n", 0, exc.pos) + 1
         raise TemplateError(f"output is not valid JSON ({exc.msg} at output line {line})",
                             template.filename or template.name or "") from None
+
+
+def json_problem(template: jinja2.Template, context: dict[str, Any], lines: bool = False) -> TemplateError | None:
+    """Why this render is not JSON (``lines``: not one JSON document per non-empty line), naming the template
+    line that wrote the offending output, or None when it is. For check-config, not the delivery path: each
+    output chunk is traced back to the line of the template (or included template) that yielded it."""
+    text, marks = _traced(template, context)
+    starts = [0]
+    if lines:
+        starts = [m.end() for m in re.finditer("\n", text)]
+        starts.insert(0, 0)
+    for n, start in enumerate(starts):
+        end = text.find("\n", start) if lines else -1
+        part = text[start:end if end >= 0 else len(text)]
+        if lines and not part.strip():
+            continue
+        try:
+            orjson.loads(part)
+        except orjson.JSONDecodeError as exc:
+            pos = start + min(exc.pos, max(len(part) - 1, 0))
+            file, line = _line_at(template, text, marks, pos)
+            where = f"output line {n + 1}" if lines else f"output line {text.count(chr(10), 0, pos) + 1}"
+            return TemplateError(f"output is not valid JSON ({exc.msg} at {where})", file, line)
+    return None
+
+
+def _traced(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, list[tuple[int, str, int]]]:
+    """The rendered text and, per output chunk, (offset, template file, template line) of the yield that wrote it."""
+    gen = template.root_render_func(template.new_context(dict(context), shared=False))
+    out: list[str] = []
+    marks: list[tuple[int, str, int]] = []
+    pos = 0
+    try:
+        for chunk in gen:
+            inner: Any = gen
+            while inner.gi_yieldfrom is not None and hasattr(inner.gi_yieldfrom, "gi_frame"):
+                inner = inner.gi_yieldfrom  # an include or block: its template wrote the chunk
+            frame = inner.gi_frame
+            tmpl = frame.f_globals.get("__jinja_template__", template) if frame is not None else template
+            line = tmpl.get_corresponding_lineno(frame.f_lineno) if frame is not None else 0
+            marks.append((pos, tmpl.filename or tmpl.name or "", line))
+            out.append(chunk)
+            pos += len(chunk)
+    except Exception as exc:  # noqa: BLE001  (the same errors render() reports, with file and line)
+        file, line = _template_frame(exc, template)
+        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
+        raise TemplateError(message, file, line) from None
+    return "".join(out), marks
+
+
+def _line_at(template: jinja2.Template, text: str, marks: list[tuple[int, str, int]], pos: int) -> tuple[str, int]:
+    """The template line that wrote ``text[pos]``; inside a literal chunk spanning lines, the line within it."""
+    if not marks:
+        return template.filename or template.name or "", 0
+    i = max(0, bisect.bisect_right([m[0] for m in marks], pos) - 1)
+    start, file, line = marks[i]
+    end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
+    chunk = text[start:end]
+    try:
+        source = Path(file).read_text(encoding="utf-8").splitlines(keepends=True)
+    except OSError:
+        return file, line
+    here = "".join(source[max(0, line - 1):])
+    if chunk and "\n" in chunk and chunk in here:  # literal template text: count the lines inside it
+        line += here[: here.index(chunk)].count("\n") + chunk[: pos - start].count("\n")
+    return file, line
 
 
 def _template_frame(exc: BaseException, template: jinja2.Template) -> tuple[str, int]:

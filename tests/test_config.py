@@ -141,7 +141,8 @@ def test_check_config_exit_codes(tmp_path):
     runner = CliRunner()
     good = runner.invoke(main, ["check-config", str(ROOT / "config.example.yaml")])
     assert good.exit_code == 0, good.output
-    assert "ok (3 source(s))" in good.output
+    assert "config.example.yaml: ok: 3 sources, 1 routes, 1 targets, 1 mappings (1 templates), 2 golden examples " \
+        "rendered" in good.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  prot: 8080\n")
     result = runner.invoke(main, ["check-config", "--config", str(bad)])
@@ -155,7 +156,8 @@ def test_default_config_path_is_hub_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hub.yaml").write_text("sources: {}\n")
     result = CliRunner().invoke(main, ["check-config"])
-    assert result.exit_code == 0 and "hub.yaml: ok (0 source(s))" in result.output
+    assert result.exit_code == 0 and "hub.yaml: ok: 0 sources, 0 routes, 0 targets, 0 mappings (0 templates), " \
+        "0 golden examples rendered" in result.output
 
 
 @pytest.mark.parametrize(("kind", "extra", "max_events", "max_bytes"), [

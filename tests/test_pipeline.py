@@ -124,26 +124,49 @@ async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
         assert dead["attempts"] == 1 and dead["last_error"].startswith("HTTP 400") and dead["last_status"] == 400
 
 
-async def test_failed_route_expression_marks_the_event_failed_then_reprocess(tmp_path):
-    bad = config_data(tmp_path, when='finding.asset.tags[3] == "x"')  # no 4th tag: the expression fails
-    transport = Scripted(receiver(OUT_SECRET))
-    async with harness(tmp_path, bad, transport) as h:
-        await h.send([item(1)])
-        await h.until(lambda: h.events("failed") == 1)
-        row = h.hub.store.conn.execute("SELECT error FROM events").fetchone()
-        assert "route all" in row[0] and "when" in row[0]
-        assert h.hub.store.conn.execute("SELECT count(*) FROM findings").fetchone()[0] == 0  # nothing half-applied
-        listed = CliRunner().invoke(main, ["events", "list", "--failed", "--config", str(tmp_path / "hub.yaml")])
-        assert "failed" in listed.output and "route all" in listed.output
-    good = config_data(tmp_path, when='"external" in finding.asset.tags')
-    write_config(tmp_path / "hub.yaml", good)
-    result = CliRunner().invoke(main, ["events", "reprocess", "--failed", "--config", str(tmp_path / "hub.yaml")])
-    assert result.exit_code == 0 and "1 event(s) queued" in result.output
+async def test_a_route_whose_when_fails_is_skipped_and_the_catch_all_still_delivers(tmp_path, caplog):
+    """``finding.cvss_score > 7`` names a real field (the static check passes it) but fails at run time on a
+    finding without a score (None > 7 is a TypeError): that route is skipped for the event, counted and logged;
+    the catch-all route delivers, and the event is processed, not failed."""
+    caplog.set_level("WARNING", logger="hub.routing")
     app = receiver(OUT_SECRET)
-    async with harness(tmp_path, good, Scripted(app)) as h:
+    data = config_data(tmp_path)
+    data["routes"] = [{"name": "scored", "on": ["finding.created"], "when": "finding.cvss_score > 7", "to": ["archive"]},
+                      {"name": "everything", "on": ["finding.created"], "to": ["hook"]}]
+    async with harness(tmp_path, data, Scripted(app)) as h:
+        await h.send([item(1), item(2)])
         await h.until(lambda: h.events("processed") == 1)
-        await h.until(h.settled)
-        assert [d["type"] for d in app.state.received] == ["finding.created"]
+        await h.until(lambda: h.settled(2))
+        assert sorted(d["finding"]["tool_id"] for d in app.state.received) == ["F-1", "F-2"]
+        assert h.rows("SELECT DISTINCT route, target FROM deliveries") == [("everything", "hook")]
+        assert h.events("failed") == 0
+        assert 'hub_route_errors_total{route="scored"} 2.0' in (await h.client.get("/metrics")).text
+    logged = [r.getMessage() for r in caplog.records if r.name == "hub.routing"]
+    assert len(logged) == 1  # the second skip within a minute is counted, not logged
+    assert logged[0].startswith("route scored skipped for finding.created of fnd_") and "TypeError" in logged[0]
+
+
+def test_route_skip_log_is_rate_limited_per_route_and_says_how_many_it_held_back(caplog):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from hub.config import RouteConfig
+    from hub.routing import LOG_EVERY_SECS, Router
+
+    caplog.set_level("WARNING", logger="hub.routing")
+    now = [1000.0]
+    errors = Counter("errors", "x", ["route"], registry=CollectorRegistry())
+    router = Router([RouteConfig.model_validate({"name": "bad", "on": ["finding.created"], "when": "finding.n > 1",
+                                                 "to": ["a"]}),
+                     RouteConfig.model_validate({"name": "all", "on": ["finding.created"], "to": ["b"]})],
+                    errors, clock=lambda: now[0])
+    for i in range(5):
+        assert router.match("finding.created", "s", {"finding": {"id": f"fnd_{i}", "n": None}}) == [("all", "b")]
+    now[0] += LOG_EVERY_SECS
+    router.match("finding.created", "s", {"finding": {"id": "fnd_9", "n": "x"}})
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2 and "fnd_0" in logged[0] and "fnd_9" in logged[1]
+    assert "4 more skip(s) of this route not logged" in logged[1]
+    assert errors.labels("bad")._value.get() == 6
 
 
 async def test_adapter_failure_is_kept_and_reported(tmp_path):

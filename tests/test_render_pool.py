@@ -78,11 +78,12 @@ async def test_the_child_sends_what_the_loop_would_have_sent(tmp_path):
 
 @pytest.mark.slow
 async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
+    # finding["raw"] takes any key at load (it is a dict), so only the run finds "nope" missing
     folder = tmp_path / "mapping"
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
     template = folder / "event.json.j2"
     template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}',
-                                                     '{%- set asset = finding["nope"] if finding["title"] == "poison" '
+                                                     '{%- set asset = finding["raw"]["nope"] if finding["title"] == "poison" '
                                                      'else finding["asset"] -%}'))
     app = fake_hec()
     async with harness(tmp_path, siem_config(tmp_path, mapping=str(folder)), app) as h:
@@ -102,7 +103,7 @@ async def test_a_batch_whose_every_template_fails_sends_nothing(tmp_path):
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
     template = folder / "event.json.j2"
     template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}',
-                                                     '{%- set asset = finding["nope"] -%}'))
+                                                     '{%- set asset = finding["raw"]["nope"] -%}'))
     app = fake_hec()
     data = siem_config(tmp_path, mapping=str(folder))
     data["routes"][0]["on"] = ["finding.created"]  # no raw event in the batch: every row fails

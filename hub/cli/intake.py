@@ -29,10 +29,12 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
 
     from hub.app import create_app
     from hub.runtime import Hub
+    from hub.store.lock import hold
 
     setup_logging(log_level)
     config = load(config_path)
     try:
+        hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
         hub = Hub(config)
     except HubError as exc:
         fail(str(exc))
@@ -46,10 +48,18 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @config_option
 def check_config(file: str | None, config_path: str) -> None:
-    """Validate a config file; every problem as file:line: path: message. Exit 0 ok, 2 problems."""
+    """Validate a config file and render its mappings' golden examples; every problem as file:line: path: message.
+    Exit 0 ok (saying what was checked), 2 problems."""
+    from hub.configcheck import check
+
     path = file or config_path
-    config = load(path)
-    click.echo(f"{path}: ok ({len(config.sources)} source(s))")
+    checked = check(load(path))
+    for problem in checked.problems:
+        click.echo(str(problem), err=True)
+    if checked.problems:
+        click.echo(f"{len(checked.problems)} problem(s) in {path}", err=True)
+        sys.exit(2)
+    click.echo(f"{path}: {checked.summary()}")
 
 
 def _source(config: HubConfig, name: str) -> Any:

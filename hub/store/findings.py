@@ -125,6 +125,15 @@ def link_ref(conn: sqlite3.Connection, finding_id: str, target: str, remote_id: 
                  "WHERE finding_id = ? AND target = ?", (remote_id, url, remote_status, now, finding_id, target))
 
 
+def linked(conn: sqlite3.Connection, finding_id: str, target: str) -> bool:
+    """The finding has a ticket at the target, or one is on its way: its ref is linked, or a delivery of it to
+    that target is still pending or in flight (a create not sent yet). A create that went dead made nothing."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM external_refs WHERE finding_id = ? AND target = ? AND state = 'linked') "
+        "OR EXISTS (SELECT 1 FROM deliveries WHERE target = ? AND order_key = ? AND state IN ('pending', 'in_flight'))",
+        (finding_id, target, target, finding_id)).fetchone()[0] == 1
+
+
 def linked_refs(conn: sqlite3.Connection, target: str, after: str = "", limit: int = 100) -> list[Ref]:
     """Linked tickets of open findings, paged by finding id (for status sync-back)."""
     rows = conn.execute(

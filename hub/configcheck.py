@@ -1,0 +1,40 @@
+"""``hub check-config`` beyond loading: render every golden example of every mapping in use, and say what
+was checked. Kept out of ``load_config``: rendering reads every example file, which ``hub serve`` and each
+command need not pay; the static checks of templates and ``when`` run at every load (hub/contextcheck.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hub.config import HubConfig
+from hub.errors import Problem
+
+
+@dataclass
+class Checked:
+    sources: int
+    routes: int
+    targets: int
+    mappings: int
+    templates: int
+    examples: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"ok: {self.sources} sources, {self.routes} routes, {self.targets} targets, {self.mappings} mappings "
+                f"({self.templates} templates), {self.examples} golden examples rendered")
+
+
+def check(config: HubConfig) -> Checked:
+    from hub.goldens import render_all
+
+    folders = {m.folder.resolve(): m for m in config.mappings.values()}
+    templates = {(folder, p.template) for folder, m in folders.items() for p in m.payloads.values()}
+    out = Checked(len(config.sources), len(config.routes), len(config.targets), len(folders), len(templates))
+    for name, mapping in config.mappings.items():
+        target = config.target_configs[name]
+        rendered, problems = render_all(name, target.type, target, mapping, config.resolve("."))
+        out.examples += rendered
+        out.problems += problems
+    out.problems = sorted(dict.fromkeys(out.problems))
+    return out
