@@ -13,20 +13,23 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub import tokens
-from hub.errors import StoreUnavailableError, error_json
-from hub.ids import iso, parse_iso
+from hub import jsonlimits, tokens
+from hub.errors import StoreUnavailableError, error_json, format_path
+from hub.ids import iso, parse_iso, parse_uint
 from hub.store import tokens as token_rows
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -176,9 +179,35 @@ class Api:
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high] (ASCII digits only), ``default`` when absent; 400 otherwise."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = parse_uint(raw, high)
+    if value is None or value < low:
         raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON: 400 ``invalid_json`` when it is not, 400 ``too_deep`` past the one nesting limit
+    (hub/jsonlimits.py: what the hub stores it must be able to encode again)."""
+    try:
+        return jsonlimits.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    except jsonlimits.TooDeepError as exc:
+        raise ApiError(400, "too_deep", f"body is not accepted: {exc}") from None
+
+
+def read_body(body: bytes, model: type[M]) -> M:
+    """A JSON body checked against ``model`` (strict types, no unknown keys): 400 ``invalid_payload`` with one
+    entry per problem, so a wrong type or an out-of-range number is the sender's error, never a 500."""
+    doc = parse_json(body)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        errors = [{"code": "invalid_payload", "path": format_path(err["loc"]) or "(body)", "message": err["msg"]}
+                  for err in exc.errors(include_input=False, include_url=False)]
+        summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+        raise ApiError(400, "invalid_payload", f"the body does not match the schema: {summary}", errors) from None
