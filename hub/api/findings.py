@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 
 from hub.adapters.strobes import to_finding
-from hub.api.base import ApiError, Endpoint, Param, Principal, query_int
+from hub.api.base import ApiError, Endpoint, Param, Principal, parse_json, query_int
 from hub.errors import AdapterError
 from hub.ids import iso, parse_iso
 from hub.models import SEVERITIES, Finding
@@ -32,10 +32,7 @@ async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int,
     body = await request.body()
     if len(body) > hub.config.api.max_body_bytes:
         raise ApiError(413, "payload_too_large", f"body is larger than {hub.config.api.max_body_bytes} bytes")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and "findings" in doc:
         items, envelope = doc["findings"], {k: v for k, v in doc.items() if k != "findings"}
         if not isinstance(items, list):
