@@ -70,6 +70,8 @@ class Endpoint:
     body: dict[str, Any] | None = None  # JSON schema of the request body
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     status: int = 200
+    errors: dict[int, str] = field(default_factory=dict)  # its own error answers, beside those every endpoint has
+    also: dict[int, str] = field(default_factory=dict)  # other success answers, with the same ``response`` schema
 
 
 class RateLimiter:
@@ -112,6 +114,8 @@ class Api:
         return [Route(ep.path, self._wrap(ep), methods=[ep.method]) for ep in self.endpoints]
 
     def _wrap(self, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        known = {p.name for p in ep.params if p.where == "query"}
+
         async def call(request: Request) -> Response:
             headers: dict[str, str] = {}
             actor, result = "anonymous", "error"
@@ -125,6 +129,9 @@ class Api:
                                    headers=headers)
                 if not tokens.allows(principal.scopes, ep.scope):
                     raise ApiError(403, "forbidden", f"this token lacks the {ep.scope!r} scope")
+                unknown = set(request.query_params) - known
+                if unknown:  # a misspelt filter must not quietly list everything
+                    raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}")
                 status, data, detail = await ep.handler(self.hub, request, principal)
                 await self._touch(principal)
                 response = json_response(status, data, headers)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 
 from hub import tokens
@@ -38,11 +38,16 @@ class ReplayBody(Body):
                               json_schema_extra={"format": "date-time"})
 
 
+def _whole(value: Any) -> Any:
+    """30.0 is the integer 30 in JSON Schema's eyes (and in some senders' encoders); 30.5 and "30" stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class TokenBody(Body):
     name: str = Field(min_length=1, max_length=100, description="Who uses the token (shown in the audit log).")
     scopes: list[Scope] = Field(min_length=1, description="What it may do; admin implies every scope.")
-    expires_days: int | None = Field(None, ge=1, le=tokens.MAX_EXPIRES_DAYS,
-                                     description="Expire after this many days (default: never).")
+    expires_days: Annotated[int | None, BeforeValidator(_whole)] = Field(
+        None, ge=1, le=tokens.MAX_EXPIRES_DAYS, description="Expire after this many days (default: never).")
 
 
 async def events_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
@@ -134,7 +139,9 @@ async def audit_list(hub: Hub, request: Request, principal: Principal) -> tuple[
 
 
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Rows to return.")
-DELIVERY = Param("delivery_id", {"type": "string"}, "Delivery id (dlv_...).", "path")
+DELIVERY = Param("delivery_id", {"type": "string", "pattern": "^dlv_[0-9]{1,19}$"}, "Delivery id (dlv_ and its number).",
+                 "path")
+NOT_FOUND = {404: "No such delivery"}
 
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/events", "events.list", "read", "Stored inbound events, newest first.", events_list,
@@ -144,10 +151,10 @@ ENDPOINTS = [
              deliveries_list, params=[Param("state", {"type": "string", "enum": STATES}, "State."),
                                       Param("target", {"type": "string"}, "Target name."), LIMIT]),
     Endpoint("GET", "/api/v1/deliveries/{delivery_id}", "deliveries.get", "read",
-             "One delivery with every attempt.", delivery_get, params=[DELIVERY]),
+             "One delivery with every attempt.", delivery_get, params=[DELIVERY], errors=NOT_FOUND),
     Endpoint("POST", "/api/v1/deliveries/{delivery_id}/replay", "deliveries.replay", "replay",
              "Send a dead (or done) delivery again with the current mappings.", replay_one, params=[DELIVERY],
-             status=202),
+             status=202, errors={404: "No such delivery", 409: "The delivery is not dead or done"}),
     Endpoint("POST", "/api/v1/deliveries/replay", "deliveries.replay_bulk", "replay",
              "Replay every dead (or done) delivery, optionally of one target and since a time.", replay_many,
              body=ReplayBody.model_json_schema(), status=202),
@@ -155,7 +162,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/tokens", "tokens.create", "admin", "Create a token; the answer shows it once.",
              token_create, status=201, body=TokenBody.model_json_schema()),
     Endpoint("DELETE", "/api/v1/tokens/{token_id}", "tokens.revoke", "admin", "Revoke a token.", token_revoke,
-             params=[Param("token_id", {"type": "string"}, "Token id.", "path")]),
+             params=[Param("token_id", {"type": "string", "pattern": "^[0-9a-f]{10}$"}, "Token id (10 hex digits).",
+                           "path")], errors={404: "No active token with this id"}),
     Endpoint("GET", "/api/v1/audit", "audit.list", "admin", "The audit log, newest first.", audit_list,
              params=[Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Rows.")]),
 ]
