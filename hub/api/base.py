@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub import jsonlimits, tokens
+from hub.api.anonymous import AnonymousLimiter
 from hub.errors import StoreUnavailableError, error_json, format_path
 from hub.ids import iso, parse_iso, parse_uint
 from hub.store import tokens as token_rows
@@ -108,6 +109,7 @@ class Api:
         self.hub = hub
         self.endpoints = endpoints
         self.limiter = RateLimiter(hub.config.api.rate_limit_per_min, hub.clock)
+        self.anonymous = AnonymousLimiter(lambda: hub.clock())  # through hub.clock: tests move the clock
         self._last_used: dict[str, float] = {}
 
     def routes(self) -> list[Route]:
@@ -121,7 +123,12 @@ class Api:
             actor, result = "anonymous", "error"
             detail: dict[str, Any] = {}
             try:
-                principal = self.authenticate(request)
+                try:
+                    principal = self.authenticate(request)
+                except ApiError as exc:
+                    if (limited := self._anonymous_flood(request, exc)) is not None:
+                        return limited  # not audited: past the address's budget, a metric counts them instead
+                    raise
                 actor = principal.actor
                 allowed, headers = self.limiter.hit(principal.token_id)
                 if not allowed:
@@ -150,6 +157,16 @@ class Api:
             return response
 
         return call
+
+    def _anonymous_flood(self, request: Request, exc: ApiError) -> Response | None:
+        """The 429 for a failed authentication past its address's budget (hub/api/anonymous.py), else None."""
+        wait = self.anonymous.spend(request.client.host if request.client else "-")
+        if not wait:
+            return None
+        self.hub.metrics.anonymous_limited.inc()
+        message = "too many requests without a valid token from this address; retry later"
+        return Response(error_json(429, "rate_limited", message), status_code=429, media_type="application/json",
+                        headers={**exc.headers, "Retry-After": AnonymousLimiter.retry_after(wait)})
 
     def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
