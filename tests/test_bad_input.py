@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,8 +63,8 @@ class Client:
         assert result.exit_code == 0, result.output
         return result.output.strip().splitlines()[0]
 
-    async def call(self, method: str, path: str, token: str, **kw: object) -> httpx.Response:
-        return await self.client.request(method, path, headers={"authorization": f"Bearer {token}"}, **kw)  # type: ignore[arg-type]
+    async def call(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        return await self.client.request(method, path, headers={"authorization": f"Bearer {token}"}, **kw)
 
     def count(self, table: str) -> int:
         return int(self.hub.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -24,9 +24,11 @@ MAX_ADDRESSES = 10_000
 
 
 class AnonymousLimiter:
-    def __init__(self, clock: Callable[[], float], per_minute: int = PER_MINUTE, burst: int = BURST,
+    def __init__(self, clock: Callable[[], float], per_minute: int | None = None, burst: int | None = None,
                  max_addresses: int = MAX_ADDRESSES):
-        self.clock, self.rate, self.burst, self.max_addresses = clock, per_minute / 60.0, burst, max_addresses
+        """Without arguments, the module's PER_MINUTE and BURST as they are now (a test may raise them)."""
+        self.clock, self.max_addresses = clock, max_addresses
+        self.rate, self.burst = (per_minute or PER_MINUTE) / 60.0, burst or BURST
         self.buckets: dict[str, TokenBucket] = {}
 
     def spend(self, address: str) -> float:

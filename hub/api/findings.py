@@ -135,7 +135,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/findings", "findings.ingest", "ingest",
              "Ingest findings (Strobes bulk shape or one finding); invalid items are reported by index.", ingest,
              body=INGEST_SCHEMA, status=202, errors=INGEST_ERRORS,
-             also={200: "A duplicate: the same body (or Idempotency-Key) was stored before"}, response={"type": "object", "properties": {
+             also={200: "A duplicate: the same body (or Idempotency-Key) was stored before"},
+             response={"type": "object", "properties": {
                  "ok": {"type": "boolean"}, "status": {"type": "string", "enum": ["accepted", "duplicate"]},
                  "event": {"type": "string"}, "received": {"type": "integer"}, "accepted": {"type": "integer"},
                  "rejected": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}),

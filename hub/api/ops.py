@@ -139,8 +139,8 @@ async def audit_list(hub: Hub, request: Request, principal: Principal) -> tuple[
 
 
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Rows to return.")
-DELIVERY = Param("delivery_id", {"type": "string", "pattern": "^dlv_[0-9]{1,19}$"}, "Delivery id (dlv_ and its number).",
-                 "path")
+DELIVERY = Param("delivery_id", {"type": "string", "pattern": "^dlv_[0-9]{1,19}$"},
+                 "Delivery id (dlv_ and its number).", "path")
 NOT_FOUND = {404: "No such delivery"}
 
 ENDPOINTS = [
