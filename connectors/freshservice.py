@@ -39,10 +39,12 @@ from hub.connector import (
 from hub.errors import HubError, TemplateError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
+from hub.urlpath import segment
 
 STATUS_NAMES = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}  # vendor/freshservice/ticket-enums.json
 SOURCES = frozenset({*range(1, 16), 18})
 OPEN = 2
+NEW_TICKET = "{new ticket id}"  # `hub render` preview of steps that follow a create
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -126,7 +128,7 @@ class FreshserviceConnector(HttpConnector):
 
     def ticket_url(self, ticket_id: str) -> str:
         """The agent portal page of a ticket."""
-        return f"{self.base_url}/a/tickets/{ticket_id}"
+        return f"{self.base_url}/a/tickets/{segment(ticket_id)}"
 
     def request(self, method: str, path: str, op: str, body: Any = None, params: dict[str, Any] | None = None
                 ) -> Outbound:
@@ -154,6 +156,7 @@ class FreshserviceConnector(HttpConnector):
 
     def step_requests(self, item: Item, ticket: str, fresh: bool) -> list[Outbound]:
         """What a lifecycle step sends to an existing ticket (``fresh``: created by this delivery)."""
+        ticket = ticket if ticket == NEW_TICKET else segment(ticket)  # an id from Freshservice's answer
         out = []
         if item.kind == "finding.updated" and not fresh and (body := self._render("update", item)):
             out.append(self.request("PUT", f"/tickets/{ticket}", "update", body))
@@ -171,7 +174,7 @@ class FreshserviceConnector(HttpConnector):
         ticket = item.linked_id
         if ticket:
             return [] if item.kind == "finding.created" else self.step_requests(item, ticket, False)
-        return [self.create_request(item), *self.step_requests(item, "{new ticket id}", True)]
+        return [self.create_request(item), *self.step_requests(item, NEW_TICKET, True)]
 
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
         """Find or create the finding's ticket, then apply this lifecycle step to it."""
@@ -261,7 +264,7 @@ class FreshserviceConnector(HttpConnector):
             if self.remaining is not None and self.remaining < self.cfg.rate_limit_reserve:
                 self.sync_paused_until, self.remaining = time.monotonic() + 60, None  # leave the rest of the minute
                 break
-            response = await self.send(client, self.request("GET", f"/tickets/{ref.remote_id}", "read"))
+            response = await self.send(client, self.request("GET", f"/tickets/{segment(ref.remote_id)}", "read"))
             if response.status_code == 404:
                 continue  # deleted (or merged away): nothing to read
             verdict = self.classify(response)

@@ -37,6 +37,7 @@ from hub.connector import (
 from hub.errors import HubError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
+from hub.urlpath import segment
 
 log = logging.getLogger("hub.connectors.notion")
 MAX_TEXT, MAX_ITEMS, MAX_BLOCKS, MAX_URL = 2000, 100, 100, 2000  # Notion's request limits (400 validation_error)
@@ -118,13 +119,14 @@ class NotionConnector(HttpConnector):
 
     def steps(self, item: Item, ctx: dict[str, Any], page_id: str) -> list[Outbound]:
         """What a lifecycle step does to an existing page: properties, appended blocks, a comment."""
+        page = page_id if page_id == NEW_PAGE else segment(page_id)  # an id from Notion's answer, in the path
         out = []
         if self.mapping.applies("update", item.kind):
             doc = self.mapping.render_json("update", ctx)
             if doc.get("properties"):
-                out.append(self.request("PATCH", f"pages/{page_id}", {"properties": doc["properties"]}))
+                out.append(self.request("PATCH", f"pages/{page}", {"properties": doc["properties"]}))
             if doc.get("children"):
-                out.append(self.request("PATCH", f"blocks/{page_id}/children", {"children": doc["children"]}))
+                out.append(self.request("PATCH", f"blocks/{page}/children", {"children": doc["children"]}))
         if self.mapping.applies("comment", item.kind) and (text := self.mapping.render_text("comment", ctx).strip()):
             out.append(self.request("POST", "comments", {"parent": {"page_id": page_id}, "rich_text": rich(text)}))
         return out

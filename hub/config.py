@@ -46,6 +46,7 @@ class RetentionConfig(StrictModel):
     deliveries_days: float | None = Field(30, gt=0, description="Done deliveries and their attempt logs.")
     dead_days: float | None = Field(90, gt=0, description="Dead letters, and events that failed processing.")
     events_days: float | None = Field(30, gt=0, description="Processed events (raw bodies) no delivery still needs.")
+    audit_days: float | None = Field(365, gt=0, description="API audit log rows, by when they were written.")
     every_secs: int = Field(3600, ge=60, description="How often the retention job runs.")
 
 

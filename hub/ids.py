@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -44,3 +45,24 @@ def parse_iso(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+SQLITE_MAX_INT = 2**63 - 1  # an INTEGER column's largest value; a bigger Python int makes sqlite3 raise OverflowError
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits hold SQLITE_MAX_INT
+
+
+def parse_uint(text: str, high: int = SQLITE_MAX_INT) -> int | None:
+    """``text`` as a non-negative integer no greater than ``high``, or None.
+
+    Only ASCII digits: ``str.isdigit`` also accepts "²" and other scripts' digits, which ``int()`` then
+    rejects (or reads as a number nobody typed), and no sign, space or underscore. Nineteen digits at most,
+    so the value always fits SQLite's integer and the conversion never meets ``int()``'s digit limit."""
+    if not _ASCII_DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= high else None
+
+
+def parse_seq(text: str, prefix: str) -> int | None:
+    """The row number in an ``evt_12`` / ``dlv_7`` id (the prefix may be left out), or None when it is not one."""
+    return parse_uint(text.removeprefix(prefix))

@@ -43,6 +43,8 @@ class Metrics:
                                       ["target", "where"], registry=r)
         self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
                                   ["target"], registry=r)
+        self.anonymous_limited = Counter("hub_api_anonymous_limited_total", "API requests without a valid token "
+                                         "answered 429 (and not audited): past their address's budget.", registry=r)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.commit_batch.observe(size)

@@ -26,6 +26,7 @@ from hub.connector import USER_AGENT, retry_after_secs
 from hub.ids import iso
 from hub.store import sync_state
 from hub.store.events import NewEvent
+from hub.urlpath import segment
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -217,10 +218,10 @@ class Poller:
             if not scan_id or scan_id in imported:
                 continue
             if "status" not in scan:
-                scan = await self._get(client, f"{base}/{scan_id}", {})
+                scan = await self._get(client, f"{base}/{segment(scan_id)}", {})
             if scan.get("status") != "completed":
                 continue  # queued or running: picked up by a later run once completed
-            vulns = await self._get(client, f"{base}/{scan_id}/vulnerabilities", {})
+            vulns = await self._get(client, f"{base}/{segment(scan_id)}/vulnerabilities", {})
             body = orjson.dumps({"scan": scan, "vulnerabilities": items_of(vulns, "vulnerabilities"),
                                  "total": vulns.get("total") if isinstance(vulns, dict) else None})
             report.pages += 1

@@ -18,7 +18,7 @@ import orjson
 
 from hub import jsonlimits, signatures
 from hub.errors import StoreUnavailableError, VerificationError, error_json
-from hub.ids import iso
+from hub.ids import iso, parse_uint
 from hub.redact import redact_headers
 from hub.store.events import NewEvent
 
@@ -142,7 +142,7 @@ class Receiver:
     async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and (size := parse_uint(declared)) is not None and size > self.limit:
             return None
         message = await receive()
         body = message.get("body", b"")

@@ -1,6 +1,6 @@
 """Periodic housekeeping: prune old finished traffic, and say what waits in the dead-letter queue.
 
-``prune`` walks deliveries, then events, a range at a time (hub/store/retention.py); each range is
+``prune`` walks deliveries, then events, then the audit log, a range at a time (hub/store/retention.py); each range is
 one short write of its own, so intake and delivery keep going while it runs. ``report_dead`` logs,
 per target, how many dead letters wait and since when, with the command that lists them: the
 Prometheus gauge ``hub_dead_letters`` says the same for alerting.
@@ -30,6 +30,7 @@ DAY = 86_400.0
 class Pruned:
     deliveries: int
     events: int
+    audit: int = 0
 
 
 def _before(now: float, days: float | None) -> str | None:
@@ -39,9 +40,10 @@ def _before(now: float, days: float | None) -> str | None:
 async def prune(store: Store, cfg: RetentionConfig, now: float) -> Pruned:
     """Delete what the retention settings let go of; returns how many rows went."""
     done, dead = _before(now, cfg.deliveries_days), _before(now, cfg.dead_days)
-    processed = _before(now, cfg.events_days)
+    processed, audited = _before(now, cfg.events_days), _before(now, cfg.audit_days)
     counts = []
-    for step, cutoffs in ((rows.deliveries_step, (done, dead)), (rows.events_step, (processed, dead))):
+    for step, cutoffs in ((rows.deliveries_step, (done, dead)), (rows.events_step, (processed, dead)),
+                          (rows.audit_step, (audited,))):
         total, after = 0, 0
         while after is not None and any(cutoffs):
             result = await store.write(lambda conn, a=after, s=step, c=cutoffs: s(conn, a, *c))  # type: ignore[misc]
@@ -49,8 +51,9 @@ async def prune(store: Store, cfg: RetentionConfig, now: float) -> Pruned:
             await asyncio.sleep(0)  # let other writes in between ranges
         counts.append(total)
     pruned = Pruned(*counts)
-    if pruned.deliveries or pruned.events:
-        log.info("retention: pruned %d deliveries and %d events", pruned.deliveries, pruned.events)
+    if pruned.deliveries or pruned.events or pruned.audit:
+        log.info("retention: pruned %d deliveries, %d events and %d audit rows", pruned.deliveries, pruned.events,
+                 pruned.audit)
     return pruned
 
 

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hub.errors import VerificationError
+from hub.ids import parse_uint
 
 SCHEMES = ("hmac-sha256", "github", "standard-webhooks", "stripe", "slack", "shopify", "token")
 TIMESTAMPED = frozenset({"standard-webhooks", "stripe", "slack"})
@@ -75,11 +76,16 @@ def _required(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
+MAX_TIMESTAMP = 10**12  # year 33658: any real Unix time in seconds is below it, and it converts to float exactly
+
+
 def _parse_ts(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise _invalid("timestamp is not an integer") from None
+    """Unix seconds in ASCII digits. ``int()`` alone also took "+17", "1_700" and other scripts' digits, and a
+    value like 10**400 that then overflowed the float arithmetic in ``_fresh`` (a 500 instead of a 401)."""
+    ts = parse_uint(raw, MAX_TIMESTAMP)
+    if ts is None:
+        raise _invalid("timestamp is not an integer of Unix seconds")
+    return ts
 
 
 def _fresh(ts: int, now: float, tolerance: int) -> None:

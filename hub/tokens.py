@@ -18,6 +18,7 @@ from hub.store import tokens as token_rows
 
 SCOPES = ("ingest", "read", "replay", "admin")  # admin may do everything
 PREFIX = "fh_"
+MAX_EXPIRES_DAYS = 3650  # ten years; the CLI and the API refuse more (and an expiry must stay a representable date)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,12 @@ async def client(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(hub), client=("203.0.113.7", 4242))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as c:
         yield c
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzzers' totals (requests sent, answered 5xx), shown whatever the capture mode so CI's log has them."""
+    for name in ("tests.test_fuzz_hooks", "tests.test_fuzz_api"):
+        module = sys.modules.get(name)
+        if module is not None and module.SENT["requests"]:
+            totals = ", ".join(f"{key} {value}" for key, value in module.SENT.items())
+            terminalreporter.write_line(f"{name.removeprefix('tests.')}: {totals}")

@@ -16,6 +16,7 @@ from hub.ids import iso
 from hub.store import Store, events
 from hub.store import deliveries as outbox
 from hub.store import retention as retention_rows
+from hub.store import tokens as token_rows
 from tests.support import write_config
 
 NOW = 1_800_000_000.0  # 2027-01-15
@@ -139,8 +140,8 @@ def test_cli_prune_says_what_went_and_what_is_kept(tmp_path):
     config = write_config(tmp_path / "hub.yaml", {"storage": {"path": "hub.db", "retention": {"dead_days": None}}})
     result = CliRunner().invoke(main, ["prune", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == ("pruned 0 deliveries and 0 events "
-                                     "(keeping deliveries 30 days, dead forever, events 30 days)")
+    assert result.output.strip() == ("pruned 0 deliveries, 0 events and 0 audit rows "
+                                     "(keeping deliveries 30 days, dead forever, events 30 days, audit 365 days)")
 
 
 def test_retention_settings_are_checked(tmp_path):
@@ -163,3 +164,17 @@ def test_the_hub_schedules_retention_and_the_dead_letter_report(tmp_path):
     jobs = {job.id: job for job in build_scheduler(Hub(config, scheduler=False)).get_jobs()}
     assert jobs["retention"].trigger.interval.total_seconds() == 600
     assert jobs["dead-letters"].trigger.interval.total_seconds() == 3600
+
+
+async def test_audit_rows_older_than_audit_days_go_range_by_range(store, monkeypatch):
+    """Anonymous 401s write audit rows; without a window the table only grew."""
+    monkeypatch.setattr(retention_rows, "STEP", 2)
+    for age in (400, 380, 366, 364, 10):
+        store.write_sync(lambda c, a=age: token_rows.audit(c, iso(NOW - a * DAY), "anonymous", "findings.list", None,
+                                                         "401 invalid_token", {}, "203.0.113.7"))
+    pruned = await retention.prune(store, RetentionConfig(), NOW)  # audit_days 365 by default
+    assert pruned.audit == 3
+    left = [r[0] for r in store.conn.execute("SELECT at FROM audit_log ORDER BY seq")]
+    assert left == [iso(NOW - 364 * DAY), iso(NOW - 10 * DAY)]
+    assert (await retention.prune(store, RetentionConfig(audit_days=None), NOW + 1000 * DAY)).audit == 0
+    assert (await retention.prune(store, RetentionConfig(audit_days=5), NOW)).audit == 2

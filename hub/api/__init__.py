@@ -20,6 +20,9 @@ ENDPOINTS: list[Endpoint] = [*findings.ENDPOINTS, *ops.ENDPOINTS]
 ERROR = {"type": "object", "required": ["ok", "code", "error", "errors", "status"], "properties": {
     "ok": {"const": False}, "code": {"type": "string"}, "error": {"type": "string"},
     "errors": {"type": "array", "items": {"type": "object"}}, "status": {"type": "integer"}}}
+COMMON_ERRORS = {400: "Invalid request (bad parameter or body, JSON nested too deep)",
+                 401: "Missing, invalid, expired or revoked token", 403: "The token lacks the scope",
+                 429: "Rate limited (Retry-After)", 503: "The store cannot commit; retry"}
 RATE_HEADERS = {h: {"schema": {"type": "integer"}, "description": d} for h, d in (
     ("X-RateLimit-Limit", "Requests allowed per minute for this token."),
     ("X-RateLimit-Remaining", "Requests left in the current minute."),
@@ -36,13 +39,12 @@ def openapi() -> dict[str, Any]:
             "parameters": [{"name": p.name, "in": p.where, "required": p.where == "path", "schema": p.schema,
                             "description": p.description} for p in ep.params],
             "responses": {
-                str(ep.status): {"description": "OK", "headers": RATE_HEADERS,
-                                 "content": {"application/json": {"schema": ep.response}}},
+                **{str(code): {"description": text, "headers": RATE_HEADERS,
+                               "content": {"application/json": {"schema": ep.response}}}
+                   for code, text in {ep.status: "OK", **ep.also}.items()},
                 **{str(code): {"description": text, "content": {"application/json": {"schema": {"$ref":
                                                                                                   "#/components/schemas/Error"}}}}
-                   for code, text in ((400, "Invalid request"), (401, "Missing, invalid, expired or revoked token"),
-                                      (403, "The token lacks the scope"), (429, "Rate limited (Retry-After)"),
-                                      (503, "The store cannot commit; retry"))},
+                   for code, text in sorted({**COMMON_ERRORS, **ep.errors}.items())},
             },
         }
         if ep.body is not None:

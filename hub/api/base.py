@@ -13,20 +13,24 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub import tokens
-from hub.errors import StoreUnavailableError, error_json
-from hub.ids import iso, parse_iso
+from hub import jsonlimits, tokens
+from hub.api.anonymous import AnonymousLimiter
+from hub.errors import StoreUnavailableError, error_json, format_path
+from hub.ids import iso, parse_iso, parse_uint
 from hub.store import tokens as token_rows
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -67,6 +71,8 @@ class Endpoint:
     body: dict[str, Any] | None = None  # JSON schema of the request body
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     status: int = 200
+    errors: dict[int, str] = field(default_factory=dict)  # its own error answers, beside those every endpoint has
+    also: dict[int, str] = field(default_factory=dict)  # other success answers, with the same ``response`` schema
 
 
 class RateLimiter:
@@ -103,18 +109,26 @@ class Api:
         self.hub = hub
         self.endpoints = endpoints
         self.limiter = RateLimiter(hub.config.api.rate_limit_per_min, hub.clock)
+        self.anonymous = AnonymousLimiter(lambda: hub.clock())  # through hub.clock: tests move the clock
         self._last_used: dict[str, float] = {}
 
     def routes(self) -> list[Route]:
         return [Route(ep.path, self._wrap(ep), methods=[ep.method]) for ep in self.endpoints]
 
     def _wrap(self, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        known = {p.name for p in ep.params if p.where == "query"}
+
         async def call(request: Request) -> Response:
             headers: dict[str, str] = {}
             actor, result = "anonymous", "error"
             detail: dict[str, Any] = {}
             try:
-                principal = self.authenticate(request)
+                try:
+                    principal = self.authenticate(request)
+                except ApiError as exc:
+                    if (limited := self._anonymous_flood(request, exc)) is not None:
+                        return limited  # not audited: past the address's budget, a metric counts them instead
+                    raise
                 actor = principal.actor
                 allowed, headers = self.limiter.hit(principal.token_id)
                 if not allowed:
@@ -122,6 +136,9 @@ class Api:
                                    headers=headers)
                 if not tokens.allows(principal.scopes, ep.scope):
                     raise ApiError(403, "forbidden", f"this token lacks the {ep.scope!r} scope")
+                unknown = set(request.query_params) - known
+                if unknown:  # a misspelt filter must not quietly list everything
+                    raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}")
                 status, data, detail = await ep.handler(self.hub, request, principal)
                 await self._touch(principal)
                 response = json_response(status, data, headers)
@@ -140,6 +157,16 @@ class Api:
             return response
 
         return call
+
+    def _anonymous_flood(self, request: Request, exc: ApiError) -> Response | None:
+        """The 429 for a failed authentication past its address's budget (hub/api/anonymous.py), else None."""
+        wait = self.anonymous.spend(request.client.host if request.client else "-")
+        if not wait:
+            return None
+        self.hub.metrics.anonymous_limited.inc()
+        message = "too many requests without a valid token from this address; retry later"
+        return Response(error_json(429, "rate_limited", message), status_code=429, media_type="application/json",
+                        headers={**exc.headers, "Retry-After": AnonymousLimiter.retry_after(wait)})
 
     def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -176,9 +203,35 @@ class Api:
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high] (ASCII digits only), ``default`` when absent; 400 otherwise."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = parse_uint(raw, high)
+    if value is None or value < low:
         raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON: 400 ``invalid_json`` when it is not, 400 ``too_deep`` past the one nesting limit
+    (hub/jsonlimits.py: what the hub stores it must be able to encode again)."""
+    try:
+        return jsonlimits.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    except jsonlimits.TooDeepError as exc:
+        raise ApiError(400, "too_deep", f"body is not accepted: {exc}") from None
+
+
+def read_body(body: bytes, model: type[M]) -> M:
+    """A JSON body checked against ``model`` (strict types, no unknown keys): 400 ``invalid_payload`` with one
+    entry per problem, so a wrong type or an out-of-range number is the sender's error, never a 500."""
+    doc = parse_json(body)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        errors = [{"code": "invalid_payload", "path": format_path(err["loc"]) or "(body)", "message": err["msg"]}
+                  for err in exc.errors(include_input=False, include_url=False)]
+        summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+        raise ApiError(400, "invalid_payload", f"the body does not match the schema: {summary}", errors) from None

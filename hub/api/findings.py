@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 
 from hub.adapters.strobes import to_finding
-from hub.api.base import ApiError, Endpoint, Param, Principal, query_int
+from hub.api.base import ApiError, Endpoint, Param, Principal, parse_json, query_int
 from hub.errors import AdapterError
 from hub.ids import iso, parse_iso
 from hub.models import SEVERITIES, Finding
@@ -26,16 +26,14 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 MAX_ITEMS = 10_000
+MAX_PAGE = 1_000_000
 
 
 async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     body = await request.body()
     if len(body) > hub.config.api.max_body_bytes:
         raise ApiError(413, "payload_too_large", f"body is larger than {hub.config.api.max_body_bytes} bytes")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and "findings" in doc:
         items, envelope = doc["findings"], {k: v for k, v in doc.items() if k != "findings"}
         if not isinstance(items, list):
@@ -77,10 +75,7 @@ def _finding_json(f: Finding) -> dict[str, Any]:
 
 async def listing(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
-    unknown = set(q) - {"status", "severity", "source", "asset_tag", "created_after", "search", "page", "limit"}
-    if unknown:
-        raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    page = query_int(request, "page", 1, 1, 1_000_000)
+    page = query_int(request, "page", 1, 1, MAX_PAGE)
     limit = query_int(request, "limit", 50, 1, 100)
     status = q.get("status")
     if status is not None and status.lower() not in ("open", "resolved", "dismissed"):
@@ -118,23 +113,30 @@ FILTERS = [
     Param("asset_tag", {"type": "string"}, "A tag the finding's asset carries."),
     Param("created_after", {"type": "string", "format": "date-time"}, "First seen at or after this time."),
     Param("search", {"type": "string"}, "Text in the title, description, CVEs or asset."),
-    Param("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number."),
+    Param("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}, "Page number."),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}, "Items per page."),
 ]
 FINDING_SCHEMA = Finding.model_json_schema(ref_template="#/components/schemas/{model}")
+ITEM_SCHEMA = {"type": "object", "required": ["title"], "description": "One finding: title, severity, description, "
+               "asset_identifier, file, cve, cwe, id, remediation, ...; each is checked (422 when none passes)",
+               "properties": {"title": {"type": "string", "minLength": 1}}}
 INGEST_SCHEMA = {
     "oneOf": [
         {"type": "object", "required": ["findings"], "properties": {
             "scanner_name": {"type": "string"}, "project_id": {"type": "string"},
-            "findings": {"type": "array", "items": {"type": "object"}}}},
-        {"type": "object", "description": "One finding: title, severity, description, asset_identifier, file, "
-                                          "cve, cwe, id, remediation, ..."},
+            "findings": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS, "items": ITEM_SCHEMA}}},
+        {"allOf": [ITEM_SCHEMA, {"not": {"required": ["findings"]}}]},
     ]}
+
+INGEST_ERRORS = {413: f"Body larger than api.max_body_bytes, or more than {MAX_ITEMS} findings",
+                 422: "No finding in the request is valid (each is reported by index in errors)"}
 
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/findings", "findings.ingest", "ingest",
              "Ingest findings (Strobes bulk shape or one finding); invalid items are reported by index.", ingest,
-             body=INGEST_SCHEMA, status=202, response={"type": "object", "properties": {
+             body=INGEST_SCHEMA, status=202, errors=INGEST_ERRORS,
+             also={200: "A duplicate: the same body (or Idempotency-Key) was stored before"},
+             response={"type": "object", "properties": {
                  "ok": {"type": "boolean"}, "status": {"type": "string", "enum": ["accepted", "duplicate"]},
                  "event": {"type": "string"}, "received": {"type": "integer"}, "accepted": {"type": "integer"},
                  "rejected": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}),
@@ -145,6 +147,7 @@ ENDPOINTS = [
                                                            ("page", "limit", "total", "pages")}}}}),
     Endpoint("GET", "/api/v1/findings/{finding_id}", "findings.get", "read",
              "One finding with its history and external refs (tickets).", one,
-             params=[Param("finding_id", {"type": "string"}, "Finding id.", "path")],
+             params=[Param("finding_id", {"type": "string", "pattern": "^fnd_[0-9A-Z]{26}$"},
+                           "Finding id (fnd_ and 26 base32 characters).", "path")], errors={404: "No such finding"},
              response={"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Finding"}}}),
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 
 from hub import tokens
-from hub.api.base import ApiError, Endpoint, Param, Principal, query_int
+from hub.api.base import ApiError, Endpoint, Param, Principal, query_int, read_body
 from hub.ids import iso, parse_iso
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
@@ -19,6 +20,34 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 STATES = ["pending", "in_flight", "done", "dead"]
+Scope = Literal["ingest", "read", "replay", "admin"]
+assert set(get_args(Scope)) == set(tokens.SCOPES)
+
+
+class Body(BaseModel):
+    """A request body: strict JSON types (no "30" for 30), no unknown keys. Its JSON schema is the one the
+    OpenAPI document shows, so the document cannot drift from what is checked."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ReplayBody(Body):
+    state: Literal["dead", "done"] = Field("dead", description="Which finished deliveries to send again.")
+    target: str | None = Field(None, description="Only this target's deliveries.")
+    since: str | None = Field(None, description="Only deliveries created at or after this ISO 8601 time.",
+                              json_schema_extra={"format": "date-time"})
+
+
+def _whole(value: Any) -> Any:
+    """30.0 is the integer 30 in JSON Schema's eyes (and in some senders' encoders); 30.5 and "30" stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class TokenBody(Body):
+    name: str = Field(min_length=1, max_length=100, description="Who uses the token (shown in the audit log).")
+    scopes: list[Scope] = Field(min_length=1, description="What it may do; admin implies every scope.")
+    expires_days: Annotated[int | None, BeforeValidator(_whole)] = Field(
+        None, ge=1, le=tokens.MAX_EXPIRES_DAYS, description="Expire after this many days (default: never).")
 
 
 async def events_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
@@ -64,30 +93,23 @@ async def replay_one(hub: Hub, request: Request, principal: Principal) -> tuple[
 
 
 async def replay_many(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
-    try:
-        doc = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) - {"state", "target", "since"}:
-        raise ApiError(400, "invalid_payload", "send {state: dead|done, target?, since?}")
-    state, since = doc.get("state", "dead"), doc.get("since")
-    if state not in ("dead", "done"):
-        raise ApiError(400, "invalid_payload", "state must be dead or done")
+    doc = read_body(await request.body() or b"{}", ReplayBody)
+    since = doc.since
     if since is not None:
         try:
-            since = iso(parse_iso(str(since)))
+            since = iso(parse_iso(since))
         except ValueError:
             raise ApiError(400, "invalid_payload", "since must be an ISO 8601 time") from None
     total, after, now = 0, 0, iso(hub.clock())
     while True:  # page by page, each page its own transaction
-        seqs = outbox.replay_page(hub.store.conn, state=state, target=doc.get("target"), since=since, after=after,
+        seqs = outbox.replay_page(hub.store.conn, state=doc.state, target=doc.target, since=since, after=after,
                                   limit=500)
         if not seqs:
             break
         total += await hub.store.write(partial(outbox.replay, seqs=seqs, now=now))
         after = seqs[-1]
     hub.dispatcher.wake()
-    return 202, {"ok": True, "replayed": total}, {"replayed": total, **doc}
+    return 202, {"ok": True, "replayed": total}, {"replayed": total, **doc.model_dump(exclude_none=True)}
 
 
 async def tokens_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
@@ -95,16 +117,8 @@ async def tokens_list(hub: Hub, request: Request, principal: Principal) -> tuple
 
 
 async def token_create(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
-    try:
-        doc = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-    name, scopes, days = doc.get("name"), doc.get("scopes"), doc.get("expires_days")
-    if not isinstance(name, str) or not name or not isinstance(scopes, list) or not scopes \
-            or any(s not in tokens.SCOPES for s in scopes):
-        raise ApiError(400, "invalid_payload", f"send {{name, scopes: [{'|'.join(tokens.SCOPES)}], expires_days?}}")
-    if days is not None and (not isinstance(days, int) or days < 1):
-        raise ApiError(400, "invalid_payload", "expires_days must be a positive integer")
+    doc = read_body(await request.body(), TokenBody)
+    name, scopes, days = doc.name, [str(s) for s in doc.scopes], doc.expires_days
     now = hub.clock()
     token, row = await hub.store.write(lambda conn: tokens.issue(conn, name, scopes, now, days))
     return 201, {"ok": True, "token": token, "data": row, "warning": "store this token now: it is shown only once"}, \
@@ -125,7 +139,9 @@ async def audit_list(hub: Hub, request: Request, principal: Principal) -> tuple[
 
 
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Rows to return.")
-DELIVERY = Param("delivery_id", {"type": "string"}, "Delivery id (dlv_...).", "path")
+DELIVERY = Param("delivery_id", {"type": "string", "pattern": "^dlv_[0-9]{1,19}$"},
+                 "Delivery id (dlv_ and its number).", "path")
+NOT_FOUND = {404: "No such delivery"}
 
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/events", "events.list", "read", "Stored inbound events, newest first.", events_list,
@@ -135,23 +151,19 @@ ENDPOINTS = [
              deliveries_list, params=[Param("state", {"type": "string", "enum": STATES}, "State."),
                                       Param("target", {"type": "string"}, "Target name."), LIMIT]),
     Endpoint("GET", "/api/v1/deliveries/{delivery_id}", "deliveries.get", "read",
-             "One delivery with every attempt.", delivery_get, params=[DELIVERY]),
+             "One delivery with every attempt.", delivery_get, params=[DELIVERY], errors=NOT_FOUND),
     Endpoint("POST", "/api/v1/deliveries/{delivery_id}/replay", "deliveries.replay", "replay",
              "Send a dead (or done) delivery again with the current mappings.", replay_one, params=[DELIVERY],
-             status=202),
+             status=202, errors={404: "No such delivery", 409: "The delivery is not dead or done"}),
     Endpoint("POST", "/api/v1/deliveries/replay", "deliveries.replay_bulk", "replay",
              "Replay every dead (or done) delivery, optionally of one target and since a time.", replay_many,
-             body={"type": "object", "properties": {"state": {"type": "string", "enum": ["dead", "done"]},
-                                                    "target": {"type": "string"},
-                                                    "since": {"type": "string", "format": "date-time"}}},
-             status=202),
+             body=ReplayBody.model_json_schema(), status=202),
     Endpoint("GET", "/api/v1/tokens", "tokens.list", "admin", "API tokens (never their secrets).", tokens_list),
     Endpoint("POST", "/api/v1/tokens", "tokens.create", "admin", "Create a token; the answer shows it once.",
-             token_create, status=201, body={"type": "object", "required": ["name", "scopes"], "properties": {
-                 "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": list(tokens.SCOPES)}},
-                 "expires_days": {"type": "integer", "minimum": 1}}}),
+             token_create, status=201, body=TokenBody.model_json_schema()),
     Endpoint("DELETE", "/api/v1/tokens/{token_id}", "tokens.revoke", "admin", "Revoke a token.", token_revoke,
-             params=[Param("token_id", {"type": "string"}, "Token id.", "path")]),
+             params=[Param("token_id", {"type": "string", "pattern": "^[0-9a-f]{10}$"}, "Token id (10 hex digits).",
+                           "path")], errors={404: "No active token with this id"}),
     Endpoint("GET", "/api/v1/audit", "audit.list", "admin", "The audit log, newest first.", audit_list,
              params=[Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Rows.")]),
 ]

@@ -13,7 +13,7 @@ from hub.cli import config_option, load, main
 @main.command()
 @config_option
 def prune(config_path: str) -> None:
-    """Delete done deliveries, dead letters and processed events older than storage.retention allows."""
+    """Delete done deliveries, dead letters, processed events and audit rows older than storage.retention allows."""
     from hub.retention import prune as run_prune
     from hub.store import Store
 
@@ -27,8 +27,10 @@ def prune(config_path: str) -> None:
             pruned = await run_prune(store, cfg, time.time())
         finally:
             await store.close()
-        days = {"deliveries": cfg.deliveries_days, "dead": cfg.dead_days, "events": cfg.events_days}
+        days = {"deliveries": cfg.deliveries_days, "dead": cfg.dead_days, "events": cfg.events_days,
+                "audit": cfg.audit_days}
         keep = ", ".join(f"{what} {n:g} days" if n else f"{what} forever" for what, n in days.items())
-        click.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events (keeping {keep})")
+        click.echo(f"pruned {pruned.deliveries} deliveries, {pruned.events} events and {pruned.audit} audit rows "
+                   f"(keeping {keep})")
 
     asyncio.run(run())

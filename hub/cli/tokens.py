@@ -32,7 +32,8 @@ def tokens() -> None:
 @click.option("--name", required=True, help="Who or what uses it (shown in the audit log).")
 @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(token_logic.SCOPES),
               help="ingest, read, replay or admin; repeat for several.")
-@click.option("--expires-days", type=click.IntRange(1, 3650), help="Expire after this many days (default: never).")
+@click.option("--expires-days", type=click.IntRange(1, token_logic.MAX_EXPIRES_DAYS),
+              help="Expire after this many days (default: never).")
 def tokens_create(config_path: str, name: str, scopes: tuple[str, ...], expires_days: int | None) -> None:
     """Create a token and print it once (it is stored only as a hash)."""
     store = open_store(load(config_path))

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hub.ids import parse_seq
 from hub.store._rows import rows as _rows
 
 _CLAIM = """
@@ -63,8 +64,7 @@ def delivery_id(seq: int) -> str:
 
 
 def parse_id(text: str) -> int | None:
-    digits = text.removeprefix("dlv_")
-    return int(digits) if digits.isdigit() else None
+    return parse_seq(text, "dlv_")
 
 
 

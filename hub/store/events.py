@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from hub.ids import parse_seq
 from hub.store._rows import rows as _rows
 
 _INSERT = (
@@ -22,8 +23,7 @@ def event_id(seq: int) -> str:
 
 
 def parse_id(text: str) -> int | None:
-    digits = text.removeprefix("evt_")
-    return int(digits) if digits.isdigit() else None
+    return parse_seq(text, "evt_")
 
 
 @dataclass(frozen=True, slots=True)

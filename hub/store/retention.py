@@ -7,8 +7,8 @@ follows time, and nothing after that row can be old enough.
 
 What goes: done deliveries (by ``done_at``) and dead ones after a longer window, with their attempt
 logs and snapshots; processed events (by ``received_at``) and failed ones after the longer window, unless a
-delivery still reads its body (a raw ``event.received`` delivery). Findings, their history, external
-refs, tokens and the audit log are state, not traffic, and stay.
+delivery still reads its body (a raw ``event.received`` delivery); audit rows (by ``at``) after their own
+window. Findings, their history, external refs and tokens are state, not traffic, and stay.
 """
 
 from __future__ import annotations
@@ -72,4 +72,13 @@ def events_step(conn: sqlite3.Connection, after: int, processed_before: str | No
         f"DELETE FROM events WHERE seq BETWEEN :first AND :last AND ({where}) AND NOT EXISTS "
         "(SELECT 1 FROM deliveries d WHERE d.event_id = 'evt_' || events.seq)",
         {"first": rng[0], "last": rng[1], **args}).rowcount
+    return Step(deleted, rng[1])
+
+
+def audit_step(conn: sqlite3.Connection, after: int, before: str | None) -> Step:
+    """Delete audit rows written before ``before`` among the ``STEP`` rows after seq ``after``."""
+    if (rng := _range(conn, "audit_log", "at", after, {"audit": before})) is None or before is None:
+        return Step(0, None)
+    deleted = conn.execute("DELETE FROM audit_log WHERE seq BETWEEN ? AND ? AND at < ?",
+                           (rng[0], rng[1], before)).rowcount
     return Step(deleted, rng[1])
