@@ -1,0 +1,116 @@
+"""The circuit breaker in the real Worker: flaky targets drain, a target back from an outage is drained at once,
+a dead one gets breathing room, and the operator sees it (issue 11)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hub.config import load_config
+from hub.delivery import Worker
+from hub.ids import iso
+from hub.runtime import Hub
+from hub.store import deliveries as outbox
+from tests.fakes.flaky import down_until, fails_twice
+from tests.support import HubHarness, scanner_source, write_config
+
+OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
+
+
+def config(tmp_path: Path, **target: Any) -> dict[str, Any]:
+    """One webhook target with the hub's defaults except ``target``'s keys."""
+    return {
+        "storage": {"path": str(tmp_path / "hub.db")},
+        "sources": {"scanner": scanner_source({"title": "item.title", "tool_id": "item.id"})},
+        "routes": [{"name": "all", "on": ["finding.created"], "to": ["hook"]}],
+        "targets": {"hook": {"type": "webhook", "url": "http://receiver.test/hook", "secret": OUT_SECRET, **target}},
+        "pipeline": {"safety_net_secs": 0.5},
+    }
+
+
+async def test_a_target_failing_each_message_twice_gets_everything_once_within_40s(tmp_path):
+    # The issue's expectation: schedule [1 x 6], no circuit_breaker block (its defaults), 13 deliveries.
+    target = fails_twice()
+    data = config(tmp_path, retry={"schedule_secs": [1, 1, 1, 1, 1, 1]})
+    async with HubHarness.running(tmp_path, data, {"hook": target}, timeout=40.0) as h:
+        await h.send([{"id": f"F-{i}", "title": f"finding {i}"} for i in range(13)])
+        await h.until(lambda: h.states("hook") == {"done": 13})  # gives up (fails) after 40 s
+        assert len(target.accepted) == 13 and set(target.accepted.values()) == {1}  # each exactly once
+        assert set(target.seen.values()) == {3}  # no message needed more than the two failures it was given
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def drive(worker: Worker, clock: Clock, done: Callable[[], bool], limit: float,
+                every: Callable[[], None] = lambda: None) -> None:
+    """Run ``worker`` on the fake clock until ``done()`` or ``limit`` fake seconds: each step, then its deliveries,
+    then the clock moves on by what the worker asked to wait (a quarter second at most)."""
+    end = clock.t + limit
+    while not done() and clock.t < end:
+        delay = await worker.step()
+        if delay is None:
+            continue
+        if worker._tasks:
+            await asyncio.wait(set(worker._tasks))
+            continue
+        every()
+        clock.t += min(delay, 0.25)
+
+
+async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(tmp_path, caplog):
+    # The real Worker and store with every default (retry schedule 5 s, 300 s, ...; no circuit_breaker block),
+    # on an injected clock: the hub's clock drives the retry schedule and the breaker alike, so the 30 s outage
+    # and the seconds after it are the issue's, not scaled, and the test takes well under a second.
+    clock, n = Clock(), 30
+    back_at = clock.t + 30
+    target = down_until(clock, back_at)
+    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", config(tmp_path))), clock=clock,
+              transports={"hook": target}, scheduler=False)
+    await hub.store.start()
+    try:
+        snaps = [orjson.dumps({"finding": {"id": f"fnd_{i}", "tool_id": f"F-{i}"}, "changes": {}}).decode()
+                 for i in range(n)]
+        new = [outbox.NewDelivery("all", "hook", "finding.created", f"fnd_{i}", None, f"fnd_{i}", f"key-{i}", s)
+               for i, s in enumerate(snaps)]
+        await hub.store.write(lambda conn: outbox.insert(conn, new, iso(clock())))
+        worker = hub.dispatcher.workers["hook"]
+        circuit = hub.metrics.circuit_open.labels("hook")
+        seen_open: list[float] = []
+
+        def watch() -> None:
+            if clock.t < back_at:
+                seen_open.append(circuit._value.get())
+
+        with caplog.at_level(logging.INFO, logger="hub.delivery"):
+            await drive(worker, clock, lambda: clock.t >= back_at, 60, watch)
+            during = target.requests
+            await drive(worker, clock, lambda: len(target.accepted) == n, 60)
+        assert target.first_ok is not None and target.first_ok - back_at <= 10  # the drain starts within 10 s
+        assert clock.t - back_at <= 10 and len(target.accepted) == n  # ... and ends there too
+        assert set(target.accepted.values()) == {1}
+        done = hub.store.conn.execute("SELECT count(*) FROM deliveries WHERE state = 'done'").fetchone()[0]
+        assert done == n
+        # breathing room: the attempts that opened it, then a few probes per cooldown (5, 10, 20 s)
+        assert during <= 10 + 4 + 3 * 3
+        assert max(seen_open) == 1 and circuit._value.get() == 0  # hub_target_circuit_open: 1 while open, then 0
+        opened = [r for r in caplog.records if "circuit open" in r.getMessage()]
+        closed = [r for r in caplog.records if "circuit closed" in r.getMessage()]
+        assert [r.levelno for r in opened] == [logging.WARNING] and [r.levelno for r in closed] == [logging.INFO]
+        # no retry was used up by waiting: at most the first attempt and the one due at 5 s, then the last one
+        attempts = hub.store.conn.execute("SELECT max(attempts) FROM deliveries").fetchone()[0]
+        assert attempts <= 3
+    finally:
+        await hub.dispatcher.close()
+        await hub.store.close()
