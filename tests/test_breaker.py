@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from sqlite_utils import Database
 
 from hub.config import load_config
 from hub.delivery import Worker
+from hub.errors import ConfigError
 from hub.ids import iso
 from hub.runtime import Hub
 from hub.store import deliveries as outbox
+from hub.store.schema import migrations
 from tests.fakes.flaky import down_until, fails_twice
 from tests.support import HubHarness, scanner_source, write_config
 
@@ -114,3 +118,46 @@ async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(
     finally:
         await hub.dispatcher.close()
         await hub.store.close()
+
+
+def breaker_config(tmp_path: Path, block: str) -> Any:
+    path = tmp_path / "hub.yaml"
+    path.write_text(f"targets:\n  hook:\n    type: webhook\n    url: https://hooks.internal\n    circuit_breaker: {block}\n")
+    return load_config(path, {}).target_configs["hook"].circuit_breaker
+
+
+def test_the_old_failures_key_still_works_and_says_what_it_means(tmp_path):
+    assert breaker_config(tmp_path, "{failures: 3}").opening() == (3, 1.0)  # 3 attempts in the window, all failed
+    assert breaker_config(tmp_path, "{}").opening() == (10, 0.8)
+    with pytest.raises(ConfigError) as info:
+        breaker_config(tmp_path, "{failures: 3, failure_rate: 0.5}")
+    [problem] = [str(p) for p in info.value.problems]
+    assert "hub.yaml:5: targets.hook.circuit_breaker.failures: replaced by min_requests and failure_rate" in problem
+    with pytest.raises(ConfigError) as info:
+        breaker_config(tmp_path, "{cooldown_secs: 60, max_cooldown_secs: 10}")
+    assert "max_cooldown_secs: must be at least cooldown_secs" in str(info.value.problems[0])
+    assert breaker_config(tmp_path, "{cooldown_secs: 60}").cooldown_secs == 60  # an old config is still valid
+
+
+def test_a_probe_takes_the_oldest_row_due_or_not_keeps_order_and_its_retries():
+    db = Database(memory=True)
+    migrations.apply(db)
+    conn = db.conn
+    t0, later, now = "2026-11-22T10:00:00.000Z", "2026-11-22T11:00:00.000Z", "2026-11-22T10:00:10.000Z"
+    outbox.insert(conn, [outbox.NewDelivery("r", "t", "finding.created", f"fnd_{k}", None, f"fnd_{k}", f"k{i}", "{}")
+                         for i, k in enumerate((1, 1, 2, 3))], t0)  # dlv_2 is fnd_1's second step
+    conn.execute("UPDATE deliveries SET attempts = 2, next_attempt_at = ?, last_attempt_at = ? WHERE seq IN (1, 3)",
+                 (later, t0))  # the retry schedule put them an hour away
+    [probe] = outbox.claim_probe(conn, "t", now)
+    assert probe["seq"] == 1 and probe["attempts"] == 2  # not due: tried, but no retry used up
+    [nxt] = outbox.claim_probe(conn, "t", now, skip=[1])
+    assert nxt["seq"] == 3  # dlv_2 waits for dlv_1 (same finding), skipped or not
+    [due] = outbox.claim_probe(conn, "t", now, skip=[1, 3])
+    assert due["seq"] == 4 and due["attempts"] == 1  # a due row's attempt counts as usual
+    assert outbox.claim_probe(conn, "t", now, skip=[1, 3, 4]) == []
+    outbox.release(conn, [1, 3, 4])
+    conn.execute("UPDATE deliveries SET next_attempt_at = ? WHERE seq IN (1, 3)", (later,))
+    conn.execute("UPDATE deliveries SET last_attempt_at = '2026-11-22T09:00:00.000Z' WHERE seq = 3")
+    assert outbox.expedite(conn, "t", t0, now) == 1  # dlv_1 failed during the outage; dlv_3 before it began
+    due_now = conn.execute("SELECT seq FROM deliveries WHERE next_attempt_at <= ? AND state = 'pending'", (now,))
+    assert sorted(r[0] for r in due_now) == [1, 2, 4]
