@@ -21,7 +21,11 @@ class Flaky(httpx.AsyncBaseTransport):
         self.seen: Counter[str] = Counter()  # requests per message
         self.accepted: Counter[str] = Counter()  # 200s per message
         self.requests = 0
-        self.first_ok: float | None = None  # clock() of the first 200, when a clock is given
+        self.ok_at: list[float] = []  # clock() of each 200, when a clock is given
+
+    @property
+    def first_ok(self) -> float | None:
+        return self.ok_at[0] if self.ok_at else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -32,20 +36,20 @@ class Flaky(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("connection refused (the fake target is down)", request=request)
         if status == 200:
             self.accepted[key] += 1
-            if self.first_ok is None and self.clock is not None:
-                self.first_ok = self.clock()
+            if self.clock is not None:
+                self.ok_at.append(self.clock())
         return httpx.Response(status, json={"ok": status == 200})
 
 
-def fails_twice() -> Flaky:
+def fails_twice(clock: Callable[[], float] | None = None) -> Flaky:
     """Fails each message twice (503), then accepts it."""
-    return Flaky(lambda n: 503 if n <= 2 else 200)
+    return Flaky(lambda n: 503 if n <= 2 else 200, clock)
 
 
-def coin(seed: int = 11) -> Flaky:
+def coin(seed: int = 11, clock: Callable[[], float] | None = None) -> Flaky:
     """503 at random half the time."""
     rng = random.Random(seed)
-    return Flaky(lambda n: 503 if rng.random() < 0.5 else 200)
+    return Flaky(lambda n: 503 if rng.random() < 0.5 else 200, clock)
 
 
 def down_until(clock: Callable[[], float], back_at: float) -> Flaky:
