@@ -39,7 +39,7 @@ class Metrics:
         self.render_batches = Counter("hub_render_batches_total", "SIEM batches encoded, by where: the render "
                                       "process, or the event loop (small batch, no process, or it failed).",
                                       ["target", "where"], registry=r)
-        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
+        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open or probing (half-open).",
                                   ["target"], registry=r)
 
     def on_batch(self, size: int, seconds: float) -> None:
