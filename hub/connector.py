@@ -123,8 +123,29 @@ class RequestConfig(StrictModel):
 
 
 class BreakerConfig(StrictModel):
-    failures: int = Field(5, ge=1, description="Consecutive failed attempts that open the circuit.")
-    cooldown_secs: float = Field(30.0, gt=0, description="How long an open circuit waits before one probe.")
+    """When a target is left alone: on a failure *rate* over a window, never on a few unlucky failures."""
+
+    window_secs: float = Field(60.0, gt=0, le=3600, description="How far back attempts count toward the failure rate.")
+    min_requests: int = Field(10, ge=1, description="Attempts in the window before the circuit may open.")
+    failure_rate: float = Field(0.8, gt=0, le=1, description="Share of failed attempts in the window that opens it.")
+    cooldown_secs: float = Field(5.0, gt=0, description="How long it stays open before the first probes.")
+    max_cooldown_secs: float = Field(30.0, gt=0, description="The cooldown doubles each time the probes fail, up to "
+                                                             "this: a dead target gets a few requests this often.")
+    probes: int = Field(3, ge=1, le=100, description="Attempts, one at a time, after a cooldown: the first success "
+                                                     "closes the circuit, this many failures open it again.")
+    failures: int | None = Field(None, ge=1, description="Deprecated (the old consecutive-failures breaker): the "
+                                                         "same as min_requests: N with failure_rate: 1.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if self.failures is not None and self.model_fields_set & {"min_requests", "failure_rate"}:
+            yield ("failures",), "replaced by min_requests and failure_rate: give those alone"
+        if "max_cooldown_secs" in self.model_fields_set and self.max_cooldown_secs < self.cooldown_secs:
+            yield ("max_cooldown_secs",), "must be at least cooldown_secs"
+
+    def opening(self) -> tuple[int, float]:
+        """(min_requests, failure_rate) in force: ``failures: N`` (the old key) means N attempts, all failed."""
+        return (self.failures, 1.0) if self.failures is not None else (self.min_requests, self.failure_rate)
 
 
 class BatchConfig(StrictModel):

@@ -71,7 +71,13 @@ class Worker:
         rate = cfg.rate_limit.per_sec if cfg.rate_limit else self.connector.default_rate_limit
         self.bucket = TokenBucket(rate, cfg.rate_limit.burst if cfg.rate_limit else None, time.monotonic) \
             if rate else None
-        self.breaker = CircuitBreaker(cfg.circuit_breaker.failures, cfg.circuit_breaker.cooldown_secs, time.monotonic)
+        cb = cfg.circuit_breaker
+        min_requests, failure_rate = cb.opening()
+        self.breaker = CircuitBreaker(window=cb.window_secs, min_requests=min_requests, failure_rate=failure_rate,
+                                      cooldown=cb.cooldown_secs, max_cooldown=cb.max_cooldown_secs, probes=cb.probes,
+                                      clock=hub.clock)  # the hub's clock, as the retry schedule's: one to inject
+        self._probed: list[int] = []  # seqs tried by the probes since the circuit last opened
+        self._opened_at: float | None = None  # hub clock: when the circuit opened, until it closes
         self.capacity = self.batch.in_flight if self.batch else cfg.concurrency
         self.clients: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for _ in range(self.capacity):
@@ -118,8 +124,10 @@ class Worker:
         if slots <= 0:
             return IDLE_WAIT  # a finishing delivery wakes us
         now = self.hub.clock()
-        limit = (self.batch.max_events if self.batch else slots) if allowance is None else 1
-        if self.batch and allowance is None and not self.backlogged and (wait := self._batch_wait(now)) is not None:
+        if allowance == 1:
+            return await self._probe(now)
+        limit = self.batch.max_events if self.batch else slots
+        if self.batch and not self.backlogged and (wait := self._batch_wait(now)) is not None:
             return wait
         stamp, lease = iso(now), iso(now + self.lease_secs)
         rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, stamp, limit, lease),
@@ -129,14 +137,38 @@ class Worker:
         if not rows:
             due = outbox.next_due(self.hub.store.conn, self.name)
             return min(IDLE_WAIT, max(0.05, parse_iso(due) - self.hub.clock())) if due else IDLE_WAIT
-        if allowance == 1:
-            self.breaker.start_probe()
         if self.batch:
             self._spawn(self._deliver_batch(rows))
         else:
             for row in rows:
                 self._spawn(self._deliver_one(row))
         return None
+
+    async def _probe(self, now: float) -> float | None:
+        """Half-open: one attempt, on the oldest pending delivery (due or not) that the probes since the circuit
+        opened have not tried yet (any, once all have been). The oldest first: after an outage it is the one that
+        has waited longest, and one that failed only for its own reasons cannot hold the circuit by itself."""
+        stamp, lease, skip = iso(now), iso(now + self.lease_secs), tuple(self._probed)
+
+        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return outbox.claim_probe(conn, self.name, stamp, lease, skip) or \
+                (outbox.claim_probe(conn, self.name, stamp, lease) if skip else [])
+
+        rows = await self.hub.store.write(job)
+        if not rows:
+            return IDLE_WAIT  # nothing to probe with: a new delivery wakes the worker
+        self.held.update(r["seq"] for r in rows)
+        self.breaker.start_probe()
+        self._probed.append(rows[0]["seq"])
+        self._spawn(self._deliver_batch(rows) if self.batch else self._deliver_one(rows[0]))
+        return None
+
+    async def _expedite(self, opened_at: float) -> None:
+        """The target is back: its deliveries the outage deferred along the retry schedule are due now."""
+        since, stamp = iso(opened_at - self.breaker.window), iso(self.hub.clock())
+        moved = await self.hub.store.write(lambda conn: outbox.expedite(conn, self.name, since, stamp))
+        log.info("target %s: circuit closed after %.0f s: the target answers again; %d deferred deliveries are due "
+                 "now", self.name, max(0.0, self.hub.clock() - opened_at), moved)
 
     def _batch_wait(self, now: float) -> float | None:
         """A partial batch waits until its oldest item is ``timeout_secs`` old, unless it is full."""
@@ -315,11 +347,23 @@ class Worker:
         return True
 
     def _pacing(self, verdicts: list[Verdict], now: float) -> None:
+        breaker = self.breaker
         if any(v.outcome is Outcome.OK for v in verdicts):
-            self.breaker.success()
-        elif any(v.outcome is Outcome.RETRY for v in verdicts) and self.breaker.failure():
-            log.warning("target %s: circuit open for %.0f s after repeated failures", self.name, self.breaker.cooldown)
-        self._circuit.set(1 if self.breaker.state != "closed" else 0)
+            if breaker.success() and self._opened_at is not None:
+                self._probed.clear()
+                self._spawn(self._expedite(self._opened_at))
+                self._opened_at = None
+        elif any(v.outcome is Outcome.RETRY for v in verdicts) and breaker.failure():
+            self._probed.clear()
+            if breaker.trips == 1:  # closed -> open: once per outage at WARNING
+                self._opened_at = now
+                log.warning("target %s: circuit open: %d of %d attempts in the last %.0f s failed; deliveries wait "
+                            "(their retries unused), probes in %.0f s", self.name, breaker.failures, breaker.attempts,
+                            breaker.window, breaker.cooldown)
+            else:
+                log.info("target %s: circuit still open: %d probe(s) failed; next probes in %.0f s", self.name,
+                         breaker.probes, breaker.cooldown)
+        self._circuit.set(1 if breaker.state != "closed" else 0)
         waits = [v.retry_after for v in verdicts if v.retry_after and v.status == 429]
         if waits:
             self.paused_until = max(self.paused_until, time.monotonic() + min(max(waits), 3600.0))

@@ -41,7 +41,7 @@ class Metrics:
         self.render_batches = Counter("hub_render_batches_total", "SIEM batches encoded, by where: the render "
                                       "process, or the event loop (small batch, no process, or it failed).",
                                       ["target", "where"], registry=r)
-        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open.",
+        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open or probing (half-open).",
                                   ["target"], registry=r)
         self.anonymous_limited = Counter("hub_api_anonymous_limited_total", "API requests without a valid token "
                                          "answered 429 (and not audited): past their address's budget.", registry=r)

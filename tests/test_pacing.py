@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 
 SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
@@ -45,25 +47,95 @@ def test_token_bucket():
     assert [bucket.delay() for _ in range(3)] == [0.0, 0.0, 0.5]  # never more than the burst
 
 
-def test_breaker_opens_probes_and_closes():
+def breaker(clock: Clock, **kw: Any) -> CircuitBreaker:
+    opts: dict[str, Any] = {"window": 60, "min_requests": 10, "failure_rate": 0.8, "cooldown": 5, "max_cooldown": 30,
+                            "probes": 3, **kw}
+    return CircuitBreaker(clock=clock, **opts)
+
+
+def test_breaker_opens_on_the_rate_only_past_the_minimum():
     clock = Clock()
-    b = CircuitBreaker(failures=3, cooldown=30, clock=clock)
-    assert b.allowance() is None
-    assert [b.failure() for _ in range(3)] == [False, False, True]
-    assert b.state == "open" and b.allowance() == 0 and b.wait() == 30
-    clock.t += 30
+    b = breaker(clock)
+    assert [b.failure() for _ in range(9)] == [False] * 9  # 100% failed, but too few attempts to judge
+    assert b.state == "closed" and b.allowance() is None
+    assert b.failure() is True and b.state == "open" and b.allowance() == 0 and b.wait() == 5
+
+
+def test_breaker_opens_at_the_rate_not_below_it():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(3):
+        b.success()
+    assert [b.failure() for _ in range(11)] == [False] * 11  # 11 of 14 = 79%
+    assert b.failure() is True  # 12 of 15 = 80%
+
+
+def test_breaker_never_opens_while_recent_requests_succeed():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(200):  # a target that fails each message twice, then accepts: 2 of 3 attempts fail
+        assert b.failure() is False and b.failure() is False
+        b.success()
+        clock.t += 0.1
+    assert b.state == "closed"
+
+
+def test_breaker_forgets_failures_older_than_the_window():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(9):
+        b.failure()
+    clock.t += 61
+    assert b.failure() is False and b.attempts == 1  # the 9 earlier ones are out of the window
+
+
+def test_breaker_probes_one_at_a_time_and_closes_on_the_first_success():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(10):
+        b.failure()
+    clock.t += 5
     assert b.state == "half-open" and b.allowance() == 1
     b.start_probe()
     assert b.allowance() == 0  # one probe at a time
-    assert b.failure() is True and b.cooldown == 60 and b.state == "open"
-    clock.t += 60
+    assert b.failure() is False and b.allowance() == 1  # the next probe may go at once
     b.start_probe()
-    b.success()
-    assert b.state == "closed" and b.allowance() is None and b.cooldown == 30
+    assert b.success() is True
+    assert b.state == "closed" and b.allowance() is None and b.cooldown == 5 and b.trips == 0
+    assert b.failure() is False and b.attempts == 2  # a fresh window: the old failures cannot reopen it
 
 
-def test_breaker_success_resets_the_count():
-    b = CircuitBreaker(failures=2, cooldown=1, clock=Clock())
-    b.failure()
-    b.success()
-    assert b.failure() is False and b.state == "closed"
+def test_breaker_backoff_doubles_up_to_the_cap_for_a_dead_target():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(10):
+        b.failure()
+    waits, sent = [], 0
+    for _ in range(8):
+        waits.append(b.wait())
+        clock.t += b.wait()
+        for i in range(3):
+            assert b.allowance() == 1
+            b.start_probe()
+            sent += 1
+            assert b.failure() is (i == 2)
+    assert waits == [5, 10, 20, 30, 30, 30, 30, 30]
+    assert b.state == "open" and b.trips == 9 and sent == 24  # 3 requests per cooldown at most: no storm
+
+
+def test_breaker_closes_on_a_success_while_open():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(10):
+        b.failure()
+    assert b.failure() is False  # a straggler that started before it opened
+    assert b.success() is True and b.state == "closed"  # the target answered: it is not held
+
+
+def test_breaker_clock_stepping_back_does_not_lengthen_the_wait():
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(10):
+        b.failure()
+    clock.t -= 3600
+    assert b.wait() == 5

@@ -170,6 +170,36 @@ def reset_in_flight(conn: sqlite3.Connection, now: str) -> int:
                         "WHERE state = 'in_flight'", (now,)).rowcount
 
 
+def claim_probe(conn: sqlite3.Connection, target: str, now: str, lease_until: str, skip: Sequence[int] = ()
+                ) -> list[dict[str, Any]]:
+    """Mark the oldest pending delivery of ``target`` (by seq, due or not, not in ``skip``) in flight for a
+    circuit-breaker probe, and return it (a list of at most one row, like ``claim``).
+
+    Due or not: after an outage the retry schedule may have put every row minutes or hours away, and the
+    probe must still find out now whether the target is back. A probe made before the row's due time is not
+    counted against its retries (``attempts`` stays), so a long outage does not use up the oldest rows.
+    The order rule of ``claim`` holds: a row waits while an earlier one with its order key is pending."""
+    marks = ",".join("?" * len(skip))
+    rows = _rows(conn.execute(
+        f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + (next_attempt_at <= ? OR attempts = 0), "
+        f"last_attempt_at = ?, lease_until = ? WHERE seq = ("
+        f"SELECT d.seq FROM deliveries d WHERE d.target = ? AND d.state = 'pending' AND d.seq NOT IN ({marks}) "
+        f"AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target = d.target AND e.order_key = d.order_key "
+        f"AND e.seq < d.seq AND e.state IN ('pending', 'in_flight')) ORDER BY d.seq LIMIT 1) RETURNING {_CLAIMED}",
+        (now, now, lease_until, target, *skip)))
+    for r in rows:
+        r["snapshot"] = snapshots_of(conn, [r["seq"]]).get(r["seq"])
+    return rows
+
+
+def expedite(conn: sqlite3.Connection, target: str, since: str, now: str) -> int:
+    """Make due now the pending deliveries of ``target`` tried since ``since`` and deferred past ``now``: a
+    target that is back gets the deliveries an outage pushed along the retry schedule at once, not minutes or
+    hours later. Returns how many."""
+    return conn.execute("UPDATE deliveries SET next_attempt_at = ? WHERE target = ? AND state = 'pending' "
+                        "AND next_attempt_at > ? AND last_attempt_at >= ?", (now, target, now, since)).rowcount
+
+
 def next_due(conn: sqlite3.Connection, target: str) -> str | None:
     row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE target = ? AND state = 'pending'",
                        (target,)).fetchone()
