@@ -106,7 +106,7 @@ class Outbound:
 
 
 class RetryConfig(StrictModel):
-    schedule_secs: list[float] = Field([5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0,
+    schedule_secs: list[float] = Field([5, 30, 120, 600, 1800, 7200, 18000, 36000, 36000], min_length=0,
                                        description="Delays before each retry; after the last one the delivery is dead.")
     jitter: float = Field(0.2, ge=0, le=1, description="Random spread of each delay, as a fraction (0.2 = +-20%).")
 
