@@ -37,6 +37,7 @@ from hub.connector import (
     short_body,
 )
 from hub.errors import HubError, TemplateError
+from hub.ids import parse_uint
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
 from hub.urlpath import segment
@@ -231,8 +232,8 @@ class FreshserviceConnector(HttpConnector):
 
     async def send(self, client: httpx.AsyncClient, out: Outbound) -> httpx.Response:
         response = await super().send(client, out)
-        if (left := response.headers.get("x-ratelimit-remaining", "")).isdigit():
-            self.remaining = int(left)
+        if (left := parse_uint(response.headers.get("x-ratelimit-remaining", ""))) is not None:
+            self.remaining = left
         return response
 
     def classify(self, response: httpx.Response) -> Verdict:

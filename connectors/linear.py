@@ -34,6 +34,7 @@ from hub.connector import (
     short_body,
 )
 from hub.errors import HubError
+from hub.ids import parse_uint
 from hub.strict import Loc, StrictModel
 
 NAMESPACE = uuid.UUID("3b0c6a52-5d1e-4f0a-9c51-6a8e0f4d2b17")  # never change: issue ids derive from it
@@ -260,5 +261,5 @@ def is_auth(response: httpx.Response) -> bool:
 
 def _reset_secs(response: httpx.Response) -> float | None:
     """Seconds until the request budget refills (``X-RateLimit-Requests-Reset`` is epoch milliseconds)."""
-    reset = response.headers.get("x-ratelimit-requests-reset", "")
-    return min(3600.0, max(0.0, int(reset) / 1000 - time.time())) if reset.isdigit() else None
+    reset = parse_uint(response.headers.get("x-ratelimit-requests-reset", ""))
+    return min(3600.0, max(0.0, reset / 1000 - time.time())) if reset is not None else None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from hub.ids import parse_uint
 from hub.models import Finding
 from hub.strict import Loc, StrictModel
 
@@ -350,8 +351,8 @@ def retry_after_secs(response: httpx.Response, now: float | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if (seconds := parse_uint(value)) is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

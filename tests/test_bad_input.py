@@ -125,3 +125,16 @@ async def test_a_body_nested_past_the_limit_is_400_too_deep_and_not_stored(api):
     error(await api.call("POST", "/api/v1/tokens", api.token("admin"), content=b"[" * 300 + b"]" * 300), 400,
           "too_deep")
     assert api.count("events") == 0
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1e3", "-5", "9" * 40])
+def test_vendor_rate_limit_headers_in_other_digits_are_ignored_not_errors(value: str) -> None:
+    """What a vendor sends back goes through the same parser: a header that is not ASCII seconds is unreadable
+    (the retry schedule decides), never an exception inside the delivery."""
+    from connectors.linear import _reset_secs
+    from hub.connector import retry_after_secs
+
+    raw = value.encode()  # as the bytes a vendor sends
+    response = httpx.Response(429, headers=[(b"retry-after", raw), (b"x-ratelimit-requests-reset", raw)])
+    assert retry_after_secs(response, now=0) is None
+    assert _reset_secs(response) is None
