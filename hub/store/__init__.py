@@ -86,7 +86,8 @@ class Store:
         at ``now`` is a duplicate (hub/store/replays.py). Returns (event id, was a duplicate)."""
         if replay is None:
             return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
-        return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
+        return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now),
+                                single_statement=True)  # no savepoint: replays.insert_event says why
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
         """True if a write that changes a page commits now, through the group commit like every event.

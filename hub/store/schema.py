@@ -188,9 +188,8 @@ def delivery_snapshots(db: Database) -> None:
 def replay_guard(db: Database) -> None:
     """What each source accepted recently: a signed request sent again within its window is answered as a
     duplicate instead of being stored twice (hub/store/replays.py). One 16-byte digest per event, keyed by
-    digest, pruned by expiry. Beside it, the one-row table ``/readyz`` rewrites: a probe that commits without
-    writing a page says ready on a full disk."""
+    digest, pruned by expiry (no index on it: see replays.prune_step). Beside it, the one-row table
+    ``/readyz`` rewrites: a probe that commits without writing a page says ready on a full disk."""
     _run(db, "CREATE TABLE replay_guard (digest BLOB PRIMARY KEY, expires_at REAL NOT NULL, "
              "event_seq INTEGER NOT NULL) WITHOUT ROWID",
-         "CREATE INDEX replay_guard_expiry ON replay_guard (expires_at)",
          "CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, blob BLOB NOT NULL)")
