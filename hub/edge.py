@@ -11,7 +11,11 @@ slow client never reaches.
 - a header deadline from the first byte of a request (or from the accept) to the end of its headers;
 - a body deadline from the end of the headers to the end of the body;
 - a cap on header bytes (request line and fields), answered 431;
-- a cap on open connections, checked at accept: one over the cap is answered 503 and closed at once.
+- a cap on open connections, checked at accept. Over the cap, the connection that has waited longest
+  without a complete request (slow headers, or idle between requests) is closed to make room, answered
+  503 if it had started a request; only when every connection is busy (a body arriving, the app working)
+  is the new one answered 503 and closed. So a flood of slow clients cannot lock a sender out: a real
+  request completes its headers in one read and is never the oldest waiting.
 
 A request that arrives whole in one read (nearly every webhook) arms no timer: the deadlines are only
 armed when a read ends with the headers or the body still incomplete, so the hot path pays nothing.
@@ -51,6 +55,7 @@ class EdgeProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with header/body deadlines, a header size cap and a connection cap (see module doc)."""
 
     limits: ClassVar[EdgeLimits]
+    waiting: ClassVar[dict[EdgeProtocol, None]]  # connections without a complete request, oldest first
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,12 +70,17 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(503, "over_capacity", f"more than {self.limits.max_connections} open connections; retry")
-            return
+            victim = next(iter(self.waiting), None)
+            if victim is None:
+                self._refuse(503, "over_capacity", f"{self.limits.max_connections} connections are busy; retry")
+                return
+            victim._evict()
+        self.waiting[self] = None
         self._arm(self.limits.header_timeout)  # a client that connects and sends nothing
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.waiting.pop(self, None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -114,6 +124,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self.waiting.pop(self, None)
         self._phase = _BODY
         super().on_headers_complete()
 
@@ -162,8 +173,22 @@ class EdgeProtocol(HttpToolsProtocol):
         self.transport.write(head + body)
         self._drop(code)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.cycle.response_complete:  # idle until the next request
+            self.waiting.pop(self, None)
+            self.waiting[self] = None
+
+    def _evict(self) -> None:
+        """Make room for a new connection: closed, answered 503 if a request had begun."""
+        if self._phase == _HEADERS and (self._header_bytes or self._field_bytes):
+            self._refuse(503, "evicted", "the server is at its connection limit and this request was the slowest")
+        else:
+            self._drop("evicted")
+
     def _drop(self, reason: str) -> None:
         self._disarm()
+        self.waiting.pop(self, None)
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
         self.transport.close()
@@ -196,4 +221,4 @@ def connection_cap(wanted: int) -> int:
 
 def protocol_class(limits: EdgeLimits) -> type[EdgeProtocol]:
     """An ``EdgeProtocol`` bound to these limits, to pass as uvicorn's ``http=`` (it builds one per connection)."""
-    return type("BoundEdgeProtocol", (EdgeProtocol,), {"limits": limits})
+    return type("BoundEdgeProtocol", (EdgeProtocol,), {"limits": limits, "waiting": {}})

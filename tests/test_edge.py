@@ -7,6 +7,7 @@ process are closed whatever happens.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -121,18 +122,29 @@ def test_headers_over_the_limit_are_answered_431_and_never_stored(tmp_path):
     assert _events(tmp_path) == 1
 
 
-def test_past_the_connection_cap_new_connections_get_503_until_the_slow_ones_are_gone(tmp_path):
-    with _hub(tmp_path, max_connections=8, header_timeout_secs=1.5) as hub, _sockets() as opened:
+def test_past_the_connection_cap_the_slowest_waiting_connection_makes_room_for_a_signed_post(tmp_path):
+    with _hub(tmp_path, max_connections=8, header_timeout_secs=30) as hub, _sockets() as opened:
         slow = [_open(opened, hub.port, b"POST /hooks/se HTTP/1.1\r\nHost: x\r\n") for _ in range(8)]
         time.sleep(0.2)  # let the server accept all of them
-        extra = _open(opened, hub.port, b"")
-        answer = _until_closed(extra, 2)
+        assert _signed_post(hub.port, 3).status_code == 202  # meanwhile, not after the slow ones' deadline
+        answer = _until_closed(slow[0], 2)  # the one that waited longest made room
+        assert _status(answer) == 503 and b'"code":"evicted"' in answer
+        for s in slow[1:]:
+            s.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                s.recv(1)  # the others are still held: only one was needed
+        metrics = httpx.get(hub.url + "/metrics", timeout=5).text  # (this connection may evict another one)
+        evicted = re.search(r'hub_connections_dropped_total\{reason="evicted"\} (\d+)', metrics)
+        assert evicted is not None and int(evicted.group(1)) >= 1
+
+
+def test_when_every_connection_is_busy_a_new_one_gets_503_until_they_are_gone(tmp_path):
+    with _hub(tmp_path, max_connections=4, body_timeout_secs=1.5) as hub, _sockets() as opened:
+        busy = [_open(opened, hub.port, b"POST /hooks/se HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+                for _ in range(4)]  # headers complete, body arriving: not evicted
+        time.sleep(0.2)
+        answer = _until_closed(_open(opened, hub.port, b""), 2)
         assert _status(answer) == 503 and b'"code":"over_capacity"' in answer
-        try:
-            refused: int | None = _signed_post(hub.port, 3).status_code
-        except httpx.TransportError:  # answered 503 and closed before the request was sent: refused as well
-            refused = None
-        assert refused in (503, None)
-        for s in slow:
+        for s in busy:
             assert _status(_until_closed(s, 4)) == 408
         assert _signed_post(hub.port, 4).status_code == 202
