@@ -148,3 +148,26 @@ def test_when_every_connection_is_busy_a_new_one_gets_503_until_they_are_gone(tm
         for s in busy:
             assert _status(_until_closed(s, 4)) == 408
         assert _signed_post(hub.port, 4).status_code == 202
+
+
+def test_the_connection_cap_fits_the_open_file_limit(monkeypatch):
+    """Past the open-file limit accept() fails and nobody answers: the cap keeps 128 descriptors for the hub."""
+    import resource
+
+    from hub.edge import connection_cap
+
+    limits = {"soft": 1024, "hard": 1024}
+
+    def getrlimit(which: int) -> tuple[int, int]:
+        return limits["soft"], limits["hard"]
+
+    def setrlimit(which: int, value: tuple[int, int]) -> None:
+        if value[0] > limits["hard"]:
+            raise ValueError("not allowed")
+        limits["soft"] = value[0]
+
+    monkeypatch.setattr(resource, "getrlimit", getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert connection_cap(1000) == 896  # the hard limit is 1,024: lowered
+    limits.update(soft=1024, hard=4096)
+    assert connection_cap(1000) == 1000 and limits["soft"] == 1128  # the soft limit is raised instead
