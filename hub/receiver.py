@@ -39,6 +39,7 @@ PREFIX = "/hooks/"
 class ClientGone(Exception):
     """The client closed the connection (or the edge dropped it) before its body was read: nobody to answer."""
 
+
 def resolve_pointer(doc: Any, pointer: str) -> Any:
     """RFC 6901 JSON pointer; None when the path does not exist."""
     for raw in pointer.split("/")[1:]:
