@@ -157,7 +157,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._phase == _BODY:
+        if self._phase == _BODY and self.cycle.response_complete:
+            self._drop("body_timeout")  # answered without reading it (404, 431): a second answer would be garbage
+        elif self._phase == _BODY:
             self._refuse(408, "body_timeout", f"the body was not received within {self.limits.body_timeout:g} s")
         elif self._phase == _HEADERS and self._header_bytes == 0 and self._field_bytes == 0:
             self._drop("idle")  # nothing was asked: nothing to answer

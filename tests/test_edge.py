@@ -106,6 +106,13 @@ def test_half_sent_headers_bodies_and_silent_clients_are_dropped_after_the_deadl
         assert 'hub_connections_dropped_total{reason="idle"} 1.0' in metrics
 
 
+def test_a_request_answered_before_its_slow_body_gets_no_second_answer(tmp_path):
+    with _hub(tmp_path) as hub, _sockets() as opened:
+        s = _open(opened, hub.port, b"POST /hooks/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        answer = _until_closed(s, 4)  # 404 at once, then closed at the body deadline without a 408 after it
+        assert _status(answer) == 404 and b"408" not in answer and answer.count(b"HTTP/1.1") == 1
+
+
 def test_headers_over_the_limit_are_answered_431_and_never_stored(tmp_path):
     with _hub(tmp_path, max_header_bytes=4096) as hub, _sockets() as opened:
         body = b'{"id": "big"}'
