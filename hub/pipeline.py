@@ -26,6 +26,7 @@ from hub.connector import RemoteStatus
 from hub.errors import HubError
 from hub.ids import iso
 from hub.models import Finding
+from hub.redact import clip
 from hub.routing import Router
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
@@ -123,7 +124,7 @@ class Pipeline:
             if isinstance(result, Outcome):
                 targets |= result.targets
             elif isinstance(result, BaseException):
-                log.error("event %s could not be processed: %s", row["id"], result)
+                log.error("event %s could not be processed: %s", row["id"], clip(result, 1024))
         if targets:
             self.on_deliveries(targets)
         return len(rows)
@@ -153,7 +154,7 @@ class Pipeline:
             log.exception("adapter error on evt_%d", seq, exc_info=exc)
         await self.hub.store.write(lambda conn: event_rows.mark_failed(conn, seq, reason[:2000], iso(self.hub.clock())))
         self._processed.labels("-", "failed").inc()
-        log.warning("evt_%d failed: %s", seq, reason)
+        log.warning("evt_%d failed: %s", seq, clip(reason, 1024))  # reasons quote the sender's values
 
     def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed, now: float) -> Outcome | None:
         """Everything one event changes, inside the caller's transaction."""

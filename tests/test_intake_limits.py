@@ -80,3 +80,18 @@ def test_clip_bounds_any_value_and_says_how_much_was_cut():
     assert clip("short") == "short"
     assert clip("x" * 1000, 10) == "x" * 10 + "...[990 more]"
     assert clip(b"\x00" * 5, 4).endswith("more]")
+
+
+async def test_an_event_failing_on_a_huge_client_value_logs_a_few_kib(tmp_path, caplog):
+    """Processing reasons quote the sender's values (an unknown severity): the log line is clipped."""
+    from tests.support import HubHarness, scanner_source
+
+    caplog.set_level(logging.WARNING, logger="hub.pipeline")
+    data = {"storage": {"path": str(tmp_path / "hub.db")},
+            "sources": {"scanner": scanner_source({"title": "item.title", "severity": "item.severity",
+                                                   "tool_id": "item.id"})}}
+    async with HubHarness.running(tmp_path, data, scheduler=False) as h:
+        await h.send([{"id": "x", "severity": "catastrophic" * 50_000, "title": "t"}])
+        await h.until(lambda: h.events("failed") == 1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.pipeline"]
+    assert lines and all(len(line) < 4 * 1024 for line in lines), [len(line) for line in lines]
