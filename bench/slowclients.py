@@ -9,7 +9,7 @@ unless given), opens N connections over loopback and leaves each request half-se
 headers, half after the headers with most of the body missing. Every ``--trickle-secs`` each open connection
 gets one more byte (slowloris: an idle timer alone would never fire). A valid signed POST is sent once all
 are open and again at the end. After ``--hold-secs`` it counts the connections the server has not closed.
-Exit status 1 if the final signed POST failed.
+Exit status 1 if the server still holds any of them, or the final signed POST failed.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main() -> None:
             hub.kill()
             hub.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
-    if after != "202":
+    if held or after != "202":
         sys.exit(1)
 
 
