@@ -4,7 +4,8 @@
 
 Starts `hub serve` (one hmac-sha256 source, a fresh SQLite file, synchronous=FULL) and a bare Starlette
 app with one POST route answering 202, both on uvicorn with the same settings (uvloop, httptools, no
-access log). Each round loads the bare app then the hub with signed ~1 KB JSON bodies over loopback
+access log). Each round loads the bare app then the hub with signed ~1 KB JSON bodies over loopback,
+every one distinct (the hub answers a repeated body as a replay, 200 without storing it),
 and the medians are printed with the ratio hub/bare. At the end the hub is SIGKILLed and the events
 on disk are counted: every acknowledged (202) event must be there.
 """
@@ -64,9 +65,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     raise SystemExit(f"server on port {port} did not start")
 
 
-def make_body(i: int) -> bytes:
+def make_body(i: int, run: str = "") -> bytes:
+    """A ~1 KB finding event; ``run`` and ``i`` make it unique (the same body again would be a replay: 200)."""
     doc = {"event": "finding.created", "timestamp": "2026-11-22T10:00:00Z",
-           "data": {"finding_id": f"fnd_{i:08d}", "severity": "critical", "cvss": 9.8, "cve": "CVE-2024-21412",
+           "data": {"finding_id": f"fnd_{run}{i:08d}", "severity": "critical", "cvss": 9.8, "cve": "CVE-2024-21412",
                     "software": "OpenSSL 1.0.2", "hostname": "db-prod-02.internal", "ip": "10.0.14.22"}}
     body = json.dumps(doc)
     doc["data"]["description"] = "x" * max(0, 1024 - len(body) - 20)
@@ -82,8 +84,14 @@ def raw_request(port: int, body: bytes) -> bytes:
             f"X-Signature: {signature(body)}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+def unique_bodies(seconds: float) -> list[bytes]:
+    """More distinct bodies than one load can send (20,000/s), fresh for each load: every request is new."""
+    run = os.urandom(4).hex()
+    return [make_body(i, run) for i in range(int(seconds * 20_000) + 2_000)]
+
+
 def load_python(port: int, seconds: float, connections: int) -> Figures:
-    requests = [raw_request(port, make_body(i)) for i in range(512)]
+    requests = [raw_request(port, body) for body in unique_bodies(seconds)]
     res = loadgen.run("127.0.0.1", port, requests, connections, seconds)
     lat = sorted(res.latencies) or [0.0]
     ok = sum(n for s, n in res.statuses.items() if 200 <= s < 300)
@@ -99,10 +107,29 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}[unit]
 
 
-def load_wrk(port: int, seconds: float, connections: int, script: Path) -> Figures:
+WRK_SCRIPT = """
+local reqs, i = {}, 0
+init = function(args)
+  for line in io.lines(args[1]) do
+    local sig, body = line:match("^(%x+)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json", ["X-Signature"] = sig}, body)
+  end
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+"""
+
+
+def load_wrk(port: int, seconds: float, connections: int, work: Path) -> Figures:
+    bodies = work / "bodies.tsv"  # one "signature TAB body" per line, fresh for each load
+    bodies.write_text("".join(f"{signature(b)}\t{b.decode()}\n" for b in unique_bodies(seconds)))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-                          "-s", str(script), f"http://127.0.0.1:{port}/hooks/bench"],
-                         capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+                          "-s", str(script), f"http://127.0.0.1:{port}/hooks/bench", "--", str(bodies)],
+                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -122,10 +149,6 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     body = make_body(0)
-    script = work / "post.lua"
-    script.write_text(f"wrk.method = \"POST\"\nwrk.body = {json.dumps(body.decode())}\n"
-                      f"wrk.headers[\"Content-Type\"] = \"application/json\"\n"
-                      f"wrk.headers[\"X-Signature\"] = \"{signature(body)}\"\n")
     config = work / "hub.yaml"
     config.write_text("server: {host: 127.0.0.1, port: 8080}\nstorage: {path: ./bench.db}\n"
                       "sources:\n  bench:\n    verify: {scheme: hmac-sha256, header: X-Signature, "
@@ -143,7 +166,7 @@ def main() -> None:
 
         def load(port: int, seconds: float) -> Figures:
             if client == "wrk":
-                return load_wrk(port, seconds, args.connections, script)
+                return load_wrk(port, seconds, args.connections, work)
             return load_python(port, seconds, args.connections)
 
         load(bare_port, 1)

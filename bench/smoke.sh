@@ -22,4 +22,7 @@ run pipeline bench/pipeline.py --events 50 --rate 100 --backlog 300 --small-back
 run sources bench/sources.py --findings 100 --pages 2 --per-page 20
 run siem bench/siem.py --hec-events 1000 --bulk-events 500 --batch 100
 run poison bench/poison.py --events 10 --seconds 2
+run flaky bench/flaky.py --messages 5 --outage 2 --max-seconds 10
+# exits 1 unless hub serve dropped every half-sent request at its deadlines and a signed POST still got through
+run slowclients bench/slowclients.py --connections 40 --hold-secs 3 --header-timeout 1 --body-timeout 1
 exit $failed

@@ -38,6 +38,16 @@ class ServerConfig(StrictModel):
     max_body_bytes: int = Field(1_048_576, gt=0, le=104_857_600, description="Largest webhook body accepted (413 above).")
     access_log: bool = Field(False, description="Log every request (costs about half the throughput).")
     max_pending_writes: int = Field(10_000, gt=0, description="Writes queued for the store before answering 503.")
+    header_timeout_secs: float = Field(10, gt=0, le=300, description="From a request's first byte (or the accept) "
+                                       "to the end of its headers; a slower client gets 408 and is closed.")
+    body_timeout_secs: float = Field(20, gt=0, le=600, description="From the end of the headers to the end of "
+                                     "the body; a slower client gets 408 and is closed.")
+    keepalive_timeout_secs: int = Field(5, ge=1, le=300, description="An idle keep-alive connection is closed "
+                                          "after this long.")
+    max_connections: int = Field(1000, ge=1, description="Open connections; one more is answered 503 and closed "
+                                 "(lowered at start to fit the process's open-file limit).")
+    max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576, description="Request line and headers together; "
+                                  "more is answered 431 and never stored.")
 
 
 class RetentionConfig(StrictModel):
@@ -65,6 +75,9 @@ class VerifyConfig(StrictModel):
     prefix: str = Field("", description='hmac-sha256: text before the signature, e.g. "sha256=".')
     encoding: Literal["hex", "base64"] = Field("hex", description="hmac-sha256: how the signature is encoded.")
     tolerance_secs: int = Field(300, gt=0, le=86_400, description="Timestamped schemes: allowed clock difference.")
+    replay_window_secs: int = Field(300, ge=0, le=604_800, description="Schemes without a signed timestamp: how "
+                                    "long an accepted body is remembered, so the same request again is a duplicate "
+                                    "(0: off).")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         header_schemes = {"hmac-sha256", "token"}
@@ -78,6 +91,9 @@ class VerifyConfig(StrictModel):
                 yield (key,), "only used by scheme hmac-sha256; remove it"
         if "tolerance_secs" in given and self.scheme not in signatures.TIMESTAMPED:
             yield ("tolerance_secs",), f"scheme {self.scheme} signs no timestamp; remove it"
+        if "replay_window_secs" in given and self.scheme in signatures.TIMESTAMPED:
+            yield ("replay_window_secs",), f"scheme {self.scheme} signs a timestamp: replays are refused for " \
+                                           "tolerance_secs; remove it"
         try:
             self.build()
         except ValueError as exc:

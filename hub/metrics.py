@@ -41,6 +41,9 @@ class Metrics:
         self.render_batches = Counter("hub_render_batches_total", "SIEM batches encoded, by where: the render "
                                       "process, or the event loop (small batch, no process, or it failed).",
                                       ["target", "where"], registry=r)
+        self.dropped = Counter("hub_connections_dropped_total", "Connections the edge refused or closed, by reason "
+                               "(over_capacity, header_timeout, body_timeout, headers_too_large, idle).", ["reason"],
+                               registry=r)
         self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open or probing (half-open).",
                                   ["target"], registry=r)
         self.anonymous_limited = Counter("hub_api_anonymous_limited_total", "API requests without a valid token "

@@ -33,6 +33,7 @@ from hub.connector import RemoteStatus
 from hub.errors import HubError, is_transient
 from hub.ids import iso
 from hub.models import FINDING_EVENTS, Finding
+from hub.redact import clip
 from hub.registry import connector_class
 from hub.routing import Router
 from hub.store import deliveries as outbox
@@ -208,7 +209,7 @@ class Pipeline:
             log.error("evt_%d failed on an unexpected error", seq, exc_info=exc)
         await self.hub.store.write(lambda conn: event_rows.mark_failed(conn, seq, reason[:2000], iso(self.hub.clock())))
         self._processed.labels(source, "failed").inc()
-        log.warning("evt_%d failed: %s", seq, reason[:500])
+        log.warning("evt_%d failed: %s", seq, clip(reason, 1024))  # reasons quote the sender's values
 
     def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed, now: float) -> Outcome | None:
         """Everything one event changes, inside the caller's transaction."""

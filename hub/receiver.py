@@ -2,8 +2,9 @@
 
 A thin ASGI callable rather than a Starlette route: it is the hot path, and skipping Request and
 JSONResponse objects is worth about half the throughput (../docs/architecture.md, "Intake").
-Order of checks: unknown source 404, wrong method 405, size 413 (never buffering past the limit),
-signature or timestamp 401, media type 415, JSON 400, then the store (503 if it cannot commit).
+Order of checks: unknown source 404, wrong method 405, headers 431, size 413 (never buffering past the limit),
+signature or timestamp 401, media type 415, JSON 400, then the store (503 if it cannot commit). A replay within
+its window is answered as a duplicate (``Source.replay_mark``, hub/store/replays.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import orjson
 from hub import jsonlimits, signatures
 from hub.errors import StoreUnavailableError, VerificationError, error_json
 from hub.ids import iso, parse_uint
-from hub.redact import redact_headers
+from hub.redact import clip, loggable_headers, redact_headers
+from hub.store import replays
 from hub.store.events import NewEvent
 
 if TYPE_CHECKING:
@@ -32,6 +34,12 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PREFIX = "/hooks/"
+
+
+class ClientGone(Exception):
+    """The client closed the connection (or the edge dropped it) before its body was read: nobody to answer."""
+
+
 def resolve_pointer(doc: Any, pointer: str) -> Any:
     """RFC 6901 JSON pointer; None when the path does not exist."""
     for raw in pointer.split("/")[1:]:
@@ -56,13 +64,27 @@ class Source:
     pointer: str | None
     accepts_form: bool
     redact: frozenset[str]
+    replay_window: int  # seconds a digest is remembered; 0 = no guard (the scheme signs the event id)
+    signed_id: bool  # the scheme's id header is signed, so a replay carries the same idempotency key
+
+    def replay_mark(self, timestamp: int | None, body: bytes, now: float) -> tuple[bytes, float] | None:
+        """(digest, expiry) for the replay guard: a signed timestamp is remembered until it goes stale
+        (timestamp + tolerance), anything else for ``replay_window`` from now."""
+        if not self.replay_window:
+            return None
+        if timestamp is not None:
+            return replays.digest(self.name, b"%d." % timestamp + body), float(timestamp + self.replay_window)
+        return replays.digest(self.name, body), now + self.replay_window
 
     @classmethod
     def build(cls, name: str, cfg: SourceConfig) -> Source:
         assert cfg.verify is not None
         scheme = cfg.verify.build()
+        timestamped = cfg.verify.scheme in signatures.TIMESTAMPED
         return cls(name, scheme, cfg.id_pointer(), cfg.verify.scheme in signatures.FORM_SCHEMES,
-                   frozenset(getattr(scheme, "signature_headers", ())))
+                   frozenset(getattr(scheme, "signature_headers", ())),
+                   cfg.verify.tolerance_secs if timestamped else cfg.verify.replay_window_secs,
+                   cfg.verify.scheme in signatures.SIGNED_ID)
 
 
 class Receiver:
@@ -70,6 +92,7 @@ class Receiver:
         self.hub = hub
         self.sources = {name: Source.build(name, cfg) for name, cfg in hub.config.sources.items() if cfg.verify}
         self.limit = hub.config.server.max_body_bytes
+        self.header_limit = hub.config.server.max_header_bytes
         m = hub.metrics
         self._received = {n: m.received.labels(n) for n in [*self.sources, "_unknown"]}
         self._stored = {n: m.stored.labels(n) for n in self.sources}
@@ -90,13 +113,19 @@ class Receiver:
         self._received[name if src else "_unknown"].inc()
         if src is None:
             message = f"source {name!r} has no verify: block, it is only polled" if name in self.poll_only \
-                else f"no source named {name!r} is configured"
+                else f"no source named {clip(name, 64)!r} is configured"
             return await self._reject(send, scope, name, 404, "unknown_source", message)
         if scope["method"] != "POST":
             return await self._reject(send, scope, name, 405, "method_not_allowed", "use POST",
                                       [(b"allow", b"POST")])
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > self.header_limit:  # `hub serve`'s edge says 431
+            return await self._reject(send, scope, name, 431, "headers_too_large",  # first; other servers: here
+                                      f"headers exceed {self.header_limit} bytes", [(b"connection", b"close")])
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await self._read_body(receive, headers)
+        try:
+            body = await self._read_body(receive, headers)
+        except ClientGone:
+            return
         if body is None:
             return await self._reject(send, scope, name, 413, "payload_too_large",
                                       f"body is larger than {self.limit} bytes", [(b"connection", b"close")])
@@ -107,6 +136,7 @@ class Receiver:
             return await self._reject(send, scope, name, 401, exc.code, str(exc), headers=headers, src=src)
         ctype = headers.get("content-type", "").partition(";")[0].strip().lower()
         is_form = ctype == "application/x-www-form-urlencoded"
+        signed_key = src.signed_id
         if is_form and src.accepts_form:
             key = verified.idempotency_key
         elif ctype in ("application/json", "") or ctype.endswith("+json"):
@@ -119,14 +149,16 @@ class Receiver:
             key = verified.idempotency_key
             if src.pointer is not None and (found := resolve_pointer(doc, src.pointer)) is not None:
                 key = found if isinstance(found, str) else orjson.dumps(found).decode()
+                signed_key = True  # it is in the signed body
         else:
             allowed = "application/json" + (" or application/x-www-form-urlencoded" if src.accepts_form else "")
             return await self._reject(send, scope, name, 415, "unsupported_media_type",
                                       f"content-type {ctype!r} is not accepted; send {allowed}")
         event = NewEvent(name, iso(now), key, ctype or None,
                          orjson.dumps(redact_headers(headers, src.redact)).decode(), body, src.scheme.name)
+        replay = None if key is not None and signed_key else src.replay_mark(verified.timestamp, body, now)
         try:
-            event_id, duplicate = await self.hub.store.insert_event(event)
+            event_id, duplicate = await self.hub.store.insert_event(event, replay, now)
         except Exception as exc:  # nothing was committed: the sender must retry
             if not isinstance(exc, StoreUnavailableError):
                 log.exception("store refused an event from source %s", name)
@@ -145,6 +177,8 @@ class Receiver:
         if declared is not None and (size := parse_uint(declared)) is not None and size > self.limit:
             return None
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         body = message.get("body", b"")
         if not message.get("more_body", False):
             return body if len(body) <= self.limit else None
@@ -152,7 +186,7 @@ class Receiver:
         while message.get("more_body", False):
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
@@ -166,12 +200,12 @@ class Receiver:
         label = name if name in self.sources else "_unknown"
         self.hub.metrics.rejected.labels(label, code).inc()
         client = scope.get("client") or ("-", 0)
-        if headers is not None:  # a failed verification: show what was sent, never the secret parts
+        if headers is not None:  # a failed verification: show what was sent, never the secret parts, bounded
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s headers=%s", label, status, code,
-                        client[0], message, redact_headers(headers, src.redact if src else frozenset()))
+                        client[0], clip(message), loggable_headers(headers, src.redact if src else frozenset()))
         else:
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s", label, status, code,
-                        client[0], message)
+                        client[0], clip(message))
         await _respond(send, status, error_json(status, code, message), extra or [])
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from hub.ids import iso
 from hub.store import deliveries as outbox
+from hub.store import replays
 from hub.store import retention as rows
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ async def prune(store: Store, cfg: RetentionConfig, now: float) -> Pruned:
             total, after = total + result.deleted, result.next_seq
             await asyncio.sleep(0)  # let other writes in between ranges
         counts.append(total)
+    gone = replays.STEP
+    while gone == replays.STEP:  # expired replay-guard digests, a range at a time like the rest
+        gone = await store.write(lambda conn: replays.prune_step(conn, now))
     pruned = Pruned(*counts)
     if pruned.deliveries or pruned.events or pruned.audit:
         log.info("retention: pruned %d deliveries, %d events and %d audit rows", pruned.deliveries, pruned.events,

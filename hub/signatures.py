@@ -30,6 +30,7 @@ ID_HEADERS = {
     "shopify": "x-shopify-webhook-id",
 }
 DEFAULT_ID_POINTER = {"stripe": "/id"}  # Stripe puts the event id in the body
+SIGNED_ID = frozenset({"standard-webhooks"})  # id header covered by the signature (not GitHub's, not Shopify's)
 
 
 @dataclass(frozen=True)

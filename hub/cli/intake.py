@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from hub.config import HubConfig
 from hub.errors import HubError
 from hub.ids import new_id
 
+log = logging.getLogger("hub.serve")
+
 
 @main.command()
 @config_option
@@ -28,6 +31,7 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
     import uvicorn
 
     from hub.app import create_app
+    from hub.edge import EdgeLimits, connection_cap, protocol_class
     from hub.runtime import Hub
     from hub.store.lock import hold
 
@@ -36,12 +40,21 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
     try:
         hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
         hub = Hub(config)
+        hub.store.check_writable()  # a read-only file or folder: one line naming the path, before listening
     except HubError as exc:
         fail(str(exc))
     server = config.server
+    cap = connection_cap(server.max_connections)
+    if cap < server.max_connections:
+        log.warning("server.max_connections lowered from %d to %d to fit the open-file limit (ulimit -n)",
+                    server.max_connections, cap)
+    dropped = hub.metrics.dropped
+    limits = EdgeLimits(server.header_timeout_secs, server.body_timeout_secs, cap, server.max_header_bytes,
+                        on_drop=lambda reason: dropped.labels(reason).inc())
     uvicorn.run(create_app(hub), host=host or server.host, port=port or server.port, log_config=None,
                 access_log=server.access_log if access_log is None else access_log, lifespan="on",
-                server_header=False, log_level=log_level)
+                server_header=False, log_level=log_level, http=protocol_class(limits),
+                timeout_keep_alive=server.keepalive_timeout_secs)
 
 
 @main.command("check-config")

@@ -15,7 +15,7 @@ from typing import TypeVar
 from sqlite_utils import Database
 
 from hub.errors import StoreError, StoreUnavailableError
-from hub.store import events
+from hub.store import events, replays
 from hub.store.schema import migrations
 from hub.store.writer import BatchHook, GroupCommitWriter
 
@@ -80,16 +80,33 @@ class Store:
         self.conn.execute("COMMIT")
         return result
 
-    async def insert_event(self, ev: events.NewEvent) -> tuple[str, bool]:
-        return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+    async def insert_event(self, ev: events.NewEvent, replay: tuple[bytes, float] | None = None,
+                           now: float = 0.0) -> tuple[str, bool]:
+        """Store an event; with ``replay`` (digest, expiry), one already accepted under that digest and not expired
+        at ``now`` is a duplicate (hub/store/replays.py). Returns (event id, was a duplicate)."""
+        if replay is None:
+            return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+        return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now),
+                                single_statement=True)  # no savepoint: replays.insert_event says why
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
-        """True if a write transaction can be taken and committed now."""
+        """True if a write that changes a page commits now, through the group commit like every event.
+
+        An empty transaction commits on a full disk (nothing to write), so the probe rewrites a small row with
+        a fresh blob: it fails while event writes fail, and passes again once they can succeed."""
         try:
-            await asyncio.wait_for(self.write(lambda conn: None), timeout)
+            await asyncio.wait_for(self.write(_touch_probe, single_statement=True), timeout)
             return True
         except (TimeoutError, StoreError):
             return False
+
+    def check_writable(self) -> None:
+        """Raise StoreError naming the path unless a write commits now (``hub serve`` calls it before it listens:
+        a read-only file or filesystem is one line at start, not a traceback from the first write)."""
+        try:
+            self.write_sync(_touch_probe)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the store at {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -97,3 +114,8 @@ class Store:
             self.writer.conn.close()
             self.writer = None
         self.conn.close()
+
+
+def _touch_probe(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO store_probe (id, at, blob) VALUES (1, julianday('now'), randomblob(1024)) "
+                 "ON CONFLICT (id) DO UPDATE SET at = excluded.at, blob = excluded.blob")

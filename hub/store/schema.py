@@ -191,3 +191,14 @@ def delivery_lease(db: Database) -> None:
     in-flight rows only (a handful), so claims and results pay one small insert and delete for it."""
     _run(db, "ALTER TABLE deliveries ADD COLUMN lease_until TEXT",
          "CREATE INDEX deliveries_lease ON deliveries (lease_until) WHERE state = 'in_flight'")
+
+
+@migrations(name="0007_replay_guard")
+def replay_guard(db: Database) -> None:
+    """What each source accepted recently: a signed request sent again within its window is answered as a
+    duplicate instead of being stored twice (hub/store/replays.py). One 16-byte digest per event, keyed by
+    digest, pruned by expiry (no index on it: see replays.prune_step). Beside it, the one-row table
+    ``/readyz`` rewrites: a probe that commits without writing a page says ready on a full disk."""
+    _run(db, "CREATE TABLE replay_guard (digest BLOB PRIMARY KEY, expires_at REAL NOT NULL, "
+             "event_seq INTEGER NOT NULL) WITHOUT ROWID",
+         "CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, blob BLOB NOT NULL)")
