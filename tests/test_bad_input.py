@@ -127,6 +127,21 @@ async def test_a_body_nested_past_the_limit_is_400_too_deep_and_not_stored(api):
     assert api.count("events") == 0
 
 
+async def test_a_bulk_envelope_whose_fields_are_not_text_is_400_and_not_stored(api):
+    """The OpenAPI document says scanner_name and project_id are strings; a list or an object there was
+    accepted (schemathesis' negative-data check found it, one run in a few)."""
+    ingest = api.token("ingest")
+    item = {"title": "t", "severity": "low"}
+    for envelope in ({"project_id": [1, 2]}, {"scanner_name": {}}, {"scanner_name": 5, "project_id": None}):
+        doc = error(await api.call("POST", "/api/v1/findings", ingest, json={**envelope, "findings": [item]}), 400,
+                    "invalid_payload")
+        assert "must be a string" in str(doc["error"])
+    assert api.count("events") == 0
+    ok = await api.call("POST", "/api/v1/findings", ingest, json={"scanner_name": "s", "project_id": "p",
+                                                                  "findings": [item]})
+    assert ok.status_code == 202, ok.text
+
+
 @pytest.mark.parametrize("value", ["²", "٣", "1e3", "-5", "9" * 40])
 def test_vendor_rate_limit_headers_in_other_digits_are_ignored_not_errors(value: str) -> None:
     """What a vendor sends back goes through the same parser: a header that is not ASCII seconds is unreadable

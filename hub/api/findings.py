@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 MAX_ITEMS = 10_000
+ENVELOPE_TEXT = ("scanner_name", "project_id")  # the bulk payload's fields besides `findings`
 MAX_PAGE = 1_000_000
 
 
@@ -38,6 +39,10 @@ async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int,
         items, envelope = doc["findings"], {k: v for k, v in doc.items() if k != "findings"}
         if not isinstance(items, list):
             raise ApiError(400, "invalid_payload", "findings must be a list")
+        wrong = [k for k in ENVELOPE_TEXT if k in envelope and not isinstance(envelope[k], str)]
+        if wrong:  # as the OpenAPI document says: the envelope's fields are text (schemathesis holds us to it)
+            raise ApiError(400, "invalid_payload", f"{', '.join(wrong)} must be a string",
+                           errors=[{"code": "invalid_payload", "message": f"{k} must be a string"} for k in wrong])
     elif isinstance(doc, dict):
         items, envelope = [doc], {}
     else:
