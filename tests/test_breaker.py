@@ -38,6 +38,7 @@ def config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 async def test_a_target_failing_each_message_twice_gets_everything_once_within_40s(tmp_path):
     # The expectation: schedule [1 x 6], no circuit_breaker block (its defaults), 13 deliveries.
     target = fails_twice()

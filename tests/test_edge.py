@@ -22,6 +22,8 @@ from tests.support import HMAC_SECRET, HubProcess, base_config, write_config
 
 SIGNER = signatures.build("hmac-sha256", [HMAC_SECRET], header="X-SE-Signature")
 
+pytestmark = pytest.mark.slow  # each test drives real sockets or many generated requests
+
 
 def _hub(tmp_path: Path, **server: object) -> HubProcess:
     data = base_config(tmp_path)

@@ -39,6 +39,8 @@ CONFIG = {"operations": [{"include-operation-id": "findings.ingest", "checks": {
     "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}}]}
 SENT: dict[str, int] = {"requests": 0, "5xx": 0}
 
+pytestmark = pytest.mark.slow  # each test drives real sockets or many generated requests
+
 
 class Served:
     """A hub under uvicorn (lifespan on, so the hub starts and closes with the server) in a thread."""

@@ -172,6 +172,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Driver]:
 
 @settings(max_examples=EXAMPLES * len(SOURCES), deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
+@pytest.mark.slow
 @given(req=requests())
 def test_hooks_never_answer_5xx_and_store_nothing_they_reject(driver: Driver, req: dict[str, Any]):
     before = driver.events()

@@ -37,6 +37,7 @@ def _mount(*args: str) -> None:
         pytest.skip(f"cannot mount here (not root, or no CAP_SYS_ADMIN): {done.stderr.strip()}")
 
 
+@pytest.mark.slow
 def test_a_store_on_a_read_only_filesystem_is_one_line_at_start(tmp_path):
     """The hard case: the database opens (a crash left its -wal and -shm, so SQLite opens it read-only and the
     migrations are already applied), and only the first write fails, which used to be a lifespan traceback."""
