@@ -21,8 +21,13 @@ class Checked:
     problems: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"ok: {self.sources} sources, {self.routes} routes, {self.targets} targets, {self.mappings} mappings "
-                f"({self.templates} templates), {self.examples} golden examples rendered")
+        return (f"ok: {_n(self.sources, 'source')}, {_n(self.routes, 'route')}, {_n(self.targets, 'target')}, "
+                f"{_n(self.mappings, 'mapping')} ({_n(self.templates, 'template')}), "
+                f"{_n(self.examples, 'golden example')} rendered")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def check(config: HubConfig) -> Checked:

@@ -141,7 +141,7 @@ def test_check_config_exit_codes(tmp_path):
     runner = CliRunner()
     good = runner.invoke(main, ["check-config", str(ROOT / "config.example.yaml")])
     assert good.exit_code == 0, good.output
-    assert "config.example.yaml: ok: 3 sources, 1 routes, 1 targets, 1 mappings (1 templates), 2 golden examples " \
+    assert "config.example.yaml: ok: 3 sources, 1 route, 1 target, 1 mapping (1 template), 2 golden examples " \
         "rendered" in good.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  prot: 8080\n")

@@ -164,7 +164,7 @@ def test_check_config_reports_a_render_error_of_a_golden_example_with_its_templa
 def test_output_that_differs_from_the_golden_file_is_for_test_mappings_not_check_config(tmp_path):
     broken_webhook_mapping(tmp_path, BRANCH.replace('"changes"', '"extra": 1, "changes"'))
     code, out = check_config(tmp_path, config(tmp_path, mapping="mymap"))
-    assert code == 0 and out == ["hub.yaml: ok: 1 sources, 1 routes, 1 targets, 1 mappings (1 templates), "
+    assert code == 0 and out == ["hub.yaml: ok: 1 source, 1 route, 1 target, 1 mapping (1 template), "
                                  "3 golden examples rendered"]
     result = CliRunner().invoke(main, ["test-mappings", "--config", str(tmp_path / "hub.yaml"), "--type", "webhook"])
     assert result.exit_code == 1 and "differs from created.body.json" in result.output
@@ -176,5 +176,5 @@ def test_check_config_says_what_it_checked(tmp_path):
     data["targets"]["archive"] = {"type": "file", "path": "out.ndjson"}
     data["routes"].append({"name": "all", "on": ["finding.created"], "to": ["archive", "hook2"]})
     code, out = check_config(tmp_path, data)
-    assert code == 0 and out == ["hub.yaml: ok: 1 sources, 2 routes, 3 targets, 2 mappings (2 templates), "
+    assert code == 0 and out == ["hub.yaml: ok: 1 source, 2 routes, 3 targets, 2 mappings (2 templates), "
                                  "8 golden examples rendered"]  # webhook's 3 examples for each of its 2 targets
