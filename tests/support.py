@@ -141,6 +141,19 @@ class LoopbackServer:
         self.thread.join(timeout=10)
 
 
+@contextlib.asynccontextmanager
+async def served_in_process(config: Path, **hub_options: Any) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
+    """A Hub on ``config`` (``hub_options`` go to its constructor: clock, scheduler, transports), started, with a
+    client on its ASGI app; closed whatever happens."""
+    hub = Hub(load_config(config), **hub_options)
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)), base_url="http://t") as c:
+            yield hub, c
+    finally:
+        await hub.aclose()
+
+
 class HubHarness:
     """A Hub started in-process (``HubHarness.running``) with a client on its ASGI app: signed webhooks in,
     store rows out, and a polling ``until`` that says where the deliveries stand when it gives up.

@@ -14,10 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.app import create_app
-from hub.config import load_config
-from hub.runtime import Hub
-from tests.support import base_config, write_config
+from tests.support import base_config, served_in_process, write_config
 
 
 class FullDisk:
@@ -43,13 +40,8 @@ async def _client(tmp_path: Path, db: Path | None = None) -> Any:
     data = base_config(tmp_path)
     if db is not None:
         data["storage"]["path"] = str(db)
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), scheduler=False)
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)), base_url="http://t") as c:
-            yield hub, c
-    finally:
-        await hub.aclose()
+    async with served_in_process(write_config(tmp_path / "hub.yaml", data), scheduler=False) as served:
+        yield served
 
 
 async def _post(client: httpx.AsyncClient, n: int) -> int:

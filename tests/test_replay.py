@@ -14,10 +14,9 @@ import httpx
 import orjson
 
 from hub import retention, signatures
-from hub.app import create_app
 from hub.config import load_config
 from hub.runtime import Hub
-from tests.support import HMAC_SECRET, base_config, write_config
+from tests.support import HMAC_SECRET, base_config, served_in_process, write_config
 
 T0 = 1_800_000_000.0
 SLACK = "slack-signing-secret"
@@ -45,13 +44,9 @@ def _config(tmp_path: Path) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
-    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", _config(tmp_path))), clock=clock, scheduler=False)
-    await hub.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)), base_url="http://t") as c:
-            yield hub, c
-    finally:
-        await hub.aclose()
+    async with served_in_process(write_config(tmp_path / "hub.yaml", _config(tmp_path)), clock=clock,
+                                 scheduler=False) as served:
+        yield served
 
 
 def signed(scheme: str, body: bytes, now: float, **options: Any) -> dict[str, str]:
