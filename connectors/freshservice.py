@@ -117,7 +117,7 @@ class FreshserviceConfig(TargetConfig):
                                                       "null: never search.")
     rate_limit_reserve: int = Field(20, ge=0, description="Sync pauses when X-RateLimit-Remaining is below this.")
     sync: SyncConfig = Field(default_factory=lambda: SyncConfig(interval_secs=600),
-                             description="Status read-back: one GET per open linked ticket per run.")
+                             description="Status read-back: tickets changed since the last run, 100 per request.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
