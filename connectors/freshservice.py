@@ -7,6 +7,9 @@ Facts and their sources: docs/connectors/freshservice.md.
 
 Freshservice has no idempotency key, so the create request carries a correlation tag
 (``fh-`` + the finding id); a retried create first looks for that tag with ``/tickets/filter``.
+
+Status sync lists the tickets updated since the last complete run (``GET /tickets?updated_since=``, 100 a
+page) instead of one view per ticket: a run costs pages of account activity, not one call per open finding.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -37,7 +42,7 @@ from hub.connector import (
     short_body,
 )
 from hub.errors import HubError, TemplateError
-from hub.ids import parse_uint
+from hub.ids import iso, parse_iso, parse_uint
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
 from hub.urlpath import segment
@@ -47,6 +52,36 @@ SOURCES = frozenset({*range(1, 16), 18})
 OPEN = 2
 NEW_TICKET = "{new ticket id}"  # `hub render` preview of steps that follow a create
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+PER_PAGE = 100  # the ticket list's largest page
+LIST_PAGES = 10  # past 1,000 changed tickets a run reads its linked tickets alone: bounded, and likely cheaper
+OVERLAP_SECS = 300  # each listing starts this much before the last run began: clock skew and in-flight edits
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_GONE_TICKET = object()  # read_one: the ticket is deleted or merged away
+
+
+@dataclass
+class _SyncRun:
+    """One status sync run: the tickets changed since ``since`` (listed once, then matched to each batch)."""
+
+    started: float  # hub clock when the run began: the next run's bookmark
+    known: frozenset[str]  # tickets the last complete run covered: unchanged ones need no read
+    since: float | None = None  # epoch seconds the listing starts at (None on a first run, until the refs come)
+    tried: bool = False  # the listing is made once per run, by the first batch
+    changed: dict[str, Any] | None = None  # ticket id -> status; None: not listed (paused, too long, no bound)
+    complete: bool = True  # False after a pause: the bookmark stays where it was
+    covered: set[str] = field(default_factory=set)  # tickets this run vouches for: the next run's ``known``
+
+    def made(self, finding_id: str) -> float | None:
+        """When the finding was made, read from its id; None for ids not made by the hub (or dated after now)."""
+        made = _made_at(finding_id)
+        return made if made is not None and made <= self.started + 86400 else None
+
+    def listed(self, ref: Ref) -> bool:
+        """Whether the listing shows this ticket if it changed: the last complete run covered it, or its finding
+        (so its ticket) is younger than the listing's window."""
+        made = self.made(ref.finding_id)
+        return str(ref.remote_id) in self.known or (made is not None and self.since is not None
+                                                    and made >= self.since)
 
 
 class FreshserviceError(HubError):
@@ -82,7 +117,7 @@ class FreshserviceConfig(TargetConfig):
                                                       "null: never search.")
     rate_limit_reserve: int = Field(20, ge=0, description="Sync pauses when X-RateLimit-Remaining is below this.")
     sync: SyncConfig = Field(default_factory=lambda: SyncConfig(interval_secs=600),
-                             description="Status read-back: one GET per open linked ticket per run.")
+                             description="Status read-back: tickets changed since the last run, 100 per request.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
@@ -111,12 +146,13 @@ class FreshserviceConnector(HttpConnector):
     work_items = True
     kinds = frozenset(FINDING_EVENTS)
     default_rate_limit = 0.5  # deliveries/s: Starter allows 100 calls/min per account, 50 creates (targets.md)
-    status_batch = 10  # one GET per ticket: keep a batch well inside the per-minute view budget
+    status_batch = 100  # refs are matched to one listing per run; a ticket read alone still checks the reserve
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.remaining: int | None = None  # X-RateLimit-Remaining of the last answer
         self.sync_paused_until = 0.0
+        self.run: _SyncRun | None = None  # between begin_sync and end_sync
 
     @property
     def cfg(self) -> FreshserviceConfig:
@@ -256,28 +292,121 @@ class FreshserviceConnector(HttpConnector):
                            "integration on the account)", retry_after=retry_after_secs(response), status=code)
         return classify_status(response)
 
+    def begin_sync(self, saved: dict[str, Any] | None, now: float) -> None:
+        """A sync run starts: ``saved`` is what the last complete run's ``end_sync`` returned."""
+        saved = saved or {}
+        run = _SyncRun(now, frozenset(str(i) for i in saved.get("ids") or []))
+        try:
+            run.since = parse_iso(saved["since"]) - OVERLAP_SECS if saved.get("since") else None
+        except (TypeError, ValueError):
+            run.known = frozenset()  # unreadable bookmark: start over as on a first run
+        self.run = run
+
+    def end_sync(self) -> dict[str, Any] | None:
+        """The bookmark to keep when every linked ticket of the run was covered; None keeps the old one."""
+        run, self.run = self.run, None
+        if run is None or not run.complete or time.monotonic() < self.sync_paused_until:
+            return None
+        return {"since": iso(run.started), "ids": sorted(run.covered, key=lambda i: (len(i), i))}
+
     async def read_status(self, client: httpx.AsyncClient, refs: Sequence[Ref]) -> list[RemoteStatus]:
-        """GET each ticket; closed when its status code is in ``closed_statuses`` (4, 5), not by name."""
+        """The status of each ticket changed since the last run (closed by code in ``closed_statuses``).
+
+        Within a sync run (``begin_sync``) one listing of changed tickets answers every batch; a ticket the
+        listing cannot vouch for (new to the sync and older than the window) is read alone, and so is every
+        ticket outside a run. Deleted tickets are left out."""
+        run = self.run
+        refs = [r for r in refs if r.remote_id]
+        if run is not None and not run.tried:
+            run.tried = True
+            if run.since is None:  # first run: since the oldest finding, whose ticket cannot be older
+                made = [m for r in refs if (m := run.made(r.finding_id)) is not None]
+                run.since = min(made) - OVERLAP_SECS if made else None
+            if run.since is not None:
+                run.changed = await self.list_changed(client, run.since)
         out: list[RemoteStatus] = []
         for ref in refs:
-            if not ref.remote_id or time.monotonic() < self.sync_paused_until:
-                continue
-            if self.remaining is not None and self.remaining < self.cfg.rate_limit_reserve:
-                self.sync_paused_until, self.remaining = time.monotonic() + 60, None  # leave the rest of the minute
-                break
-            response = await self.send(client, self.request("GET", f"/tickets/{segment(ref.remote_id)}", "read"))
-            if response.status_code == 404:
-                continue  # deleted (or merged away): nothing to read
-            verdict = self.classify(response)
-            if verdict.status == 429:
-                self.sync_paused_until = time.monotonic() + (verdict.retry_after or 60)
-                break
-            if verdict.outcome is not Outcome.OK:
-                raise FreshserviceError(f"reading ticket {ref.remote_id}: {verdict.reason}")
-            status = (json_object(response).get("ticket") or {}).get("status")
-            out.append(RemoteStatus(ref.remote_id, _status_name(status) or "?", status in self.cfg.closed_statuses,
-                                    self.ticket_url(ref.remote_id)))
+            rid = str(ref.remote_id)
+            if run is not None and run.changed is not None and run.listed(ref):
+                run.covered.add(rid)
+                if rid not in run.changed:
+                    continue  # unchanged since the last run, which stored its status
+                status = run.changed[rid]
+            else:
+                if time.monotonic() < self.sync_paused_until or not self.budget_left():
+                    if run is not None:
+                        run.complete = False
+                    break
+                found, status = await self.read_one(client, rid)
+                if run is not None and (found or status is _GONE_TICKET):
+                    run.covered.add(rid)
+                if not found:
+                    continue
+            out.append(RemoteStatus(rid, _status_name(status) or "?", status in self.cfg.closed_statuses,
+                                    self.ticket_url(rid)))
         return out
+
+    def budget_left(self) -> bool:
+        """False (and the sync paused for the rest of the minute) when the account's budget is down to the reserve."""
+        if self.remaining is not None and self.remaining < self.cfg.rate_limit_reserve:
+            self.sync_paused_until, self.remaining = time.monotonic() + 60, None
+            return False
+        return True
+
+    async def list_changed(self, client: httpx.AsyncClient, since: float) -> dict[str, Any] | None:
+        """Status of every ticket updated since ``since``, by id; None when paused or longer than ``LIST_PAGES``."""
+        stamp = datetime.fromtimestamp(int(since), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        changed: dict[str, Any] = {}
+        for page in range(1, LIST_PAGES + 1):
+            if time.monotonic() < self.sync_paused_until or not self.budget_left():
+                if self.run is not None:
+                    self.run.complete = False
+                return None
+            params = {"updated_since": stamp, "per_page": PER_PAGE, "page": page,
+                      **({"workspace_id": self.cfg.workspace_id} if self.cfg.workspace_id else {})}
+            response = await self.send(client, self.request("GET", "/tickets", "list", params=params))
+            if (tickets := self.checked(response, "listing tickets updated since " + stamp)) is None:
+                return None
+            rows = [t for t in tickets.get("tickets") or [] if isinstance(t, dict) and "id" in t]
+            changed.update((str(t["id"]), t.get("status")) for t in rows)
+            if len(rows) < PER_PAGE:
+                return changed
+        return None  # too many changes to list: read the linked tickets one by one this run
+
+    async def read_one(self, client: httpx.AsyncClient, ticket: str) -> tuple[bool, Any]:
+        """GET one ticket: (True, status); (False, _GONE_TICKET) when deleted or merged away (nothing to read,
+        ever); (False, None) when the sync paused on a 429."""
+        response = await self.send(client, self.request("GET", f"/tickets/{segment(ticket)}", "read"))
+        if response.status_code == 404:
+            return False, _GONE_TICKET
+        if (doc := self.checked(response, f"reading ticket {ticket}")) is None:
+            return False, None
+        found = doc.get("ticket")
+        return True, found.get("status") if isinstance(found, dict) else None
+
+    def checked(self, response: httpx.Response, what: str) -> dict[str, Any] | None:
+        """The answer's JSON; None after a 429 (the sync pauses for Retry-After); raises on any other failure."""
+        verdict = self.classify(response)
+        if verdict.status == 429:
+            self.sync_paused_until = time.monotonic() + (verdict.retry_after or 60)
+            if self.run is not None:
+                self.run.complete = False
+            return None
+        if verdict.outcome is not Outcome.OK:
+            raise FreshserviceError(f"{what}: {verdict.reason}")
+        return json_object(response)
+
+
+def _made_at(finding_id: str) -> float | None:
+    """When a hub id was made (hub/ids.py: 48-bit milliseconds in its first 10 base32 characters); None if the
+    id is not laid out as the hub's."""
+    body = finding_id.partition("_")[2].upper()
+    if len(body) != 26 or any(c not in _CROCKFORD for c in body):
+        return None
+    value = 0
+    for c in body[:10]:
+        value = value * 32 + _CROCKFORD.index(c)
+    return (value >> 2) / 1000
 
 
 _GONE = "; the ticket was deleted or merged, or the agent of target {t} cannot see it"

@@ -15,15 +15,18 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from connectors import freshservice as fs_module
 from connectors.freshservice import FreshserviceConfig, FreshserviceConnector, FreshserviceError
 from hub.cli import main
 from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
+from hub.ids import new_id
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
+from hub.store import sync_state
 from hub.sync import sync_target
 from tests.fakes.freshservice import fake_freshservice
 from tests.support import HubHarness, base_config, scanner_source, write_config
@@ -243,6 +246,127 @@ async def test_read_status_by_code_batched_and_within_budget():
             await wrong.read_status(c, refs)
 
 
+# --- status sync by listing changed tickets ------------------------------------------------------------------
+
+
+async def linked_tickets(fs: FreshserviceConnector, c: httpx.AsyncClient, n: int, made: float) -> list[Ref]:
+    """``n`` tickets made by the hub, linked to findings whose ids say they were made at ``made``."""
+    refs = []
+    for _ in range(n):
+        fid = new_id("fnd", made)
+        verdict = await fs.deliver(c, item(ref=creating(), id=fid))
+        refs.append(Ref(fid, "fs", verdict.remote_id, None, "Open", "linked"))
+    return refs
+
+
+async def sync_run(fs: FreshserviceConnector, c: httpx.AsyncClient, refs: list[Ref], saved: dict[str, Any] | None,
+                   now: float) -> tuple[dict[str, bool], dict[str, Any] | None]:
+    """One run as hub/sync.py makes it: begin, batches of ``status_batch`` refs, end (the bookmark)."""
+    fs.begin_sync(saved, now)
+    got: dict[str, bool] = {}
+    for i in range(0, len(refs), fs.status_batch):
+        got.update((s.remote_id, s.closed) for s in await fs.read_status(c, refs[i:i + fs.status_batch]))
+    return got, fs.end_sync()
+
+
+def lists(app: Any) -> int:
+    return app.state.calls.count(("GET", "/api/v2/tickets"))
+
+
+def views(app: Any) -> int:
+    return sum(1 for m, p in app.state.calls if m == "GET" and re.fullmatch(r"/api/v2/tickets/\d+", p))
+
+
+async def test_sync_lists_changed_tickets_in_pages_and_reads_one_only_when_the_listing_cannot_vouch():
+    app, fs = fake_freshservice(KEY), connector()
+    t0 = time.time()
+    clock = [t0]
+    app.state.clock = lambda: clock[0]
+    async with client(fs, app) as c:
+        refs = await linked_tickets(fs, c, 50, t0 - 5)
+        await linked_tickets(fs, c, 180, t0)  # other tickets of the account, changed in the window too
+        clock[0] = t0 + 600
+        for tid in (3, 17, 40):
+            app.state.agent_edit(tid, status=5)
+        calls = len(app.state.calls)
+        got, saved = await sync_run(fs, c, refs, None, clock[0])  # first run: since the oldest finding
+        assert len(app.state.calls) - calls == lists(app) == 3  # 100 + 100 + 30 listed, not one view
+        assert {t for t, closed in got.items() if closed} == {"3", "17", "40"} and len(got) == 50
+        assert saved is not None and saved["ids"] == [str(i) for i in range(1, 51)]
+
+        refs = [r for r in refs if r.remote_id not in ("3", "17", "40", "9")]  # resolved: no longer synced
+        clock[0] = t0 + 1200
+        app.state.agent_edit(9, status=4)
+        del app.state.tickets[12]  # deleted in the portal: not listed, not an error
+        calls = len(app.state.calls)
+        got, saved = await sync_run(fs, c, [*refs, Ref(new_id("fnd", t0 - 5), "fs", "9", state="linked")], saved,
+                                    clock[0])
+        assert (len(app.state.calls) - calls, got) == (1, {"9": True})  # one short page since run 1 began
+
+        # linked only now (a create adopted late) to old findings: one ticket a person closed long ago, one
+        # deleted. The listing cannot vouch for them, so each is read alone once, then covered by the listing
+        assert saved is not None
+        app.state.tickets[1]["status"] = 4
+        late = [Ref(new_id("fnd", t0 - 86400), "fs", tid, state="linked") for tid in ("1", "12")]
+        refs = [*late, *(r for r in refs if r.remote_id not in ("1", "12"))]
+        saved = {**saved, "ids": [i for i in saved["ids"] if i not in ("1", "12")]}
+        clock[0] = t0 + 1800
+        calls = len(app.state.calls)
+        got, saved = await sync_run(fs, c, refs, saved, clock[0])
+        assert (len(app.state.calls) - calls, views(app), got) == (3, 2, {"1": True})
+        assert saved is not None and {"1", "12"} <= set(saved["ids"])
+        calls = len(app.state.calls)
+        got, saved = await sync_run(fs, c, refs, saved, clock[0] + 600)
+        assert (len(app.state.calls) - calls, views(app), got) == (1, 2, {})
+
+
+async def test_sync_pauses_on_a_429_mid_listing_and_the_next_run_finishes():
+    app, fs = fake_freshservice(KEY), connector(rate_limit_reserve=0)
+    async with client(fs, app) as c:
+        refs = await linked_tickets(fs, c, 150, time.time() - 5)
+        app.state.agent_edit(120, status=4)
+        app.state.remaining = 1  # page 1 uses the last call of the minute; page 2 is answered 429
+        assert await sync_run(fs, c, refs, None, time.time()) == ({}, None)  # no bookmark: the run starts over
+        assert lists(app) == 2 and views(app) == 0 and fs.sync_paused_until > time.monotonic()
+        app.state.remaining, fs.sync_paused_until = 500, 0  # the Retry-After second has passed
+        got, saved = await sync_run(fs, c, refs, None, time.time())
+        assert lists(app) == 4 and views(app) == 0 and got["120"] and sum(got.values()) == 1 and saved is not None
+
+
+async def test_sync_keeps_the_reserve_and_reads_tickets_alone_when_too_many_changed(monkeypatch):
+    monkeypatch.setattr(fs_module, "LIST_PAGES", 1)  # 1 page instead of 10, so that 120 changes are too many
+    app, fs = fake_freshservice(KEY), connector()
+    async with client(fs, app) as c:
+        refs = await linked_tickets(fs, c, 120, time.time() - 5)
+        app.state.agent_edit(2, status=5)
+        got, saved = await sync_run(fs, c, refs[:3], None, time.time())
+        assert (lists(app), views(app), got) == (1, 3, {"1": False, "2": True, "3": False}) and saved is not None
+        app.state.remaining = fs.cfg.rate_limit_reserve  # the account's minute is nearly used up
+        got, saved = await sync_run(fs, c, refs[:3], None, time.time())
+        assert (lists(app), views(app), got, saved) == (2, 3, {}, None) and fs.sync_paused_until > time.monotonic()
+
+
+async def test_fake_lists_and_filters_tickets_as_documented():
+    app, fs = fake_freshservice(KEY), connector()
+    async with client(fs, app) as c:
+        await linked_tickets(fs, c, 35, time.time())
+        auth = fs.request("GET", "/tickets", "list").headers
+
+        async def get(path: str, **params: Any) -> httpx.Response:
+            return await c.get(f"{URL}/api/v2{path}", params=params, headers=auth)
+
+        for bad in ({"updated_since": "2026-11-22"}, {"updated_since": "2026-11-22T10:00:00+01:00"},
+                    {"per_page": 101}, {"page": 0}, {"since": "2026-11-22T10:00:00Z"}):
+            assert (await get("/tickets", **bad)).status_code == 400, bad
+        page = (await get("/tickets", updated_since="2020-01-01T00:00:00Z", per_page=20, page=2)).json()["tickets"]
+        assert [t["id"] for t in page] == list(range(15, 0, -1)) and "tags" not in page[0]  # newest created first
+        assert (await get("/tickets", updated_since="2099-01-01T00:00:00Z")).json()["tickets"] == []
+        query = '"status:2"'
+        assert [len((await get("/tickets/filter", query=query, page=p)).json()["tickets"]) for p in (1, 2)] == [30, 5]
+        assert (await get("/tickets/filter", query=query, page=11)).status_code == 400
+        assert (await c.get(f"{URL}/api/v2/tickets")).status_code == 401
+
+
 # --- end to end through a real hub ------------------------------------------------------------------------
 
 
@@ -330,6 +454,27 @@ async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(
         kinds = h.rows("SELECT target, kind FROM deliveries ORDER BY seq")
         assert ("fs", "finding.resolved") not in kinds and ("archive", "finding.resolved") in kinds
         assert app.state.tickets[1]["status"] == 5 and app.state.notes[1] == []  # nothing echoed back
+
+
+async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp_path):
+    app = fake_freshservice(KEY)
+    async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
+        await h.send([scan(id=f"F-{i}", host=f"web-{i}") for i in range(50)])
+        assert len(h.rows("SELECT 1 FROM external_refs WHERE target = 'fs' AND state = 'linked'")) == 50
+        for tid in (5, 6, 7):
+            app.state.agent_edit(tid, status=4)  # people resolve three tickets
+        calls = len(app.state.calls)
+        report = await sync_target(h.hub, "fs")
+        assert (report.checked, report.resolved, len(app.state.calls) - calls) == (50, 3, 1)
+        resolved = h.rows("SELECT r.remote_id FROM findings f JOIN external_refs r ON r.finding_id = f.id "
+                          "WHERE r.target = 'fs' AND f.status = 'resolved' ORDER BY 0 + r.remote_id")
+        assert resolved == [("5",), ("6",), ("7",)]
+        bookmark = sync_state.get(h.hub.store.conn, "sync:fs")
+        assert bookmark is not None and len(bookmark["ids"]) == 50
+        calls = len(app.state.calls)
+        report = await sync_target(h.hub, "fs")  # nothing changed: one page, nothing resolved
+        assert (report.checked, report.resolved, len(app.state.calls) - calls) == (47, 0, 1)
+        assert app.state.calls[-1] == ("GET", "/api/v2/tickets")
 
 
 async def test_e2e_wrong_api_key_goes_dead_with_a_clear_reason(tmp_path):

@@ -5,15 +5,21 @@ Basic auth with exactly ``<api_key>:X``; JSON bodies only; known fields only; a 
 values (from the "Ticket Properties" table of https://api.freshservice.com/);
 an HTML description; account-mandatory custom fields and "required on closure" custom fields (400
 ``Validation failed`` with ``errors[]``); a per-minute budget with ``X-RateLimit-*`` headers and 429 +
-``Retry-After``. Knobs on ``app.state``: ``throttle`` (next N requests get 429), ``lose_creates`` (the
-next N creates are stored but answered 502: a lost answer), ``closure_required``, ``required_fields``,
-``tag_filter`` (False: filtering by tag answers 400), ``remaining``/``total``.
+``Retry-After``. The ticket list (``GET /tickets``) takes only its documented parameters: ``updated_since``
+as ``YYYY-MM-DDTHH:MM:SSZ``, ``per_page`` 1-100, ``page`` from 1, newest created first; the filter answers
+30 tickets a page for at most 10 pages. Knobs on ``app.state``: ``throttle`` (next N requests get 429),
+``lose_creates`` (the next N creates are stored but answered 502: a lost answer), ``closure_required``,
+``required_fields``, ``tag_filter`` (False: filtering by tag answers 400), ``remaining``/``total``, ``clock``
+(epoch seconds, stamps ``created_at``/``updated_at``). ``app.state.agent_edit(id, **fields)`` is a person
+changing a ticket in the portal (its ``updated_at`` moves); ``calls`` lists every request as (method, path).
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,7 +36,9 @@ CREATE_FIELDS = {"subject", "description", "status", "priority", "source", "type
                  "category", "sub_category", "item_category", "cc_emails", "due_by", "fr_due_by", "workspace_id"}
 UPDATE_FIELDS = CREATE_FIELDS - {"email", "phone", "name"}
 FILTER_FIELDS = {"status", "priority", "tag", "requester_id", "group_id", "agent_id", "urgency", "impact"}
-NOW = "2026-11-22T10:00:00Z"
+LIST_PARAMS = {"updated_since", "per_page", "page", "order_type", "workspace_id", "filter", "requester_id", "email",
+               "include", "type"}
+FILTER_PAGE, FILTER_PAGES = 30, 10  # the filter's fixed page size, and how many pages it serves
 
 
 def _error(field: str, message: str, code: str = "invalid_value") -> dict[str, str]:
@@ -45,6 +53,14 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
     tickets: dict[int, dict[str, Any]] = {}
     notes: dict[int, list[dict[str, Any]]] = {}
     calls: list[tuple[str, str]] = []
+
+    def now() -> str:
+        return datetime.fromtimestamp(int(app.state.clock()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def agent_edit(ticket_id: int, **fields: Any) -> None:
+        """A person changes the ticket in the portal: no API call, but ``updated_at`` moves."""
+        tickets[ticket_id].update(fields, updated_at=now())
+
     expected = "Basic " + base64.b64encode(f"{api_key}:X".encode()).decode()
 
     def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -122,7 +138,7 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
         requester = body.get("requester_id") or requester_ids[0]
         tickets[ticket_id] = {"id": ticket_id, "type": "Incident", "source": 2, "urgency": 1, "impact": 1, "tags": [],
                               "custom_fields": {}, "group_id": None, "workspace_id": 2, **body,
-                              "requester_id": requester, "created_at": NOW, "updated_at": NOW}
+                              "requester_id": requester, "created_at": now(), "updated_at": now()}
         tickets[ticket_id].pop("email", None)
         notes[ticket_id] = []
         if app.state.lose_creates > 0:
@@ -150,7 +166,7 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
         merged_cf = {**ticket["custom_fields"], **(body.get("custom_fields") or {})}
         if body.get("status") in (4, 5) and (errors := missing_custom(app.state.closure_required, merged_cf)):
             return _invalid(errors)  # "required when closing the ticket" fields
-        ticket.update({**body, "custom_fields": merged_cf, "updated_at": NOW})
+        ticket.update({**body, "custom_fields": merged_cf, "updated_at": now()})
         return answer({"ticket": ticket})
 
     async def add_note(request: Request) -> JSONResponse:
@@ -196,12 +212,42 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
             have = t["custom_fields"].get(field) if field.startswith("cf_") else t.get(field)
             return str(have) == value if value != "null" else have is None
 
+        page = request.query_params.get("page", "1")
+        if not page.isdigit() or not 1 <= int(page) <= FILTER_PAGES:
+            return _invalid([_error("page", f"It should be a Positive Integer less than or equal to {FILTER_PAGES}")])
         found = [{k: v for k, v in t.items() if k != "tags"} for t in tickets.values()
                  if any(all(matches(t, f, v) for f, v in terms) for terms in alternatives)]
-        return answer({"tickets": found[:30], "total": len(found)})
+        first = (int(page) - 1) * FILTER_PAGE
+        return answer({"tickets": found[first:first + FILTER_PAGE], "total": len(found)})
+
+    async def list_tickets(request: Request) -> JSONResponse:
+        """``GET /tickets``: every ticket, newest created first (``order_type=asc``: oldest), paged."""
+        if (denied := await gate(request)) is not None:
+            return denied
+        params = request.query_params
+        errors = [_error(k, "Unexpected/invalid field in request", "invalid_field") for k in params
+                  if k not in LIST_PARAMS]
+        since = params.get("updated_since")
+        if since is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", since):
+            errors.append(_error("updated_since", "It should be in the 'YYYY-MM-DDTHH:MM:SSZ' format"))
+        per_page, page = params.get("per_page", "30"), params.get("page", "1")
+        if not per_page.isdigit() or not 1 <= int(per_page) <= 100:
+            errors.append(_error("per_page", "It should be a Positive Integer less than or equal to 100"))
+        if not page.isdigit() or int(page) < 1:
+            errors.append(_error("page", "It should be a Positive Integer"))
+        if params.get("order_type", "desc") not in ("asc", "desc"):
+            errors.append(_error("order_type", "It should be one of these values: 'asc,desc'"))
+        if errors:
+            return _invalid(errors)
+        found = sorted((t for t in tickets.values() if since is None or t["updated_at"] >= since),
+                       key=lambda t: (t["created_at"], t["id"]), reverse=params.get("order_type", "desc") == "desc")
+        size = int(per_page)
+        first = (int(page) - 1) * size
+        return answer({"tickets": [{k: v for k, v in t.items() if k != "tags"} for t in found[first:first + size]]})
 
     app = Starlette(routes=[
         Route("/api/v2/tickets", create, methods=["POST"]),
+        Route("/api/v2/tickets", list_tickets, methods=["GET"]),
         Route("/api/v2/tickets/filter", filter_tickets, methods=["GET"]),
         Route("/api/v2/tickets/{id:int}", view, methods=["GET"]),
         Route("/api/v2/tickets/{id:int}", update, methods=["PUT"]),
@@ -212,4 +258,5 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
     app.state.throttle = app.state.lose_creates = 0
     app.state.closure_required, app.state.required_fields = set(), set()
     app.state.tag_filter = True
+    app.state.clock, app.state.agent_edit = time.time, agent_edit
     return app
