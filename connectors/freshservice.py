@@ -42,7 +42,7 @@ from hub.connector import (
     short_body,
 )
 from hub.errors import HubError, TemplateError
-from hub.ids import iso, parse_iso, parse_uint
+from hub.ids import id_time, iso, parse_iso, parse_uint
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel
 from hub.urlpath import segment
@@ -55,7 +55,6 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 PER_PAGE = 100  # the ticket list's largest page
 LIST_PAGES = 10  # past 1,000 changed tickets a run reads its linked tickets alone: bounded, and likely cheaper
 OVERLAP_SECS = 300  # each listing starts this much before the last run began: clock skew and in-flight edits
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _GONE_TICKET = object()  # read_one: the ticket is deleted or merged away
 
 
@@ -73,7 +72,7 @@ class _SyncRun:
 
     def made(self, finding_id: str) -> float | None:
         """When the finding was made, read from its id; None for ids not made by the hub (or dated after now)."""
-        made = _made_at(finding_id)
+        made = id_time(finding_id)
         return made if made is not None and made <= self.started + 86400 else None
 
     def listed(self, ref: Ref) -> bool:
@@ -395,18 +394,6 @@ class FreshserviceConnector(HttpConnector):
         if verdict.outcome is not Outcome.OK:
             raise FreshserviceError(f"{what}: {verdict.reason}")
         return json_object(response)
-
-
-def _made_at(finding_id: str) -> float | None:
-    """When a hub id was made (hub/ids.py: 48-bit milliseconds in its first 10 base32 characters); None if the
-    id is not laid out as the hub's."""
-    body = finding_id.partition("_")[2].upper()
-    if len(body) != 26 or any(c not in _CROCKFORD for c in body):
-        return None
-    value = 0
-    for c in body[:10]:
-        value = value * 32 + _CROCKFORD.index(c)
-    return (value >> 2) / 1000
 
 
 _GONE = "; the ticket was deleted or merged, or the agent of target {t} cannot see it"

@@ -20,6 +20,21 @@ def new_id(prefix: str, now: float | None = None) -> str:
     return prefix + "_" + base64.b32encode(raw).translate(_TO_CROCKFORD)[:26].decode()
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def id_time(ident: str) -> float | None:
+    """When an id of ``new_id`` was made, in epoch seconds (its first 10 characters hold 50 bits: the 48-bit
+    milliseconds and 2 random bits); None when ``ident`` is not laid out that way."""
+    body = ident.partition("_")[2].upper()
+    if len(body) != 26 or any(c not in _CROCKFORD for c in body):
+        return None
+    value = 0
+    for c in body[:10]:
+        value = value * 32 + _CROCKFORD.index(c)
+    return (value >> 2) / 1000
+
+
 _second_cache: tuple[int, str] = (-1, "")
 
 
