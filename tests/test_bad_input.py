@@ -159,5 +159,6 @@ def test_id_time_reads_back_when_an_id_was_made() -> None:
     from hub.ids import id_time, new_id
 
     for when in (0.0, 1_764_000_000.123, 2_000_000_000.999):
-        assert abs((id_time(new_id("fnd", when)) or -1) - when) < 0.002
+        made = id_time(new_id("fnd", when))
+        assert made is not None and abs(made - when) < 0.002
     assert id_time("fnd_short") is None and id_time("fnd_" + "U" * 26) is None  # U is not Crockford
