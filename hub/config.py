@@ -131,6 +131,23 @@ class PollAuth(StrictModel):
             yield ("value" if self.header else "header",), "header and value go together"
 
 
+class PollParents(StrictModel):
+    """A list whose items (engagements, projects) each have their own endpoint to pull: ``{id}`` in ``poll.url``."""
+
+    url: str = Field(pattern=r"^https?://", description="The list of parents, e.g. .../api/v1/engagements.")
+    items_path: str | None = Field(None, description="Where the list sits in its answer (default: as for pages).")
+    id_path: str = Field("id", description="Dotted path of each parent's id, put in place of {id} in poll.url.")
+    pagination: Literal["page", "none"] = Field("page", description="page: paged like the poll (page_param, "
+                                                                    "size_param, page_size); none: one answer.")
+
+
+class PollRateLimit(StrictModel):
+    """The platform's sliding window, kept on our side so that its 429 is the exception, not the pacing."""
+
+    requests: int = Field(ge=1, description="At most this many requests ...")
+    per_secs: float = Field(60.0, gt=0, description="... in any window of this many seconds.")
+
+
 class PollConfig(StrictModel):
     adapter: Name | None = Field(None, description="Adapter for the pulled pages (default: the source's adapter).")
     url: str = Field(pattern=r"^https?://", description="The list endpoint to pull.")
@@ -154,6 +171,8 @@ class PollConfig(StrictModel):
     timeout_secs: float = Field(30.0, gt=0, description="Timeout of one request.")
     max_wait_secs: float = Field(60.0, ge=0, description="Longest Retry-After / rate-limit reset honoured inside a "
                                                          "run; longer waits end the run, which resumes next time.")
+    parents: PollParents | None = Field(None, description="Pull url once per item of this list ({id} in url).")
+    rate_limit: PollRateLimit | None = Field(None, description="Client-side sliding window (e.g. Obexum: 60 per 60 s).")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         if (self.every_secs is None) == (self.cron is None):
@@ -167,6 +186,12 @@ class PollConfig(StrictModel):
                 yield ("cron",), f"invalid cron expression: {exc}"
         if self.full_import and self.since_param:
             yield ("full_import",), "a full import must pull everything: remove since_param"
+        if self.parents is not None and "{id}" not in self.url:
+            yield ("url",), "with parents, url must contain {id} (each parent's id goes there)"
+        if self.parents is None and "{id}" in self.url:
+            yield ("parents",), "url contains {id}: say which list the ids come from in parents"
+        if self.parents is not None and self.mode != "pages":
+            yield ("parents",), f"not used with mode {self.mode}; remove it"
 
 
 class SourceConfig(StrictModel):

@@ -1,4 +1,5 @@
-"""How fast and how often a target is tried: retry backoff, token bucket, circuit breaker. Pure logic on a clock."""
+"""How fast and how often a target is tried: retry backoff, token bucket, sliding window, circuit breaker. Pure logic
+on a clock."""
 
 from __future__ import annotations
 
@@ -40,6 +41,35 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+class SlidingWindow:
+    """At most ``limit`` requests in any ``window`` seconds: a platform's sliding-window limit, kept on our side.
+
+    A token bucket refills gradually and so may send a burst the platform's window still counts; this one waits
+    until the oldest request of the last ``limit`` has left the window. The poller records a request when its
+    answer has arrived (``add``), later than the platform can have counted it, so a request sent once
+    ``delay()`` is 0 never lands within ``window`` of the request ``limit`` places before it.
+    """
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float]):
+        self.limit, self.window, self.clock = limit, window, clock
+        self.times: deque[float] = deque()
+
+    def delay(self) -> float:
+        """Seconds to wait before the next request may be sent (0.0: now)."""
+        now = self.clock()
+        if self.times and self.times[-1] > now:  # the clock stepped back: the stored times mean nothing now
+            self.times = deque([now] * len(self.times))
+        while self.times and self.times[0] + self.window <= now:
+            self.times.popleft()
+        return 0.0 if len(self.times) < self.limit else self.times[0] + self.window - now
+
+    def add(self) -> None:
+        """Record a request (call once its answer, or its failure, is in)."""
+        self.times.append(self.clock())
+        while len(self.times) > self.limit:
+            self.times.popleft()
 
 
 class CircuitBreaker:

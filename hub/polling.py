@@ -2,9 +2,12 @@
 
 Pages become events of their source (``verified_by: poll``), so they are durable, processed by the
 source's adapter like a webhook and reprocessable. ``sync_state`` keeps the ``since`` watermark (run
-start time of the last complete run) and, when a run stops early (an error, or a rate-limit wait
-longer than ``max_wait_secs``), the page to resume from. ``X-RateLimit-Remaining: 0`` waits for
-``X-RateLimit-Reset``; 429 honours ``Retry-After``. A complete run of a ``full_import`` source ends
+start time of the last complete run) and the page to resume from, written after every stored page so
+that a run stopped early (an error, a rate-limit wait longer than ``max_wait_secs``, or the process
+killed) resumes after the last page it stored. ``X-RateLimit-Remaining: 0`` waits for
+``X-RateLimit-Reset``; 429 honours ``Retry-After``; ``rate_limit`` keeps the platform's sliding
+window on our side. With ``parents`` the run lists the parents (e.g. Obexum's engagements) and pages
+through ``url`` once per parent id. A complete run of a ``full_import`` source ends
 with a control event that resolves the open findings the run did not see. One run per source at
 a time. ``mode: secuprobe`` lists scans, waits for ``completed`` ones, then reads their vulnerabilities.
 """
@@ -15,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +26,9 @@ import httpx
 import orjson
 
 from hub.config import PollConfig
-from hub.connector import USER_AGENT, retry_after_secs
+from hub.connector import USER_AGENT, retry_after_secs, short_body
 from hub.ids import iso
+from hub.pacing import SlidingWindow
 from hub.store import sync_state
 from hub.store.events import NewEvent
 from hub.urlpath import segment
@@ -81,6 +86,13 @@ def is_last_page(doc: Any, page: int, size: int, count: int) -> bool:
     return count < size
 
 
+def http_error(r: httpx.Response) -> str:
+    """Why the run stopped on an HTTP error: status, what it usually means, the endpoint and the platform's words."""
+    hint = {401: " (the API did not accept the credentials)",
+            403: " (the credentials lack a permission or scope this endpoint needs)"}.get(r.status_code, "")
+    return f"HTTP {r.status_code}{hint} on GET {r.request.url.path}: {short_body(r, 200)}"
+
+
 class Poller:
     def __init__(self, hub: Hub, source: str, transport: httpx.AsyncBaseTransport | None = None):
         self.hub, self.source = hub, source
@@ -90,6 +102,10 @@ class Poller:
         self.transport = transport
         self.lock = asyncio.Lock()
         self.key = f"poll:{source}"
+        # One window per source: its token's requests across runs (not shared with another process's `hub poll`).
+        limit = cfg.rate_limit
+        self.window = SlidingWindow(limit.requests, limit.per_secs, hub.clock) if limit is not None else None
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests wait on their own clock
 
     def _headers(self) -> dict[str, str]:
         headers = {"accept": "application/json", "user-agent": USER_AGENT}
@@ -122,19 +138,24 @@ class Poller:
 
     async def _get(self, client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> Any:
         for _ in range(4):
+            while self.window is not None and (room := self.window.delay()) > 0:
+                await self.sleep(room)
             try:
                 r = await client.get(url, params=params)
             except httpx.HTTPError as exc:
                 raise PollStop(f"network error: {type(exc).__name__}: {exc}") from None
+            finally:
+                if self.window is not None:
+                    self.window.add()
             if r.status_code == 429:
                 wait = retry_after_secs(r)
                 wait = 60.0 if wait is None else wait
                 if wait > self.cfg.max_wait_secs:
                     raise PollStop(f"HTTP 429, Retry-After {wait:.0f} s")
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
                 continue
             if r.status_code >= 400:
-                raise PollStop(f"HTTP {r.status_code}: {r.text[:200]}")
+                raise PollStop(http_error(r))
             await self._respect_rate_limit(r)
             try:
                 return r.json()
@@ -154,51 +175,38 @@ class Poller:
         if wait > self.cfg.max_wait_secs:
             raise PollStop(f"rate limit used up until {reset}")
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
 
-    async def _store(self, body: bytes, key: str, scope: str | None) -> bool:
-        headers = orjson.dumps({"x-hub-poll-url": self.cfg.url, **({"x-hub-poll-scope": scope} if scope else {})})
+    async def _store(self, body: bytes, key: str, scope: str | None, url: str | None = None) -> bool:
+        headers = orjson.dumps({"x-hub-poll-url": url or self.cfg.url, **({"x-hub-poll-scope": scope} if scope else {})})
         event = NewEvent(self.source, iso(self.hub.clock()), key, "application/json", headers.decode(), body, "poll")
         _, duplicate = await self.hub.store.insert_event(event)
         if not duplicate:
             self.hub.on_event_stored()
         return not duplicate
 
+    async def _save(self, state: dict[str, Any]) -> None:
+        """Write the resume point now: a process killed mid-run resumes after the last page it stored."""
+        await self.hub.store.write(lambda conn: sync_state.put(conn, self.key, state, iso(self.hub.clock())))
+
     async def _pages(self, client: httpx.AsyncClient, state: dict[str, Any], report: PollReport) -> None:
         cfg = self.cfg
         resume = state.get("resume") or {}
         started = resume.get("started") or iso(self.hub.clock())
         since = resume.get("since", state.get("since")) if cfg.since_param else None
-        page, cursor = resume.get("page", 1), resume.get("cursor")
-        scope = self.source if cfg.full_import else None
-        for _ in range(cfg.max_pages):
-            params: dict[str, Any] = dict(cfg.params)
-            if cfg.pagination == "page":
-                params.update({cfg.page_param: page, cfg.size_param: cfg.page_size})
-            elif cfg.pagination == "cursor" and cursor:
-                params[cfg.cursor_param] = cursor
-            if since and cfg.since_param:
-                params[cfg.since_param] = since
-            state["resume"] = {"started": started, "since": since, "page": page, "cursor": cursor}
-            doc = await self._get(client, cfg.url, params)
-            body = orjson.dumps(doc)
-            # Identical pages are stored once, except in a full import, where every page must be seen again.
-            key = hashlib.sha256((started if cfg.full_import else "").encode() + body).hexdigest()
-            report.pages += 1
-            report.stored += await self._store(body, key, scope)
-            items = items_of(doc, cfg.items_path)
-            if cfg.pagination == "none":
-                break
-            if cfg.pagination == "cursor":
-                cursor = path_get(doc, cfg.cursor_path)
-                if not cursor or not items:
-                    break
-            else:
-                if not items or is_last_page(doc, page, cfg.page_size, len(items)):
-                    break
-                page += 1
+        resume = state["resume"] = {**resume, "started": started, "since": since, "page": resume.get("page", 1),
+                                    "cursor": resume.get("cursor")}
+        if cfg.parents is None:
+            await self._walk(client, cfg.url, state, report)
         else:
-            raise PollStop(f"stopped at max_pages ({cfg.max_pages})")
+            if "parents" not in resume:
+                resume.update(parents=await self._parent_ids(client, report), parent=0)
+                await self._save(state)
+            while resume["parent"] < len(resume["parents"]):
+                await self._walk(client, cfg.url.replace("{id}", segment(resume["parents"][resume["parent"]])),
+                                 state, report)
+                resume.update(parent=resume["parent"] + 1, page=1, cursor=None)
+                await self._save(state)
         state.pop("resume", None)
         report.complete = True
         if cfg.since_param:
@@ -206,6 +214,63 @@ class Poller:
         if cfg.full_import:
             control = orjson.dumps({"findings_hub": CONTROL, "scope": self.source, "since": started})
             await self._store(control, f"{CONTROL}:{started}", None)
+
+    async def _walk(self, client: httpx.AsyncClient, url: str, state: dict[str, Any], report: PollReport) -> None:
+        """Page through one list from ``state["resume"]``: each page stored, then the resume point moved past it."""
+        cfg, resume = self.cfg, state["resume"]
+        scope = self.source if cfg.full_import else None
+        while True:
+            if report.pages >= cfg.max_pages:
+                raise PollStop(f"stopped at max_pages ({cfg.max_pages})")
+            page, cursor, since = resume["page"], resume["cursor"], resume["since"]
+            params: dict[str, Any] = dict(cfg.params)
+            if cfg.pagination == "page":
+                params.update({cfg.page_param: page, cfg.size_param: cfg.page_size})
+            elif cfg.pagination == "cursor" and cursor:
+                params[cfg.cursor_param] = cursor
+            if since and cfg.since_param:
+                params[cfg.since_param] = since
+            doc = await self._get(client, url, params)
+            body = orjson.dumps(doc)
+            # Identical pages are stored once, except in a full import, where every page must be seen again.
+            key = hashlib.sha256((resume["started"] if cfg.full_import else "").encode() + body).hexdigest()
+            report.pages += 1
+            report.stored += await self._store(body, key, scope, url)
+            items = items_of(doc, cfg.items_path)
+            if cfg.pagination == "none":
+                return
+            if cfg.pagination == "cursor":
+                resume["cursor"] = path_get(doc, cfg.cursor_path)
+                if not resume["cursor"] or not items:
+                    return
+            else:
+                if not items or is_last_page(doc, page, cfg.page_size, len(items)):
+                    return
+                resume["page"] = page + 1
+            await self._save(state)
+
+    async def _parent_ids(self, client: httpx.AsyncClient, report: PollReport) -> list[str]:
+        """The id of every parent the credentials can see (all pages of the parents list), each once."""
+        cfg, parents = self.cfg, self.cfg.parents
+        assert parents is not None
+        found: dict[str, None] = {}
+        page = 1
+        while True:
+            if report.pages >= cfg.max_pages:
+                raise PollStop(f"stopped at max_pages ({cfg.max_pages}) while listing parents")
+            params = {cfg.page_param: page, cfg.size_param: cfg.page_size} if parents.pagination == "page" else {}
+            doc = await self._get(client, parents.url, params)
+            report.pages += 1
+            items = items_of(doc, parents.items_path)
+            for item in items:
+                pid = path_get(item, parents.id_path)
+                if isinstance(pid, str | int) and not isinstance(pid, bool) and str(pid):
+                    found[str(pid)] = None
+                else:
+                    log.warning("poll %s: a parent without %s skipped", self.source, parents.id_path)
+            if parents.pagination == "none" or not items or is_last_page(doc, page, cfg.page_size, len(items)):
+                return list(found)
+            page += 1
 
     async def _secuprobe(self, client: httpx.AsyncClient, state: dict[str, Any], report: PollReport) -> None:
         """GET /scans, then for each completed scan not yet imported GET /scans/{id}/vulnerabilities."""

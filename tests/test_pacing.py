@@ -1,10 +1,10 @@
-"""Backoff maths, the token bucket and the circuit breaker, on a fake clock."""
+"""Backoff maths, the token bucket, the sliding window and the circuit breaker, on a fake clock."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
+from hub.pacing import CircuitBreaker, SlidingWindow, TokenBucket, retry_delay
 
 SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
@@ -51,6 +51,24 @@ def breaker(clock: Clock, **kw: Any) -> CircuitBreaker:
     opts: dict[str, Any] = {"window": 60, "min_requests": 10, "failure_rate": 0.8, "cooldown": 5, "max_cooldown": 30,
                             "probes": 3, **kw}
     return CircuitBreaker(clock=clock, **opts)
+
+
+def test_sliding_window_waits_for_the_oldest_request_to_leave_it():
+    clock = Clock()
+    window = SlidingWindow(3, 60, clock)
+    for step in (0, 10, 10):  # three requests at 1000, 1010 and 1020
+        clock.t += step
+        assert window.delay() == 0
+        window.add()
+    assert window.delay() == 40  # the 4th must wait until 1060, when the first leaves the window
+    clock.t = 1059.9
+    assert window.delay() > 0
+    clock.t = 1060
+    assert window.delay() == 0  # unlike a token bucket, no burst: one slot, freed by one old request
+    window.add()
+    assert window.delay() == 10  # the next slot frees at 1070
+    clock.t = 500  # the clock stepped back: wait a whole window rather than trust old times
+    assert window.delay() == 60
 
 
 def test_breaker_opens_on_the_rate_only_past_the_minimum():
