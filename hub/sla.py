@@ -28,8 +28,8 @@ def period(since: str | None, until: str | None, now: float) -> tuple[str, str]:
     Bounds outside 1970-9999 are moved to the nearest end (no finding is dated there, and the store's fixed-width
     ISO form has four-digit years); a period that does not end after it starts is an error."""
     try:
-        end = parse_iso(until) if until else now
-        start = parse_iso(since) if since else end - DEFAULT_DAYS * 86400
+        end = parse_iso(until) if until is not None else now
+        start = parse_iso(since) if since is not None else end - DEFAULT_DAYS * 86400
     except (ValueError, OverflowError, OSError):  # not a time, or one a datetime cannot hold
         raise PeriodError("since and until must be ISO 8601 dates or times (e.g. 2026-11-01T00:00:00Z)") from None
     if start >= end:

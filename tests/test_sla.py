@@ -209,7 +209,7 @@ async def test_api_and_cli_report_on_findings_from_the_pipeline(hub_api: Any) ->
     assert [row["tag"] for row in data["by_tag"]] == ["external"]
     tagged = (await client.get(f"/api/v1/sla?tag=external&since={at_api(-20)}&until={at_api(1)}", headers=auth)).json()
     assert tagged["data"]["total"]["resolved_late"] == 1 and tagged["data"]["total"]["open_within_sla"] == 0
-    for bad in ("since=soon", "until=2026-13-01", "since=2026-12-01&until=2026-11-01", "severity=high"):
+    for bad in ("since=soon", "until=", "until=2026-13-01", "since=2026-12-01&until=2026-11-01", "severity=high"):
         r = await client.get(f"/api/v1/sla?{bad}", headers=auth)
         assert r.status_code == 400 and r.json()["code"] == "invalid_parameter", (bad, r.text)
     assert (await client.get("/api/v1/sla")).status_code == 401
