@@ -157,6 +157,14 @@ class FreshserviceConnector(HttpConnector):
         body["tags"] = tags + [t for t in [self.marker(item.finding["id"])] if t not in tags]
         return self.request("POST", "/tickets", "create", body)
 
+    def due_dates(self, item: Item) -> dict[str, Any]:
+        """A reopened finding's new SLA date (counted from the reopen) for the reopen request, unless past or
+        ``vars.send_due_by`` is false: the ticket would otherwise be overdue from the moment it reopens."""
+        due = (item.finding or {}).get("sla_due_at")
+        if not due or not self.mapping.vars.get("send_due_by"):
+            return {}
+        return dict(_drop_past_due({"due_by": due, "fr_due_by": due}, self.clock()))
+
     def step_requests(self, item: Item, ticket: str, fresh: bool) -> list[Outbound]:
         """What a lifecycle step sends to an existing ticket (``fresh``: created by this delivery)."""
         ticket = ticket if ticket == NEW_TICKET else segment(ticket)  # an id from Freshservice's answer
@@ -169,7 +177,7 @@ class FreshserviceConnector(HttpConnector):
             body = {"status": self.cfg.resolved_status, **({"custom_fields": cf} if cf else {})}
             out.append(self.request("PUT", f"/tickets/{ticket}", "resolve", body))
         elif item.kind == "finding.reopened" and not fresh:
-            out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN}))
+            out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN, **self.due_dates(item)}))
         if item.kind != "finding.created" and (note := self._render("note", item)):
             out.append(self.request("POST", f"/tickets/{ticket}/notes", "note", note))
         return out

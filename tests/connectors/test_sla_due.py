@@ -67,6 +67,13 @@ def test_due_date_on_create_and_moved_by_a_severity_change(type_name: str) -> No
     ref = Ref(created.finding.id, "example", "remote-1", None, None, "linked")
     update = bodies(c, item(worse, "finding.updated", ref))
     assert field(new) in update and field(old) not in update, update[:2000]
+    # fixed, then reported again two days later: the date is counted from the reopen, and the ticket gets it
+    fixed = lifecycle.apply(worse.finding, worse.finding.model_copy(update={"status": "resolved"}), START + 2 * 86400,
+                            SLA)
+    back = lifecycle.apply(fixed.finding, worse.finding, START + 3 * 86400, SLA)
+    assert back.kind == "finding.reopened" and back.finding.sla_due_at == "2026-12-02T10:00:00.000Z"
+    reopen = bodies(c, item(back, "finding.reopened", ref))
+    assert field(back.finding.sla_due_at) in reopen, reopen[:2000]
 
 
 async def test_freshservice_accepts_the_due_dates_and_past_ones_are_left_out() -> None:
