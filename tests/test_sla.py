@@ -126,6 +126,27 @@ def test_export_rows_carry_each_findings_sla_state(conn: Any) -> None:
         == ["fnd_00000000000000000000000001", "fnd_00000000000000000000000003"]
 
 
+def test_a_due_date_moved_into_the_future_is_watched_again_by_the_breach_job() -> None:
+    """Reopened (or a severity lowered) after a breach: the new date gets its own breach notice when it passes.
+    A date moved but still past (severity raised after the breach) gets no second one."""
+    c = Database(memory=True).conn
+    migrations.apply(Database(c))
+    add(c, 1, "high", first=-40, due=-10)
+    assert [f.id for f in finding_rows.due_for_sla(c, iso(NOW))] == ["fnd_00000000000000000000000001"]
+    finding_rows.mark_sla_breached(c, "fnd_00000000000000000000000001", iso(NOW))
+    assert finding_rows.due_for_sla(c, iso(NOW)) == []
+    stored = finding_rows.get(c, "fnd_00000000000000000000000001")
+    assert stored is not None
+    raised = stored.model_copy(update={"severity": "critical", "sla_due_at": at(-33)})  # earlier, still past
+    finding_rows.save(c, raised, None, iso(NOW))
+    assert finding_rows.due_for_sla(c, at(30)) == []
+    finding_rows.save(c, raised.model_copy(update={"sla_due_at": at(7)}), None, iso(NOW))  # reopened today
+    assert finding_rows.due_for_sla(c, at(6)) == []
+    assert [f.sla_due_at for f in finding_rows.due_for_sla(c, at(8))] == [at(7)]
+    state = {r[0]: r[-1] for r in sla.export_rows(c, now=iso(NOW))}
+    assert state == {"fnd_00000000000000000000000001": None}
+
+
 @pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])
 def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(value: str) -> None:
     assert csv_cell(value) == "'" + value
