@@ -15,8 +15,11 @@ Every timestamp is the hub's fixed-width ISO form (``hub.ids.iso``), so text com
 from __future__ import annotations
 
 import sqlite3
+import statistics
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from hub.models import SEVERITIES
 
@@ -30,8 +33,23 @@ _STATE = ("CASE WHEN f.status = 'open' THEN (CASE WHEN f.sla_due_at IS NULL THEN
           "WHEN f.resolved_at <= f.sla_due_at THEN 'resolved_within_sla' ELSE 'resolved_late' END) "
           "ELSE 'dismissed' END")
 # the key each breakdown groups by; a tag breakdown joins each finding's tags (a finding counts once per tag)
-_GROUPS = {"total": ("'all'", ""), "severity": ("f.severity", ""), "source": ("f.source", ""),
-           "tag": ("t.value", ", json_each(f.asset, '$.tags') t")}
+_BUCKET = ("CASE WHEN f.status = 'open' THEN (CASE WHEN f.sla_due_at IS NULL THEN 2 WHEN f.sla_due_at > :now "
+           "THEN 0 ELSE 1 END) WHEN f.sla_due_at IS NULL THEN 5 WHEN f.resolved_at <= f.sla_due_at THEN 3 ELSE 4 END")
+
+
+class _Group:
+    """The counts (indexed like ``COUNTS``) and the times to resolve of one key."""
+
+    __slots__ = ("counts", "secs")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(COUNTS)
+        self.secs: list[float] = []
+
+    def row(self) -> dict[str, Any]:
+        mean = _secs(sum(self.secs) / len(self.secs)) if self.secs else None
+        return {**dict(zip(COUNTS, self.counts, strict=True)), "mean_time_to_resolve_secs": mean,
+                "median_time_to_resolve_secs": _secs(statistics.median(self.secs)) if self.secs else None}
 
 
 def _filters(source: str | None, tag: str | None) -> str:
@@ -43,57 +61,48 @@ def _filters(source: str | None, tag: str | None) -> str:
     return where
 
 
-def _breakdown(conn: sqlite3.Connection, group: str, where: str, args: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """One row per key: the counts, the mean (one aggregate pass) and the median time to resolve (a window
-    over the period's resolved findings only)."""
-    key, join = _GROUPS[group]
-    counts = conn.execute(
-        f"SELECT {key} AS k, "
-        "sum(f.status = 'open' AND f.sla_due_at > :now), "
-        "sum(f.status = 'open' AND f.sla_due_at <= :now), "
-        "sum(f.status = 'open' AND f.sla_due_at IS NULL), "
-        f"sum({_IN_PERIOD} AND f.resolved_at <= f.sla_due_at), "
-        f"sum({_IN_PERIOD} AND f.resolved_at > f.sla_due_at), "
-        f"sum({_IN_PERIOD} AND f.sla_due_at IS NULL), "
-        f"avg(CASE WHEN {_IN_PERIOD} THEN {_SECS} END) "
-        f"FROM findings f{join} WHERE (f.status = 'open' OR {_IN_PERIOD}){where} GROUP BY k", args).fetchall()
-    medians = dict(conn.execute(
-        f"WITH d AS (SELECT {key} AS k, {_SECS} AS secs FROM findings f{join} WHERE {_IN_PERIOD}{where}), "
-        "r AS (SELECT k, secs, row_number() OVER (PARTITION BY k ORDER BY secs) AS n, "
-        "count(*) OVER (PARTITION BY k) AS c FROM d) "
-        "SELECT k, avg(secs) FROM r WHERE n IN ((c + 1) / 2, (c + 2) / 2) GROUP BY k", args).fetchall())
-    out = {}
-    for row in counts:
-        out[str(row[0])] = {**dict(zip(COUNTS, (int(v or 0) for v in row[1:7]), strict=True)),
-                            "mean_time_to_resolve_secs": _secs(row[7]),
-                            "median_time_to_resolve_secs": _secs(medians.get(row[0]))}
-    return out
-
-
 def _secs(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def _empty() -> dict[str, Any]:
-    return {**dict.fromkeys(COUNTS, 0), "mean_time_to_resolve_secs": None, "median_time_to_resolve_secs": None}
 
 
 def report(conn: sqlite3.Connection, *, since: str, until: str, now: str, source: str | None = None,
            tag: str | None = None) -> dict[str, Any]:
     """The SLA report: ``total``, then ``by_severity`` (every severity, in order, zeros included), ``by_source``
     and ``by_tag`` (the keys that have findings, by name). Each row has the ``COUNTS`` and the mean and median
-    time to resolve in seconds (None when nothing was resolved in the period)."""
+    time to resolve in seconds (None when nothing was resolved in the period).
+
+    One pass over the open findings and those resolved in the period (SQL picks the rows and their bucket), summed
+    per key here: a GROUP BY per breakdown and a window query per median read the same rows eight times, 2.1 s
+    at 100,000 findings against about 0.5 s for this (bench/sla.py)."""
     args = {"since": since, "until": until, "now": now, "source": source, "tag": tag}
-    where = _filters(source, tag)
-    total = _breakdown(conn, "total", where, args).get("all", _empty())
-    severity = _breakdown(conn, "severity", where, args)
+    cur = conn.execute(
+        f"SELECT f.severity, f.source, json_extract(f.asset, '$.tags'), {_BUCKET}, "
+        f"CASE WHEN f.status = 'resolved' THEN {_SECS} END "
+        f"FROM findings f WHERE (f.status = 'open' OR {_IN_PERIOD}){_filters(source, tag)}", args)
+    total = _Group()
+    groups: dict[str, dict[str, _Group]] = {"severity": {}, "source": {}, "tag": {}}
+    for severity, src, tags, bucket, secs in cur:
+        targets = [total, _get(groups["severity"], severity), _get(groups["source"], src)]
+        if tags and tags != "[]":
+            targets += [_get(groups["tag"], str(t)) for t in dict.fromkeys(orjson.loads(tags))]
+        for g in targets:
+            g.counts[bucket] += 1
+            if secs is not None:
+                g.secs.append(secs)
     return {
         "period": {"since": since, "until": until}, "as_of": now, "filters": {"source": source, "tag": tag},
-        "total": total,
-        "by_severity": [{"severity": s, **severity.get(s, _empty())} for s in SEVERITIES],
-        "by_source": [{"source": k, **v} for k, v in sorted(_breakdown(conn, "source", where, args).items())],
-        "by_tag": [{"tag": k, **v} for k, v in sorted(_breakdown(conn, "tag", where, args).items())],
+        "total": total.row(),
+        "by_severity": [{"severity": s, **groups["severity"].get(s, _Group()).row()} for s in SEVERITIES],
+        "by_source": [{"source": k, **g.row()} for k, g in sorted(groups["source"].items())],
+        "by_tag": [{"tag": k, **g.row()} for k, g in sorted(groups["tag"].items())],
     }
+
+
+def _get(groups: dict[str, _Group], key: str) -> _Group:
+    found = groups.get(key)
+    if found is None:
+        found = groups[key] = _Group()
+    return found
 
 
 EXPORT_COLUMNS = ("id", "source", "severity", "status", "sla_state", "title", "asset", "tags", "first_seen",
