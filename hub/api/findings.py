@@ -38,6 +38,9 @@ async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int,
         items, envelope = doc["findings"], {k: v for k, v in doc.items() if k != "findings"}
         if not isinstance(items, list):
             raise ApiError(400, "invalid_payload", "findings must be a list")
+        for name in ("scanner_name", "project_id"):  # the document says strings; an object named no scanner
+            if envelope.get(name) is not None and not isinstance(envelope[name], str):
+                raise ApiError(400, "invalid_payload", f"{name} must be a string")
     elif isinstance(doc, dict):
         items, envelope = [doc], {}
     else:
