@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -146,6 +146,7 @@ class FreshserviceConnector(HttpConnector):
     kinds = frozenset(FINDING_EVENTS)
     default_rate_limit = 0.5  # deliveries/s: Starter allows 100 calls/min per account, 50 creates (targets.md)
     status_batch = 100  # refs are matched to one listing per run; a ticket read alone still checks the reserve
+    clock: Callable[[], float] = time.time  # decides whether a due date is already past (tests move it)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -186,22 +187,32 @@ class FreshserviceConnector(HttpConnector):
         body = self._render("ticket", item)
         if not isinstance(body, dict) or item.finding is None:
             raise TemplateError("the ticket payload must render a JSON object", "ticket")
+        _drop_past_due(body, self.clock())
         tags = [str(t) for t in body.get("tags") or []]
         body["tags"] = tags + [t for t in [self.marker(item.finding["id"])] if t not in tags]
         return self.request("POST", "/tickets", "create", body)
+
+    def due_dates(self, item: Item) -> dict[str, Any]:
+        """A reopened finding's new SLA date (counted from the reopen) for the reopen request, unless past or
+        ``vars.send_due_by`` is false: the ticket would otherwise be overdue from the moment it reopens."""
+        due = (item.finding or {}).get("sla_due_at")
+        if not due or not self.mapping.vars.get("send_due_by"):
+            return {}
+        return dict(_drop_past_due({"due_by": due, "fr_due_by": due}, self.clock()))
 
     def step_requests(self, item: Item, ticket: str, fresh: bool) -> list[Outbound]:
         """What a lifecycle step sends to an existing ticket (``fresh``: created by this delivery)."""
         ticket = ticket if ticket == NEW_TICKET else segment(ticket)  # an id from Freshservice's answer
         out = []
-        if item.kind == "finding.updated" and not fresh and (body := self._render("update", item)):
+        if item.kind == "finding.updated" and not fresh and (body := _drop_past_due(self._render("update", item),
+                                                                                  self.clock())):
             out.append(self.request("PUT", f"/tickets/{ticket}", "update", body))
         elif item.kind == "finding.resolved":
             cf = self.cfg.resolve_custom_fields
             body = {"status": self.cfg.resolved_status, **({"custom_fields": cf} if cf else {})}
             out.append(self.request("PUT", f"/tickets/{ticket}", "resolve", body))
         elif item.kind == "finding.reopened" and not fresh:
-            out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN}))
+            out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN, **self.due_dates(item)}))
         if item.kind != "finding.created" and (note := self._render("note", item)):
             out.append(self.request("POST", f"/tickets/{ticket}/notes", "note", note))
         return out
@@ -404,6 +415,21 @@ _HINTS: dict[tuple[int | None, str], str] = {
                       "resolve_custom_fields of target {t}",
     **{(404, op): _GONE for op in ("update", "resolve", "reopen", "note")},
 }
+
+
+def _drop_past_due(body: Any, now: float) -> Any:
+    """A rendered ticket body without ``due_by``/``fr_due_by`` once due_by is past: Freshservice refuses a due
+    date in the past (a finding imported after its SLA ran out, a severity raised after its new date), and the
+    ticket is better created with the SLA policy's dates than not at all. The breach note says it is late."""
+    due = body.get("due_by") if isinstance(body, dict) else None
+    try:
+        past = isinstance(due, str) and parse_iso(due) <= now
+    except ValueError:
+        past = False  # not a date: Freshservice's 400 names the field
+    if past:
+        body.pop("due_by")
+        body.pop("fr_due_by", None)
+    return body
 
 
 def _status_name(status: Any) -> str | None:

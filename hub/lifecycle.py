@@ -117,6 +117,9 @@ def apply(existing: Finding | None, incoming: Finding, now: float, sla: SlaConfi
         changes["status"] = {"old": "resolved", "new": "open"}
     elif existing.status == "resolved":
         kind = None  # still resolved: field changes are recorded, nothing is delivered
+    if "sla_due_at" in update and update["sla_due_at"] != existing.sla_due_at:
+        # a new due date is news for the ticket (Linear dueDate, Freshservice due_by, monday and Notion dates)
+        changes["sla_due_at"] = {"old": existing.sla_due_at, "new": update["sla_due_at"]}
     return Change(kind, merged.model_copy(update=update), changes)
 
 

@@ -142,6 +142,9 @@ async def test_single_finding_and_invalid_bodies(api):
     assert_error(await api.call("POST", "/api/v1/findings", token, content=b"{nope"), 400, "invalid_json")
     assert_error(await api.call("POST", "/api/v1/findings", token, json=[1, 2]), 400, "invalid_payload")
     assert_error(await api.call("POST", "/api/v1/findings", token, json={"findings": {}}), 400, "invalid_payload")
+    for envelope in ({"scanner_name": {}}, {"project_id": ["infra"]}):  # the schema says strings (schemathesis)
+        r = await api.call("POST", "/api/v1/findings", token, json={**envelope, "findings": [one]})
+        assert_error(r, 400, "invalid_payload")
     r = await api.call("POST", "/api/v1/findings", token, json={"findings": [{"severity": "high"}]})
     assert_error(r, 422, "no_valid_findings")
     assert r.json()["errors"][0]["index"] == 0

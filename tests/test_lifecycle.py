@@ -72,8 +72,10 @@ def test_created_then_identical_then_updated_then_resolved_then_reopened():
     assert same.kind is None and same.changes == {} and same.finding.last_seen == iso(NOW + 60)
     worse = lifecycle.apply(same.finding, f(severity="critical", cvss_score=9.1), NOW + 120, SLA)
     assert worse.kind == "finding.updated"
-    assert worse.changes == {"severity": {"old": "high", "new": "critical"}, "cvss_score": {"old": None, "new": 9.1}}
-    assert worse.finding.sla_due_at == iso(NOW + 7 * 86400)  # tighter SLA from first_seen
+    # the tighter SLA from first_seen is a change too: ticket updates carry the new due date
+    assert worse.changes == {"severity": {"old": "high", "new": "critical"}, "cvss_score": {"old": None, "new": 9.1},
+                             "sla_due_at": {"old": iso(NOW + 30 * 86400), "new": iso(NOW + 7 * 86400)}}
+    assert worse.finding.sla_due_at == iso(NOW + 7 * 86400)
     fixed = lifecycle.apply(worse.finding, f(status="resolved"), NOW + 180, SLA)
     assert fixed.kind == "finding.resolved" and fixed.finding.status == "resolved"
     assert fixed.finding.resolved_at == iso(NOW + 180)
@@ -82,6 +84,7 @@ def test_created_then_identical_then_updated_then_resolved_then_reopened():
     back = lifecycle.apply(fixed.finding, f(severity="critical"), NOW + 300, SLA)
     assert back.kind == "finding.reopened" and back.finding.status == "open" and back.finding.resolved_at is None
     assert back.finding.sla_due_at == iso(NOW + 300 + 7 * 86400)
+    assert back.changes["sla_due_at"] == {"old": fixed.finding.sla_due_at, "new": iso(NOW + 300 + 7 * 86400)}
     assert back.finding.id == c1.finding.id and back.finding.first_seen == c1.finding.first_seen
 
 

@@ -10,13 +10,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub import __version__
-from hub.api import findings, ops
+from hub.api import findings, ops, sla
 from hub.api.base import Api, Endpoint, json_response
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
-ENDPOINTS: list[Endpoint] = [*findings.ENDPOINTS, *ops.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [*findings.ENDPOINTS, *ops.ENDPOINTS, *sla.ENDPOINTS]
 ERROR = {"type": "object", "required": ["ok", "code", "error", "errors", "status"], "properties": {
     "ok": {"const": False}, "code": {"type": "string"}, "error": {"type": "string"},
     "errors": {"type": "array", "items": {"type": "object"}}, "status": {"type": "integer"}}}

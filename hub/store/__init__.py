@@ -80,6 +80,19 @@ class Store:
         self.conn.execute("COMMIT")
         return result
 
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a long read (a report over every finding) on a connection of its own in a worker thread, so it
+        does not hold the event loop, and intake with it, for its duration. WAL: it never blocks a writer."""
+
+        def run() -> T:
+            conn = self.connect()
+            try:
+                return fn(conn)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
+
     async def insert_event(self, ev: events.NewEvent, replay: tuple[bytes, float] | None = None,
                            now: float = 0.0) -> tuple[str, bool]:
         """Store an event; with ``replay`` (digest, expiry), one already accepted under that digest and not expired

@@ -10,7 +10,8 @@ as ``YYYY-MM-DDTHH:MM:SSZ``, ``per_page`` 1-100, ``page`` from 1, newest created
 30 tickets a page for at most 10 pages. Knobs on ``app.state``: ``throttle`` (next N requests get 429),
 ``lose_creates`` (the next N creates are stored but answered 502: a lost answer), ``closure_required``,
 ``required_fields``, ``tag_filter`` (False: filtering by tag answers 400), ``remaining``/``total``, ``clock``
-(epoch seconds, stamps ``created_at``/``updated_at``). ``app.state.agent_edit(id, **fields)`` is a person
+(epoch seconds, stamps ``created_at``/``updated_at``), ``now`` (due dates must be
+later, ISO; default: the clock; ``fr_due_by`` no later than ``due_by``). ``app.state.agent_edit(id, **fields)`` is a person
 changing a ticket in the portal (its ``updated_at`` moves); ``calls`` lists every request as (method, path).
 """
 
@@ -47,6 +48,25 @@ def _error(field: str, message: str, code: str = "invalid_value") -> dict[str, s
 
 def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse({"description": "Validation failed", "errors": errors}, status_code=400)
+
+
+def _due_dates(body: dict[str, Any], now: str) -> list[dict[str, str]]:
+    """due_by and fr_due_by: ISO date-times, not in the past, and the first response due no later than the
+    resolution (the API refuses fr_due_by after due_by)."""
+    errors, when = [], {}
+    for k in ("due_by", "fr_due_by"):
+        if k not in body:
+            continue
+        try:
+            when[k] = datetime.fromisoformat(str(body[k]).replace("Z", "+00:00"))
+        except ValueError:
+            errors.append(_error(k, "It should be in the 'valid date time' format", "datatype_mismatch"))
+            continue
+        if when[k] <= datetime.fromisoformat(now.replace("Z", "+00:00")):
+            errors.append(_error(k, "It should be a date time in the future"))
+    if "due_by" in when and "fr_due_by" in when and when["fr_due_by"] > when["due_by"]:
+        errors.append(_error("fr_due_by", "It should be less than or equal to due_by"))
+    return errors
 
 
 def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ...] = (21000418005,)) -> Starlette:
@@ -118,6 +138,7 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
         if "tags" in body and (not isinstance(body["tags"], list)
                                or not all(isinstance(t, str) and 0 < len(t) <= 32 for t in body["tags"])):
             errors.append(_error("tags", "It should be an Array of Strings of at most 32 characters"))
+        errors += _due_dates(body, app.state.now or datetime.fromtimestamp(app.state.clock(), UTC).isoformat())
         if "custom_fields" in body and not isinstance(body["custom_fields"], dict):
             errors.append(_error("custom_fields", "It should be a key/value pair", "datatype_mismatch"))
         return errors
@@ -259,4 +280,5 @@ def fake_freshservice(api_key: str = "fs-test-key", requester_ids: tuple[int, ..
     app.state.closure_required, app.state.required_fields = set(), set()
     app.state.tag_filter = True
     app.state.clock, app.state.agent_edit = time.time, agent_edit
+    app.state.now = None  # due_by and fr_due_by must be after it; None: the fake's clock
     return app
