@@ -71,4 +71,4 @@ def open_store(config: HubConfig) -> Store:
         fail(str(exc))
 
 
-from hub.cli import deliveries, events, intake, mappings, poll, prune, tokens  # noqa: E402,F401  (register the commands)
+from hub.cli import deliveries, events, explain, findings, intake, mappings, poll, prune, tokens  # noqa: E402,F401  (register the commands)

@@ -218,9 +218,20 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
 
 
 def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str | None = None,
-            since: str | None = None, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Newest first; page with ``before`` = the last seq seen."""
+            since: str | None = None, before: int | None = None, limit: int = 50, finding: str | None = None,
+            event: str | None = None) -> list[dict[str, Any]]:
+    """Newest first; page with ``before`` = the last seq seen. ``finding``: only that finding's deliveries.
+    ``event``: the deliveries an inbound event caused: its own (event.received) and those of the finding steps it
+    made, which carry the finding id, not the event's; a step and its deliveries are written in one transaction
+    with one time stamp, which ties them together."""
     where, args = _filters(state, target, since)
+    if finding is not None:
+        where.append("finding_id = ?")
+        args.append(finding)
+    if event is not None:
+        where.append("(event_id = ? OR (finding_id, created_at) IN "
+                     "(SELECT finding_id, at FROM finding_history WHERE event_id = ?))")
+        args += [event, event]
     if before is not None:
         where.append("seq < ?")
         args.append(before)
