@@ -8,6 +8,7 @@ import click
 import orjson
 
 from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
+from hub.cli.progress import progress
 from hub.ids import iso, parse_iso
 
 STATES = ["pending", "in_flight", "done", "dead"]
@@ -118,10 +119,14 @@ def deliveries_replay(delivery_ids: tuple[str, ...], config_path: str, state: st
             fail(f"{len(chosen) - count} delivery(ies) not found or not dead/done")
         return
     total, after = 0, 0
-    while True:  # page by page: never the whole set in memory, never one huge transaction
-        seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after, limit=page)
-        if not seqs:
-            break
-        total += store.write_sync(partial(q.replay, seqs=seqs, now=now))
-        after = seqs[-1]
+    expected = q.replay_count(store.conn, state=state or "dead", target=target, since=since)
+    with progress(expected, "replaying") as advance:
+        while True:  # page by page: never the whole set in memory, never one huge transaction
+            seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after,
+                                 limit=page)
+            if not seqs:
+                break
+            total += store.write_sync(partial(q.replay, seqs=seqs, now=now))
+            after = seqs[-1]
+            advance(len(seqs))
     click.echo(f"{total} delivery(ies) queued again")

@@ -266,6 +266,12 @@ def replay_page(conn: sqlite3.Connection, *, state: str, target: str | None, sin
                                        (*args, after, limit))]
 
 
+def replay_count(conn: sqlite3.Connection, *, state: str, target: str | None, since: str | None) -> int:
+    """How many deliveries a bulk replay will queue (its progress bar's length)."""
+    where, args = _filters(state, target, since)
+    return int(conn.execute(f"SELECT count(*) FROM deliveries WHERE {' AND '.join(where)}", args).fetchone()[0])
+
+
 def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
     """Per target: pending count and the oldest pending created_at."""
     rows = conn.execute("SELECT target, count(*), min(created_at) FROM deliveries WHERE state IN ('pending', "
