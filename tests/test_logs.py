@@ -143,3 +143,23 @@ def test_a_default_used_by_many_secrets_is_one_note(tmp_path):
     assert len(notes) == 2, notes
     assert "HOOK_SECRET is not set: using the default written in the file (also at line " in notes[0]
     assert notes[0].count("line ") == 2 and "OTHER_SECRET" in notes[1]
+
+
+@pytest.mark.slow
+def test_hub_serve_with_json_logs_writes_only_json_lines(tmp_path):
+    import signal
+
+    from tests.support import HubProcess
+
+    data = base_config(tmp_path, logging={"format": "json"})
+    data["sources"]["se"]["verify"]["secrets"] = ["${HOOK_SECRET:-dev-secret-default}"]
+    config = write_config(tmp_path / "hub.yaml", data)
+    with HubProcess(config, env={"HOOK_SECRET": ""}) as served:
+        r = httpx.post(served.url + "/hooks/se", content=b"{}", headers={"x-se-signature": "sha256=00"})
+        assert r.status_code == 401
+        served.kill(signal.SIGTERM)
+    lines = served.log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # the config note and uvicorn's lines included
+    assert any("HOOK_SECRET is not set" in r["message"] for r in records)
+    assert any(r.get("source") == "se" and r["message"].startswith("rejected source=se") for r in records)
+    assert "dev-secret-default" not in served.log.read_text()
