@@ -179,3 +179,18 @@ def test_fields_read_by_a_when():
     assert fields_read('kind == "finding.updated" and changes["severity"] and finding.title.startswith("X")') == \
         ["kind", "changes.severity", "finding.title"]
     assert value_at({"a": {"b": [1, {"c": 2}]}}, "a.b.1.c") == 2 and value_at({"a": {}}, "a.b") == MISSING
+
+
+def test_findings_show_lists_tickets_with_their_urls(stored):
+    from hub.store import findings as finding_rows
+
+    path, ids = stored
+    store = Store(load_config(path).db_path)
+    store.write_sync(lambda conn: (finding_rows.claim_ref(conn, ids["C"], "ok", "2026-12-01T00:00:00.000Z"),
+                                   finding_rows.link_ref(conn, ids["C"], "ok", "TCK-9", "https://tickets.test/TCK-9",
+                                                         "In Progress", "2026-12-01T00:00:00.000Z")))
+    store.conn.close()
+    code, out = run("findings", "show", ids["C"], "--config", str(path))
+    assert code == 0, out
+    tickets = out.split("\ntickets:")[1].split("\ndeliveries:")[0].strip().splitlines()
+    assert tickets == ["ok               TCK-9  In Progress  https://tickets.test/TCK-9"]
