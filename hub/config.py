@@ -259,6 +259,15 @@ class ApiConfig(StrictModel):
     max_body_bytes: int = Field(10_485_760, gt=0, description="Largest POST /api/v1/findings body.")
 
 
+class LoggingConfig(StrictModel):
+    format: Literal["text", "json"] = Field("text", description="text: one readable line per record; json: one "
+                                            "JSON object per line (ts, level, logger, message, and event_id, "
+                                            "delivery_id, finding_id, target, source when the line is about one).")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged (hub serve --log-level overrides it). Below debug, the "
+        "scheduler's per-run lines are not logged; its warnings and errors are.")
+
+
 class HubConfig(StrictModel):
     server: ServerConfig = Field(ServerConfig(), description="The HTTP listener.")
     storage: StorageConfig = Field(StorageConfig(), description="The SQLite store.")
@@ -268,6 +277,7 @@ class HubConfig(StrictModel):
     sla: SlaConfig = Field(SlaConfig(), description="Days to fix, by severity: sets sla_due_at.")
     pipeline: PipelineConfig = Field(PipelineConfig(), description="Event processing settings.")
     api: ApiConfig = Field(ApiConfig(), description="The hub's own HTTP API.")
+    logging: LoggingConfig = Field(LoggingConfig(), description="Log format and level.")
 
     _file: str = PrivateAttr("<config>")
     _base_dir: Path = PrivateAttr(Path("."))
@@ -374,12 +384,24 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
     problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
     if problems or config is None:
         raise ConfigError(problems)
-    config._notes = [
-        doc.problem(loc, f"{', '.join(names)} is not set: using the default written in the file (fine for a demo, "
-                         "not for production)")
-        for loc, names in doc.defaulted.items() if _SECRETISH.search(format_path(loc))
-    ]
+    config._notes = _default_notes(doc)
     return config
+
+
+def _default_notes(doc: YamlDoc) -> list[Problem]:
+    """One note per unset variable whose written default a secret uses, at its first place, naming the others:
+    a secret shared by ten sources (a YAML anchor, or the same ``${VAR:-dev}``) is one line, not ten."""
+    places: dict[str, list[tuple[str | int, ...]]] = {}
+    for loc, names in doc.defaulted.items():
+        if _SECRETISH.search(format_path(loc)):
+            for name in names:
+                places.setdefault(name, []).append(loc)
+    notes = []
+    for name, locs in places.items():
+        also = f" (also at {', '.join(f'line {doc.line_of(loc)}' for loc in locs[1:])})" if len(locs) > 1 else ""
+        notes.append(doc.problem(locs[0], f"{name} is not set: using the default written in the file{also} "
+                                          "(fine for a demo, not for production)"))
+    return notes
 
 
 _SECRETISH = re.compile(r"secret|token|auth|password|api_key", re.IGNORECASE)

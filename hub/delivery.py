@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from hub import logs
 from hub.adapters import stored_event
 from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
 from hub.ids import iso, parse_iso
@@ -99,6 +100,7 @@ class Worker:
         self._rendered = {where: m.render_batches.labels(name, where) for where in ("process", "loop")}
 
     async def run(self) -> None:
+        logs.bind(target=self.name)  # this task's lines, and those of the delivery tasks it starts
         while not self._closing:
             try:
                 delay = await self.step()
@@ -222,6 +224,7 @@ class Worker:
         return items
 
     async def _deliver_one(self, row: dict[str, Any]) -> None:
+        logs.bind(delivery_id=outbox.delivery_id(row["seq"]), finding_id=row["finding_id"], event_id=row["event_id"])
         started = time.perf_counter()
         try:
             [item] = await self._items([row])
@@ -330,7 +333,8 @@ class Worker:
         self.held.difference_update(r["seq"] for r in results.rows)
         for row, v in results.dead:
             log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row["seq"], row["attempts"],
-                        v.reason)
+                        v.reason, extra={"delivery_id": outbox.delivery_id(row["seq"]), "target": self.name,
+                                         "finding_id": row["finding_id"], "event_id": row["event_id"]})
         if targets:
             self.hub.dispatcher.wake(targets)
         return True

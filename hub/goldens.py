@@ -7,6 +7,7 @@ that read ``target.*`` (team ids, board ids) have values.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,22 @@ def check(type_name: str, mapping: Mapping) -> tuple[int, list[Mismatch]]:
                 bad.append(Mismatch(ex.case, payload, str(exc)))
                 continue
             if got != want:
-                bad.append(Mismatch(ex.case, payload, "differs from " + expected_file.name + ":\n  got:  "
-                                    + orjson.dumps(got).decode()[:2000] + "\n  want: " + orjson.dumps(want).decode()[:2000]))
+                bad.append(Mismatch(ex.case, payload, f"differs from {expected_file.name}:\n"
+                                    + diff(want, got, expected_file.name)))
     return compared, bad
+
+
+def diff(want: Any, got: Any, name: str, context: int = 3) -> str:
+    """A unified diff from the expected file to the rendered output: JSON pretty-printed with sorted keys and an
+    indent of 2 (one field per line, so the diff points at the field), text line by line. Two 2 KB lines
+    side by side hid a one-field difference."""
+    def lines(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return value.splitlines()
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode().splitlines()
+
+    return "\n".join(difflib.unified_diff(lines(want), lines(got), f"{name} (expected)", "rendered", n=context,
+                                         lineterm=""))
 
 
 def render_all(target: str, type_name: str, config: TargetConfig, mapping: Mapping,

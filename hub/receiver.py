@@ -161,13 +161,14 @@ class Receiver:
             event_id, duplicate = await self.hub.store.insert_event(event, replay, now)
         except Exception as exc:  # nothing was committed: the sender must retry
             if not isinstance(exc, StoreUnavailableError):
-                log.exception("store refused an event from source %s", name)
+                log.exception("store refused an event from source %s", name, extra={"source": name})
             return await self._reject(send, scope, name, 503, "unavailable", f"the event was not stored: {exc}",
                                       [(b"retry-after", b"5")])
         if duplicate:
             self._duplicate[name].inc()
             return await _respond(send, 200, b'{"id":"%s","status":"duplicate"}' % event_id.encode())
         self._stored[name].inc()
+        log.debug("source %s: stored %s", name, event_id, extra={"event_id": event_id, "source": name})
         self.hub.on_event_stored()
         await _respond(send, 202, b'{"id":"%s","status":"accepted"}' % event_id.encode())
 
@@ -202,10 +203,11 @@ class Receiver:
         client = scope.get("client") or ("-", 0)
         if headers is not None:  # a failed verification: show what was sent, never the secret parts, bounded
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s headers=%s", label, status, code,
-                        client[0], clip(message), loggable_headers(headers, src.redact if src else frozenset()))
+                        client[0], clip(message), loggable_headers(headers, src.redact if src else frozenset()),
+                        extra={"source": label})
         else:
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s", label, status, code,
-                        client[0], clip(message))
+                        client[0], clip(message), extra={"source": label})
         await _respond(send, status, error_json(status, code, message), extra or [])
 
 

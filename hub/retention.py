@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,17 +39,23 @@ def _before(now: float, days: float | None) -> str | None:
     return iso(now - days * DAY) if days else None
 
 
-async def prune(store: Store, cfg: RetentionConfig, now: float) -> Pruned:
-    """Delete what the retention settings let go of; returns how many rows went."""
+async def prune(store: Store, cfg: RetentionConfig, now: float,
+                progress: Callable[[int], None] | None = None) -> Pruned:
+    """Delete what the retention settings let go of; returns how many rows went. ``progress(n)`` is told how many
+    seqs each range walked (the whole rest of a table when its walk ends early), out of ``rows.extent``."""
     done, dead = _before(now, cfg.deliveries_days), _before(now, cfg.dead_days)
     processed, audited = _before(now, cfg.events_days), _before(now, cfg.audit_days)
     counts = []
     for step, cutoffs in ((rows.deliveries_step, (done, dead)), (rows.events_step, (processed, dead)),
                           (rows.audit_step, (audited,))):
         total, after = 0, 0
-        while after is not None and any(cutoffs):
+        walked: int | None = 0
+        while walked is not None and any(cutoffs):
             result = await store.write(lambda conn, a=after, s=step, c=cutoffs: s(conn, a, *c))  # type: ignore[misc]
-            total, after = total + result.deleted, result.next_seq
+            total, walked = total + result.deleted, result.next_seq
+            if progress is not None and walked is not None:
+                progress(walked - after)
+            after = walked if walked is not None else after
             await asyncio.sleep(0)  # let other writes in between ranges
         counts.append(total)
     gone = replays.STEP

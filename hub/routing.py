@@ -23,6 +23,7 @@ from hub.errors import TemplateError
 log = logging.getLogger("hub.routing")
 
 LOG_EVERY_SECS = 60.0
+_ID_KEYS = {"evt": "event_id", "fnd": "finding_id", "dlv": "delivery_id"}  # id prefix -> JSON log field (hub/logs.py)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,10 @@ class Router:
         self._logged[route] = now
         quiet = self._quiet.pop(route, 0)
         more = f" ({quiet} more skip(s) of this route not logged in the last {LOG_EVERY_SECS:g} s)" if quiet else ""
-        log.warning("route %s skipped for %s of %s: %s%s", route, kind, _subject(context), exc, more)
+        subject = _subject(context)
+        key = _ID_KEYS.get(subject.partition("_")[0])
+        log.warning("route %s skipped for %s of %s: %s%s", route, kind, subject, exc, more,
+                    extra={"route": route, **({key: subject} if key else {})})
 
 
 def _subject(context: dict[str, Any]) -> str:

@@ -264,3 +264,27 @@ async def test_openapi_matches_the_real_routes(api):
     assert "Finding" in doc["components"]["schemas"] and "Asset" in doc["components"]["schemas"]
     refs = orjson.dumps(doc).decode()
     assert "#/$defs" not in refs  # every $ref resolves inside components
+
+
+async def test_list_and_detail_agree_on_external_refs(api):
+    """The list read findings without their tickets (``external_refs`` always {}), the detail with them."""
+    from hub.store import findings as finding_rows
+
+    token = api.token("ingest", "read")
+    await api.call("POST", "/api/v1/findings", token, json={"scanner_name": "s", "findings": [
+        {"id": "r-1", "title": "Ticketed", "severity": "high"}, {"id": "r-2", "title": "Not yet", "severity": "low"}]})
+    await api.settle()
+    [(fid,)] = api.hub.store.conn.execute("SELECT id FROM findings WHERE tool_id = 'r-1'").fetchall()
+
+    def link(conn: Any) -> None:
+        finding_rows.claim_ref(conn, fid, "linear", "2026-01-01T00:00:00Z")
+        finding_rows.link_ref(conn, fid, "linear", "LIN-7", "https://linear.app/x/issue/LIN-7", "Todo",
+                              "2026-01-01T00:00:00Z")
+
+    await api.hub.store.write(link)
+    listed = {f["id"]: f for f in (await api.call("GET", "/api/v1/findings", token)).json()["data"]}
+    for finding_id, item in listed.items():
+        detail = (await api.call("GET", f"/api/v1/findings/{finding_id}", token)).json()["data"]
+        assert item["external_refs"] == detail["external_refs"]
+    assert listed[fid]["external_refs"] == {"linear": {"id": "LIN-7", "url": "https://linear.app/x/issue/LIN-7",
+                                                       "status": "Todo"}}

@@ -99,7 +99,9 @@ async def listing(hub: Hub, request: Request, principal: Principal) -> tuple[int
         source=q.get("source"), asset_tag=q.get("asset_tag"), created_after=created_after, text=q.get("search"),
         limit=limit, offset=(page - 1) * limit)
     meta = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
-    return 200, {"ok": True, "data": [_finding_json(f) for f in found], "meta": meta}, {"filters": dict(q)}
+    refs = finding_rows.external_refs_of(hub.store.conn, [f.id for f in found])
+    data = [_finding_json(f.model_copy(update={"external_refs": refs.get(f.id, {})})) for f in found]
+    return 200, {"ok": True, "data": data, "meta": meta}, {"filters": dict(q)}
 
 
 async def one(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:

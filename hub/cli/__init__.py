@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 the operation failed (a request was refused, a record i
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -29,7 +28,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def load(path: str) -> HubConfig:
+def load(path: str, notes: bool = True) -> HubConfig:
+    """The config, or exit 2 listing its problems. Its notes (a secret from the file's default) are printed
+    once, to stderr, unless ``notes`` is False: ``hub serve`` logs them instead, in the log's own format."""
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -37,14 +38,15 @@ def load(path: str) -> HubConfig:
             click.echo(str(problem), err=True)
         click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
         sys.exit(2)
-    for note in config.notes:
+    for note in config.notes if notes else ():
         click.echo(f"note: {note}", err=True)
     return config
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from hub import logs
+
+    logs.setup(level, fmt)
 
 
 def echo_json_lines(rows: list[dict[str, Any]]) -> None:
@@ -71,4 +73,4 @@ def open_store(config: HubConfig) -> Store:
         fail(str(exc))
 
 
-from hub.cli import deliveries, events, intake, mappings, poll, prune, sla, tokens  # noqa: E402,F401  (register the commands)
+from hub.cli import deliveries, events, explain, findings, intake, mappings, poll, prune, sla, tokens  # noqa: E402,F401  (register the commands)

@@ -8,6 +8,7 @@ import click
 import orjson
 
 from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
+from hub.cli.progress import progress
 from hub.ids import iso, parse_iso
 
 STATES = ["pending", "in_flight", "done", "dead"]
@@ -25,24 +26,35 @@ def _print(rows: list[dict], as_json: bool) -> None:
     if not rows:
         click.echo("no deliveries")
         return
-    click.echo(f"{'ID':<12} {'TARGET':<16} {'KIND':<18} {'STATE':<9} {'TRIES':>5}  {'CREATED':<24} LAST ERROR")
+    click.echo(f"{'ID':<12} {'TARGET':<16} {'KIND':<18} {'STATE':<9} {'TRIES':>5}  {'CREATED':<24} "
+               f"{'NEXT ATTEMPT':<24} LAST ERROR")
     for r in rows:
         click.echo(f"{r['id']:<12} {r['target']:<16.16} {r['kind']:<18} {r['state']:<9} {r['attempts']:>5}  "
-                   f"{r['created_at']:<24} {(r['last_error'] or '')[:80]}")
+                   f"{r['created_at']:<24} {next_attempt(r):<24} {(r['last_error'] or '')[:80]}")
+
+
+def next_attempt(row: dict) -> str:
+    """When a pending delivery is tried next; a delivery in flight, done or dead has no next attempt."""
+    return str(row["next_attempt_at"]) if row["state"] == "pending" else "-"
 
 
 @deliveries.command("list")
 @config_option
 @click.option("--state", type=click.Choice(STATES), help="Only this state.")
 @click.option("--target", help="Only this target.")
+@click.option("--finding", "finding_id", metavar="FND_ID", help="Only the deliveries of this finding.")
+@click.option("--event", "event_id", metavar="EVT_ID", help="Only the deliveries of this inbound event "
+              "(event.received; a finding's steps are under --finding).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def deliveries_list(config_path: str, state: str | None, target: str | None, limit: int, as_json: bool) -> None:
-    """List deliveries, newest first."""
+def deliveries_list(config_path: str, state: str | None, target: str | None, finding_id: str | None,
+                    event_id: str | None, limit: int, as_json: bool) -> None:
+    """List deliveries, newest first, with when each pending one is tried next."""
     from hub.store import deliveries as q
 
     store = open_store(load(config_path))
-    _print(q.listing(store.conn, state=state, target=target, limit=limit), as_json)
+    _print(q.listing(store.conn, state=state, target=target, limit=limit, finding=finding_id, event=event_id),
+           as_json)
 
 
 @deliveries.command("dead")
@@ -107,10 +119,14 @@ def deliveries_replay(delivery_ids: tuple[str, ...], config_path: str, state: st
             fail(f"{len(chosen) - count} delivery(ies) not found or not dead/done")
         return
     total, after = 0, 0
-    while True:  # page by page: never the whole set in memory, never one huge transaction
-        seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after, limit=page)
-        if not seqs:
-            break
-        total += store.write_sync(partial(q.replay, seqs=seqs, now=now))
-        after = seqs[-1]
+    expected = q.replay_count(store.conn, state=state or "dead", target=target, since=since)
+    with progress(expected, "replaying") as advance:
+        while True:  # page by page: never the whole set in memory, never one huge transaction
+            seqs = q.replay_page(store.conn, state=state or "dead", target=target, since=since, after=after,
+                                 limit=page)
+            if not seqs:
+                break
+            total += store.write_sync(partial(q.replay, seqs=seqs, now=now))
+            after = seqs[-1]
+            advance(len(seqs))
     click.echo(f"{total} delivery(ies) queued again")

@@ -7,6 +7,7 @@ import orjson
 
 from hub import jsonlimits
 from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
+from hub.cli.progress import progress
 
 
 @main.group()
@@ -64,14 +65,25 @@ def events_show(event_id: str, config_path: str) -> None:
 @config_option
 @click.option("--failed", is_flag=True, help="Every failed event (after fixing the adapter, template or route).")
 @click.option("--source", help="With --failed: only this source.")
-def events_reprocess(event_ids: tuple[str, ...], config_path: str, failed: bool, source: str | None) -> None:
+@click.option("--page", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="With --failed: events per transaction.")
+def events_reprocess(event_ids: tuple[str, ...], config_path: str, failed: bool, source: str | None,
+                     page: int) -> None:
     """Put events back in the queue; a running hub processes them within seconds."""
     from hub.store import events as q
 
     if not event_ids and not failed:
         fail("name event ids, or use --failed", 2)
     store = open_store(load(config_path))
-    count = store.write_sync(lambda conn: q.reprocess(conn, ids=list(event_ids), failed=failed, source=source))
+    if event_ids:
+        count = store.write_sync(lambda conn: q.reprocess(conn, ids=list(event_ids)))
+    else:  # page by page, like a bulk replay: short transactions beside a running hub, and a progress bar
+        count, after = 0, 0
+        with progress(q.failed_count(store.conn, source), "reprocessing") as advance:
+            while seqs := q.failed_page(store.conn, source=source, after=after, limit=page):
+                count += store.write_sync(lambda conn, s=seqs: q.reprocess_failed(conn, s))  # type: ignore[misc]
+                after = seqs[-1]
+                advance(len(seqs))
     click.echo(f"{count} event(s) queued for processing")
     if event_ids and count < len(event_ids):
         fail(f"{len(event_ids) - count} id(s) not found")

@@ -24,9 +24,11 @@ log = logging.getLogger("hub.serve")
 @config_option
 @click.option("--host", help="Override server.host.")
 @click.option("--port", type=int, help="Override server.port.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Override logging.level (default info).")
 @click.option("--access-log/--no-access-log", default=None, help="Override server.access_log.")
-def serve(config_path: str, host: str | None, port: int | None, log_level: str, access_log: bool | None) -> None:
+def serve(config_path: str, host: str | None, port: int | None, log_level: str | None,
+          access_log: bool | None) -> None:
     """Run the receiver, API, dispatcher and scheduler in one process."""
     import uvicorn
 
@@ -35,8 +37,11 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str, 
     from hub.runtime import Hub
     from hub.store.lock import hold
 
-    setup_logging(log_level)
-    config = load(config_path)
+    config = load(config_path, notes=False)
+    log_level = log_level or config.logging.level
+    setup_logging(log_level, config.logging.format)
+    for note in config.notes:  # through the log: with logging.format json, every line of stderr is JSON
+        log.warning("note: %s", note)
     try:
         hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
         hub = Hub(config)

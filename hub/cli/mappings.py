@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def test_mappings(config_path: str | None, types: tuple[str, ...]) -> None:
             failed += 1
             click.echo(f"FAIL {label}: {len(bad)} of {compared} example output(s) differ")
             for m in bad:
-                click.echo(f"  {m}")
+                click.echo(textwrap.indent(str(m), "  "))
         else:
             click.echo(f"ok   {label}: {compared} example output(s)")
     if failed:

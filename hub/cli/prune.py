@@ -8,6 +8,7 @@ import time
 import click
 
 from hub.cli import config_option, load, main
+from hub.cli.progress import progress
 
 
 @main.command()
@@ -16,6 +17,7 @@ def prune(config_path: str) -> None:
     """Delete done deliveries, dead letters, processed events and audit rows older than storage.retention allows."""
     from hub.retention import prune as run_prune
     from hub.store import Store
+    from hub.store.retention import extent
 
     config = load(config_path)
     cfg = config.storage.retention
@@ -24,7 +26,15 @@ def prune(config_path: str) -> None:
         store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
         await store.start()
         try:
-            pruned = await run_prune(store, cfg, time.time())
+            total, done = extent(store.conn), [0]
+            with progress(total, "pruning") as advance:
+
+                def step(n: int) -> None:
+                    done[0] += n
+                    advance(n)
+
+                pruned = await run_prune(store, cfg, time.time(), step)
+                advance(total - done[0])  # a walk stops at the first range too young to prune: the rest is done
         finally:
             await store.close()
         days = {"deliveries": cfg.deliveries_days, "dead": cfg.dead_days, "events": cfg.events_days,

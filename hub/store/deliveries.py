@@ -218,9 +218,20 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
 
 
 def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str | None = None,
-            since: str | None = None, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Newest first; page with ``before`` = the last seq seen."""
+            since: str | None = None, before: int | None = None, limit: int = 50, finding: str | None = None,
+            event: str | None = None) -> list[dict[str, Any]]:
+    """Newest first; page with ``before`` = the last seq seen. ``finding``: only that finding's deliveries.
+    ``event``: the deliveries an inbound event caused: its own (event.received) and those of the finding steps it
+    made, which carry the finding id, not the event's; a step and its deliveries are written in one transaction
+    with one time stamp, which ties them together."""
     where, args = _filters(state, target, since)
+    if finding is not None:
+        where.append("finding_id = ?")
+        args.append(finding)
+    if event is not None:
+        where.append("(event_id = ? OR (finding_id, created_at) IN "
+                     "(SELECT finding_id, at FROM finding_history WHERE event_id = ?))")
+        args += [event, event]
     if before is not None:
         where.append("seq < ?")
         args.append(before)
@@ -253,6 +264,12 @@ def replay_page(conn: sqlite3.Connection, *, state: str, target: str | None, sin
     where.append("seq > ?")
     return [r[0] for r in conn.execute(f"SELECT seq FROM deliveries WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
                                        (*args, after, limit))]
+
+
+def replay_count(conn: sqlite3.Connection, *, state: str, target: str | None, since: str | None) -> int:
+    """How many deliveries a bulk replay will queue (its progress bar's length)."""
+    where, args = _filters(state, target, since)
+    return int(conn.execute(f"SELECT count(*) FROM deliveries WHERE {' AND '.join(where)}", args).fetchone()[0])
 
 
 def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:

@@ -105,6 +105,29 @@ def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed:
     return 0
 
 
+def failed_count(conn: sqlite3.Connection, source: str | None = None) -> int:
+    sql, args = "SELECT count(*) FROM events WHERE state = 'failed'", []
+    if source:
+        sql, args = sql + " AND source = ?", [source]
+    return int(conn.execute(sql, args).fetchone()[0])
+
+
+def failed_page(conn: sqlite3.Connection, *, source: str | None, after: int, limit: int) -> list[int]:
+    """Seqs of the next failed events after ``after``, ascending (a bulk reprocess goes page by page)."""
+    sql = "SELECT seq FROM events WHERE state = 'failed' AND seq > ?"
+    args: list[Any] = [after]
+    if source:
+        sql, args = sql + " AND source = ?", [*args, source]
+    return [r[0] for r in conn.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit))]
+
+
+def reprocess_failed(conn: sqlite3.Connection, seqs: list[int]) -> int:
+    """Failed events among ``seqs`` back to pending (one still failed: another reprocess may have taken it)."""
+    marks = ",".join("?" * len(seqs))
+    return conn.execute(f"UPDATE events SET state = 'pending', error = NULL WHERE seq IN ({marks}) "
+                        f"AND state = 'failed'", seqs).rowcount
+
+
 def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Full rows (bodies included) keyed by event id."""
     seqs = [s for s in (parse_id(i) for i in ids) if s is not None]

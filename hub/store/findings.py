@@ -103,9 +103,21 @@ def mark_sla_breached(conn: sqlite3.Connection, finding_id: str, at: str) -> Non
 
 
 def external_refs(conn: sqlite3.Connection, finding_id: str) -> dict[str, ExternalRef]:
-    rows = conn.execute("SELECT target, remote_id, url, remote_status FROM external_refs WHERE finding_id = ?",
-                        (finding_id,)).fetchall()
-    return {t: ExternalRef(id=r, url=u, status=s) for t, r, u, s in rows}
+    return external_refs_of(conn, [finding_id]).get(finding_id, {})
+
+
+def external_refs_of(conn: sqlite3.Connection, finding_ids: list[str]) -> dict[str, dict[str, ExternalRef]]:
+    """The refs of several findings in one query (a page of a listing), by finding id then target: the list and
+    the detail of the API must say the same thing about a finding's tickets."""
+    out: dict[str, dict[str, ExternalRef]] = {}
+    for start in range(0, len(finding_ids), 30_000):
+        chunk = finding_ids[start:start + 30_000]
+        rows = conn.execute(f"SELECT finding_id, target, remote_id, url, remote_status FROM external_refs "
+                            f"WHERE finding_id IN ({','.join('?' * len(chunk))}) ORDER BY finding_id, target",
+                            chunk).fetchall()
+        for fid, t, r, u, st in rows:
+            out.setdefault(fid, {})[t] = ExternalRef(id=r, url=u, status=st)
+    return out
 
 
 def ref(conn: sqlite3.Connection, finding_id: str, target: str) -> Ref | None:
@@ -182,3 +194,46 @@ def search(conn: sqlite3.Connection, *, status: str | None = None, severity: str
     rows = _rows(conn.execute(f"SELECT * FROM findings{clause} ORDER BY first_seen DESC, id DESC LIMIT ? OFFSET ?",
                               (*args, limit, offset)))
     return [from_row(r) for r in rows], int(total)
+
+
+_ROW = ("id, severity, status, source, title, json_extract(asset, '$.identifier') AS asset, first_seen, last_seen, "
+        "sla_due_at, sla_breached_at")
+
+
+def page(conn: sqlite3.Connection, *, status: str | None = None, severity: str | None = None,
+         source: str | None = None, asset: str | None = None, sla_breached: bool = False, before: str | None = None,
+         limit: int = 50) -> list[dict[str, Any]]:
+    """Summary rows for ``hub findings list``, newest first (first_seen, then id). Keyset paging: ``before`` is
+    the last id of the previous page, so a page costs the same however deep it is (no OFFSET walk).
+    ``asset`` matches the asset's identifier or one of its tags."""
+    where, args = [], []
+    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    if asset is not None:
+        where.append("(json_extract(asset, '$.identifier') = ? "
+                     "OR EXISTS (SELECT 1 FROM json_each(findings.asset, '$.tags') WHERE value = ?))")
+        args += [asset, asset]
+    if sla_breached:
+        where.append("sla_breached_at IS NOT NULL")
+    if before is not None:
+        where.append("(first_seen, id) < (SELECT first_seen, id FROM findings WHERE id = ?)")
+        args.append(before)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return _rows(conn.execute(f"SELECT {_ROW} FROM findings{clause} ORDER BY first_seen DESC, id DESC LIMIT ?",
+                              (*args, limit)))
+
+
+def sla_breached_at(conn: sqlite3.Connection, finding_id: str) -> str | None:
+    row = conn.execute("SELECT sla_breached_at FROM findings WHERE id = ?", (finding_id,)).fetchone()
+    return row[0] if row else None
+
+
+def history_of_event(conn: sqlite3.Connection, event_id: str) -> list[dict[str, Any]]:
+    """The lifecycle steps an event caused, in order (for ``hub explain evt_N``)."""
+    rows = _rows(conn.execute("SELECT seq, finding_id, at, event_type, changes FROM finding_history "
+                              "WHERE event_id = ? ORDER BY seq", (event_id,)))
+    for r in rows:
+        r["changes"] = orjson.loads(r["changes"])
+    return rows

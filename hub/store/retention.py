@@ -25,6 +25,13 @@ class Step:
     next_seq: int | None  # where the next range starts; None: the walk is over
 
 
+def extent(conn: sqlite3.Connection) -> int:
+    """The seqs a full prune walks at most, summed over its tables (a progress bar's length): max(seq) is read
+    from the end of each primary key, not counted."""
+    return sum(conn.execute(f"SELECT coalesce(max(seq), 0) FROM {t}").fetchone()[0]
+               for t in ("deliveries", "events", "audit_log"))
+
+
 def _range(conn: sqlite3.Connection, table: str, born: str, after: int, cutoffs: dict[str, str | None]
            ) -> tuple[int, int] | None:
     """(first, last) seq of the ``STEP`` rows after ``after``; None when there are none, or when the first was
