@@ -6,7 +6,7 @@ Each delivery is one ``create`` action whose ``_id`` is the delivery's idempoten
 lost answer gets 409 (already there), which counts as delivered. The answer is HTTP 200 even when items
 fail: every item's own status decides its verdict, and only failed items are retried or dead-lettered
 (the idea of Vector's ``src/sinks/elasticsearch/retry.rs``). The document comes from
-mappings/elastic/document.json.j2 (ECS 9.4.0).
+hub/builtin_mappings/elastic/document.json.j2 (ECS 9.4.0).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Vendor API: Linear GraphQL, ``POST {url}/graphql`` (default ``https://api.linear.app``); schema and
 docs at https://linear.app/developers/graphql. The mutation text lives here; what the issue says
-lives in mappings/linear/. A new issue gets a client-chosen ``id`` derived from the target and the
+lives in hub/builtin_mappings/linear/. A new issue gets a client-chosen ``id`` derived from the target and the
 finding id, so a retried create cannot make a second issue: when Linear refuses an id it already
 has, the issue is read back and adopted. Comments get derived ids the same way.
 """

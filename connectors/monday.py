@@ -109,7 +109,7 @@ class MondayError(Exception):
 
 
 class MondayConnector(HttpConnector):
-    """monday.com GraphQL: the documents live here, the column values in mappings/monday/."""
+    """monday.com GraphQL: the documents live here, the column values in hub/builtin_mappings/monday/."""
 
     name: ClassVar[str] = "monday"
     Config = MondayConfig

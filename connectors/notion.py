@@ -6,7 +6,7 @@ API: Notion REST API, base URL ``https://api.notion.com`` (requests go to ``{url
 ``PATCH /v1/blocks/{id}/children``; comments ``POST /v1/comments``; lookups and status sync
 ``POST /v1/data_sources/{id}/query``; done statuses from ``GET /v1/data_sources/{id}`` (status group
 "Complete"). Docs: https://developers.notion.com/reference/intro, limits:
-https://developers.notion.com/reference/request-limits. Field mapping lives in mappings/notion/.
+https://developers.notion.com/reference/request-limits. Field mapping lives in hub/builtin_mappings/notion/.
 """
 
 from __future__ import annotations

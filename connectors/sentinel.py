@@ -4,7 +4,7 @@
 array of rows, ``Authorization: Bearer`` with an Entra client-credentials token; 204 is success. ``url`` is the
 data collection endpoint (DCE) or the DCR's own logs-ingestion endpoint: there is no public default.
 Docs: https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview (the legacy HTTP Data
-Collector API is retired and not used). Rows come from mappings/sentinel/row.json.j2.
+Collector API is retired and not used). Rows come from hub/builtin_mappings/sentinel/row.json.j2.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class SentinelConnector(BatchConnector):
         if verdict.outcome is Outcome.OK or code == 413:
             return verdict
         error = _error(response)
-        hint = {400: "the rows do not fit the stream declaration (check mappings/sentinel and the DCR)",
+        hint = {400: "the rows do not fit the stream declaration (check hub/builtin_mappings/sentinel and the DCR)",
                 401: "token rejected after a refresh: check the app registration / client secret "
                      "(tenant_id, auth.client_id, auth.client_secret) and the scope audience",
                 403: f"grant the app (client id {self.cfg.auth.client_id}) 'Monitoring Metrics Publisher' on the DCR",

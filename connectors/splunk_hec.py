@@ -98,7 +98,7 @@ class SplunkHecConnector(BatchConnector):
         return headers
 
     def encode(self, item: Item) -> bytes:
-        """One envelope from mappings/splunk_hec/event.json.j2, tidied and checked the way HEC checks it."""
+        """One envelope from hub/builtin_mappings/splunk_hec/event.json.j2, tidied and checked the way HEC checks it."""
         doc = self.mapping.render_json("event", self.context(item))
         if isinstance(doc, dict):
             for key in META_KEYS:  # null metadata: Splunk's defaults apply

@@ -3,7 +3,7 @@
 Headers ``webhook-id`` (the delivery's idempotency key, stable across retries), ``webhook-timestamp``
 and ``webhook-signature`` (v1 HMAC-SHA256 with the ``whsec_`` secret), so any Standard Webhooks
 receiver (including a Findings Hub source with ``scheme: standard-webhooks``) can verify and
-deduplicate. The body comes from mappings/webhook/body.json.j2.
+deduplicate. The body comes from hub/builtin_mappings/webhook/body.json.j2.
 """
 
 from __future__ import annotations

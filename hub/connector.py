@@ -166,7 +166,7 @@ class TargetConfig(StrictModel):
 
     type: str = Field(description="Connector type: names the module, mapping folder and docs page.")
     url: str | None = Field(None, description="API base URL; defaults to the vendor's public URL where there is one.")
-    mapping: str | None = Field(None, description="A mapping folder of your own instead of mappings/<type>/.")
+    mapping: str | None = Field(None, description="A mapping folder of your own instead of the built-in one.")
     concurrency: int = Field(4, ge=1, le=256, description="Deliveries in flight to this target at once.")
     rate_limit: RateLimitConfig | None = Field(None, description="Token bucket; default: the connector's.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry schedule.")

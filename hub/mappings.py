@@ -1,4 +1,4 @@
-"""Mappings ops edit: ``mappings/<type>/mapping.yaml`` names a template per payload; templates render JSON.
+"""Mappings ops edit: ``hub/builtin_mappings/<type>/mapping.yaml`` names a template per payload; templates render JSON.
 
     payloads:
       issue: {template: issue.json.j2}                         # rendered for every kind
@@ -24,7 +24,9 @@ from hub.errors import ConfigError, Problem, TemplateError
 from hub.models import EVENT_TYPES, Finding
 from hub.yamlsrc import load as load_yaml
 
-BUILTIN_ROOT = Path(__file__).resolve().parent.parent / "mappings"
+# Package data (pyproject's package-data ships it in the wheel), so an installed hub and a checkout find the same
+# folder; the templates' loader has it on its search path, so ``{% import "_shared/finding.j2" %}`` resolves there.
+BUILTIN_ROOT = Path(__file__).resolve().parent / "builtin_mappings"
 
 
 @dataclass(frozen=True)

@@ -92,10 +92,10 @@ def test_filters():
 def test_builtin_mapping_golden_examples(type_name):
     mapping = load_mapping(type_name, BUILTIN_ROOT / type_name, connector_class(type_name).payloads)
     compared, bad = check(type_name, mapping)
-    assert compared > 0, f"mappings/{type_name} has no golden examples"
+    assert compared > 0, f"built-in mapping {type_name} has no golden examples"
     assert not bad, "\n".join(map(str, bad))
 
 
 def test_every_builtin_connector_ships_a_mapping():
     for type_name in connector_paths():
-        assert (BUILTIN_ROOT / type_name / "mapping.yaml").is_file(), f"mappings/{type_name}/mapping.yaml is missing"
+        assert (BUILTIN_ROOT / type_name / "mapping.yaml").is_file(), f"hub/builtin_mappings/{type_name}/mapping.yaml is missing"

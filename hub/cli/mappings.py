@@ -81,7 +81,7 @@ def test_mappings(config_path: str | None, types: tuple[str, ...]) -> None:
     folders: dict[str, tuple[str, Path]] = {}
     for type_name in connector_paths():
         if (BUILTIN_ROOT / type_name).is_dir():
-            folders[f"mappings/{type_name}"] = (type_name, BUILTIN_ROOT / type_name)
+            folders[f"built-in {type_name}"] = (type_name, BUILTIN_ROOT / type_name)
     if config_path:
         config = load(config_path)
         for name, cfg in config.target_configs.items():
