@@ -111,6 +111,9 @@ class FingerprintConfig(StrictModel):
         "default", description="default: asset + rule/CVE/title + location; tool_id: the tool's own id; "
                                "fields: a hash of `fields`; both: tool id and `fields`.")
     fields: list[str] = Field(default_factory=list, description="Finding fields (asset.* allowed) for fields/both.")
+    scope: Name | None = Field(None, description="Sources with the same scope fingerprint as one: the same tool id "
+                                                 "(or the same inputs) from any of them is one finding. Default: "
+                                                 "the source's own name.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         if self.use in ("fields", "both") and not self.fields:
@@ -290,6 +293,7 @@ class HubConfig(StrictModel):
         yield from super().problems()
         if self.api.enabled and self.api.source in self.sources:
             yield ("api", "source"), f"{self.api.source!r} is also a configured source; give the API another name"
+        yield from self._scope_problems()
         seen: set[str] = set()
         for i, route in enumerate(self.routes):
             if route.name in seen:
@@ -311,6 +315,25 @@ class HubConfig(StrictModel):
                     continue
                 for _, chain, message in contextcheck.when_problems(route.when, list(route.on), templating.expression_env):
                     yield ("routes", i, "when"), f"{chain}: {message}"
+
+    def _scope_problems(self) -> Iterator[tuple[Loc, str]]:
+        """Sources of one fingerprint scope must hash the same inputs, or the same issue would still be two findings."""
+        first: dict[str, tuple[str, FingerprintConfig]] = {}
+        for name, src in self.sources.items():
+            fp = src.fingerprint
+            if fp.scope is None:
+                continue
+            if fp.scope in self.sources and fp.scope != name and self.sources[fp.scope].fingerprint.scope != fp.scope:
+                yield ("sources", name, "fingerprint", "scope"), \
+                    f"{fp.scope!r} is a source outside this scope; give its fingerprint scope: {fp.scope} too, " \
+                    "or name the scope differently"
+            if fp.scope not in first:
+                first[fp.scope] = (name, fp)
+                continue
+            other, ofp = first[fp.scope]
+            if ("use" in fp.model_fields_set) != ("use" in ofp.model_fields_set) or (fp.use, fp.fields) != (ofp.use, ofp.fields):
+                yield ("sources", name, "fingerprint"), \
+                    f"shares scope {fp.scope!r} with source {other!r} but not its use/fields; give both the same"
 
     @property
     def source_names(self) -> list[str]:
