@@ -331,7 +331,8 @@ class HubConfig(StrictModel):
                 first[fp.scope] = (name, fp)
                 continue
             other, ofp = first[fp.scope]
-            if ("use" in fp.model_fields_set) != ("use" in ofp.model_fields_set) or (fp.use, fp.fields) != (ofp.use, ofp.fields):
+            explicit = ("use" in fp.model_fields_set, "use" in ofp.model_fields_set)
+            if explicit[0] != explicit[1] or (fp.use, fp.fields) != (ofp.use, ofp.fields):
                 yield ("sources", name, "fingerprint"), \
                     f"shares scope {fp.scope!r} with source {other!r} but not its use/fields; give both the same"
 
