@@ -80,7 +80,7 @@ def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Itera
     keep = set(keep)
     rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open'",
                               (source, scope)))
-    return [from_row(r) for r in rows if r["fingerprint"] not in keep and not reporters(conn, r["id"]) & set(peers)]
+    return [from_row(r) for r in rows if r["fingerprint"] not in keep and not _reported_by(conn, r["id"], peers)]
 
 
 def open_unseen(conn: sqlite3.Connection, source: str, scope: str, since: str,
@@ -89,7 +89,12 @@ def open_unseen(conn: sqlite3.Connection, source: str, scope: str, since: str,
     that one of ``peers`` (the other sources of the fingerprint scope) reports."""
     rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open' "
                               "AND last_seen < ?", (source, scope, since)))
-    return [from_row(r) for r in rows if not reporters(conn, r["id"]) & set(peers)]
+    return [from_row(r) for r in rows if not _reported_by(conn, r["id"], peers)]
+
+
+def _reported_by(conn: sqlite3.Connection, finding_id: str, peers: Collection[str]) -> bool:
+    """Whether one of ``peers`` reports the finding (no query at all for a source without a shared scope)."""
+    return bool(peers) and not reporters(conn, finding_id).isdisjoint(peers)
 
 
 def reporters(conn: sqlite3.Connection, finding_id: str) -> set[str]:
