@@ -408,8 +408,31 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
     problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
     if problems or config is None:
         raise ConfigError(problems)
-    config._notes = _default_notes(doc)
+    config._notes = _default_notes(doc) + _split_platform_notes(config, doc)
     return config
+
+
+def _split_platform_notes(config: HubConfig, doc: YamlDoc) -> list[Problem]:
+    """A platform configured as a webhook source and a poll source without a shared fingerprint scope: the same
+    issue would be two findings and two tickets, the trap a new user falls into first (one source takes both)."""
+    hooks: dict[str, list[str]] = {}
+    polls: dict[str, list[str]] = {}
+    for name, src in config.sources.items():
+        if src.verify is not None and src.adapter and src.adapter != "generic":
+            hooks.setdefault(src.adapter, []).append(name)
+        if src.poll is not None and (src.poll.adapter or src.adapter) not in (None, "generic"):
+            polls.setdefault(str(src.poll.adapter or src.adapter), []).append(name)
+    notes = []
+    for adapter, pollers in polls.items():
+        for poller in pollers:
+            scope = config.sources[poller].fingerprint.scope
+            apart = [h for h in hooks.get(adapter, []) if h != poller
+                     and (scope is None or config.sources[h].fingerprint.scope != scope)]
+            if apart:
+                notes.append(doc.problem(("sources", poller), f"{adapter} is polled here and received by webhook in "
+                                         f"{', '.join(apart)}: the same issue by both paths is two findings; make "
+                                         "them one source with verify and poll, or share a fingerprint scope"))
+    return notes
 
 
 def _default_notes(doc: YamlDoc) -> list[Problem]:

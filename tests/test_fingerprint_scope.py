@@ -164,3 +164,14 @@ def test_a_scope_named_after_a_source_outside_it_is_refused(tmp_path):
     sources = {**two_sources("se-other"), "se-other": {"verify": VERIFY, "adapter": "secureendpoint"}}
     with pytest.raises(ConfigError, match="'se-other' is a source outside this scope"):
         load_config(write_config(tmp_path / "hub.yaml", config(tmp_path, sources)))
+
+
+def test_check_config_notes_a_platform_split_into_a_webhook_source_and_a_poll_source(tmp_path):
+    """The trap a new user falls into: said at load (check-config prints it, serve logs it), not an error."""
+
+    def notes(sources: dict[str, Any]) -> list[str]:
+        return [p.message for p in load_config(write_config(tmp_path / "hub.yaml", config(tmp_path, sources))).notes]
+
+    [note] = notes(two_sources(None))
+    assert note.startswith("secureendpoint is polled here and received by webhook in se-hooks: the same issue")
+    assert notes(two_sources("secureendpoint")) == [] and notes(one_source()) == []
