@@ -111,6 +111,9 @@ class FingerprintConfig(StrictModel):
         "default", description="default: asset + rule/CVE/title + location; tool_id: the tool's own id; "
                                "fields: a hash of `fields`; both: tool id and `fields`.")
     fields: list[str] = Field(default_factory=list, description="Finding fields (asset.* allowed) for fields/both.")
+    scope: Name | None = Field(None, description="Sources with the same scope fingerprint as one: the same tool id "
+                                                 "(or the same inputs) from any of them is one finding. Default: "
+                                                 "the source's own name.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         if self.use in ("fields", "both") and not self.fields:
@@ -290,6 +293,7 @@ class HubConfig(StrictModel):
         yield from super().problems()
         if self.api.enabled and self.api.source in self.sources:
             yield ("api", "source"), f"{self.api.source!r} is also a configured source; give the API another name"
+        yield from self._scope_problems()
         seen: set[str] = set()
         for i, route in enumerate(self.routes):
             if route.name in seen:
@@ -311,6 +315,26 @@ class HubConfig(StrictModel):
                     continue
                 for _, chain, message in contextcheck.when_problems(route.when, list(route.on), templating.expression_env):
                     yield ("routes", i, "when"), f"{chain}: {message}"
+
+    def _scope_problems(self) -> Iterator[tuple[Loc, str]]:
+        """Sources of one fingerprint scope must hash the same inputs, or the same issue would still be two findings."""
+        first: dict[str, tuple[str, FingerprintConfig]] = {}
+        for name, src in self.sources.items():
+            fp = src.fingerprint
+            if fp.scope is None:
+                continue
+            if fp.scope in self.sources and fp.scope != name and self.sources[fp.scope].fingerprint.scope != fp.scope:
+                yield ("sources", name, "fingerprint", "scope"), \
+                    f"{fp.scope!r} is a source outside this scope; give its fingerprint scope: {fp.scope} too, " \
+                    "or name the scope differently"
+            if fp.scope not in first:
+                first[fp.scope] = (name, fp)
+                continue
+            other, ofp = first[fp.scope]
+            explicit = ("use" in fp.model_fields_set, "use" in ofp.model_fields_set)
+            if explicit[0] != explicit[1] or (fp.use, fp.fields) != (ofp.use, ofp.fields):
+                yield ("sources", name, "fingerprint"), \
+                    f"shares scope {fp.scope!r} with source {other!r} but not its use/fields; give both the same"
 
     @property
     def source_names(self) -> list[str]:
@@ -384,8 +408,31 @@ def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
     problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
     if problems or config is None:
         raise ConfigError(problems)
-    config._notes = _default_notes(doc)
+    config._notes = _default_notes(doc) + _split_platform_notes(config, doc)
     return config
+
+
+def _split_platform_notes(config: HubConfig, doc: YamlDoc) -> list[Problem]:
+    """A platform configured as a webhook source and a poll source without a shared fingerprint scope: the same
+    issue would be two findings and two tickets, the trap a new user falls into first (one source takes both)."""
+    hooks: dict[str, list[str]] = {}
+    polls: dict[str, list[str]] = {}
+    for name, src in config.sources.items():
+        if src.verify is not None and src.adapter and src.adapter != "generic":
+            hooks.setdefault(src.adapter, []).append(name)
+        if src.poll is not None and (src.poll.adapter or src.adapter) not in (None, "generic"):
+            polls.setdefault(str(src.poll.adapter or src.adapter), []).append(name)
+    notes = []
+    for adapter, pollers in polls.items():
+        for poller in pollers:
+            scope = config.sources[poller].fingerprint.scope
+            apart = [h for h in hooks.get(adapter, []) if h != poller
+                     and (scope is None or config.sources[h].fingerprint.scope != scope)]
+            if apart:
+                notes.append(doc.problem(("sources", poller), f"{adapter} is polled here and received by webhook in "
+                                         f"{', '.join(apart)}: the same issue by both paths is two findings; make "
+                                         "them one source with verify and poll, or share a fingerprint scope"))
+    return notes
 
 
 def _default_notes(doc: YamlDoc) -> list[Problem]:

@@ -9,6 +9,7 @@ value in the incoming finding never erases a stored one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,9 @@ def _path(f: Finding, dotted: str) -> Any:
 
 
 def fingerprint(f: Finding, source: str, cfg: FingerprintConfig | None = None) -> str:
-    """Stable identity of a finding within a source (hex, 32 chars)."""
+    """Stable identity of a finding within its fingerprint scope (hex, 32 chars). The scope is the source's name
+    unless ``cfg.scope`` names one shared by several sources, so a source named like its scope keeps the
+    fingerprints it had before the scope was added."""
     cfg = cfg or FingerprintConfig()
     use = cfg.use
     if use in ("tool_id", "both") and not f.tool_id:
@@ -49,8 +52,18 @@ def fingerprint(f: Finding, source: str, cfg: FingerprintConfig | None = None) -
     else:
         what = f.rule_id or (f.cve[0] if f.cve else None) or f.title.strip().lower()
         parts = ["default", f.asset.identifier or f.asset.hostname or f.asset.ip, what, f.location]
-    digest = hashlib.sha256(orjson.dumps([source, *parts], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    digest = hashlib.sha256(orjson.dumps([cfg.scope or source, *parts], option=orjson.OPT_SORT_KEYS)).hexdigest()
     return digest[:32]
+
+
+def scope_peers(configs: Mapping[str, FingerprintConfig]) -> dict[str, frozenset[str]]:
+    """Each source's fellow sources in its fingerprint scope (none without a shared scope): a full re-import of one
+    source does not resolve a finding that a peer reports."""
+    members: dict[str, set[str]] = {}
+    for name, cfg in configs.items():
+        if cfg.scope is not None:
+            members.setdefault(cfg.scope, set()).add(name)
+    return {name: frozenset(members[cfg.scope] - {name}) for name, cfg in configs.items() if cfg.scope is not None}
 
 
 def sla_due(severity: str, start: str | None, sla: SlaConfig) -> str | None:

@@ -107,6 +107,7 @@ class Pipeline:
             api = hub.config.api.source
             self.adapters[api] = adapter_class("strobes")(api, None)
             self.fingerprints[api] = FingerprintConfig(use="tool_id")
+        self.peers = lifecycle.scope_peers(self.fingerprints)  # sources that share a fingerprint scope
         self.on_deliveries: Callable[[set[str]], None] = lambda targets: None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -117,10 +118,10 @@ class Pipeline:
 
     def _fingerprint_config(self, name: str, src: SourceConfig) -> FingerprintConfig:
         """The source's own setting, else its adapter's default (tool_id for platforms whose follow-ups carry only ids)."""
-        if "fingerprint" in src.model_fields_set:
+        if "use" in src.fingerprint.model_fields_set:
             return src.fingerprint
         adapter = self.adapters.get(name) or self.poll_adapters.get(name)
-        return FingerprintConfig(use=getattr(adapter, "fingerprint", "default"))
+        return FingerprintConfig(use=getattr(adapter, "fingerprint", "default"), scope=src.fingerprint.scope)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pipeline")
@@ -235,14 +236,18 @@ class Pipeline:
             scope = parsed.full_scope or event.headers.get("x-hub-poll-scope") or \
                 (finding_rows.scope_of(conn, existing.id) if existing else None)
             self.record(conn, change, scope, event.id, event.source, stamp, out)
+            if existing is not None and existing.source != event.source:  # a fingerprint scope shared with its source
+                self._also_reported(conn, existing.id, event.id, event.source, stamp)
         for target, statuses in parsed.statuses.items():
             self.apply_remote(conn, target, statuses, now, out)
         if parsed.full_scope and parsed.unseen_since:  # a paged full import ended: what it did not see is gone
-            for gone in finding_rows.open_unseen(conn, event.source, parsed.full_scope, parsed.unseen_since):
+            for gone in finding_rows.open_unseen(conn, event.source, parsed.full_scope, parsed.unseen_since,
+                                                 self.peers.get(event.source, ())):
                 change = lifecycle.resolve_absent(gone, now, f"absent from the full import that ended with {event.id}")
                 self.record(conn, change, parsed.full_scope, event.id, event.source, stamp, out)
         elif parsed.full_scope:
-            for gone in finding_rows.open_in_scope(conn, event.source, parsed.full_scope, seen):
+            for gone in finding_rows.open_in_scope(conn, event.source, parsed.full_scope, seen,
+                                                   self.peers.get(event.source, ())):
                 change = lifecycle.resolve_absent(gone, now, f"absent from the full import in {event.id}")
                 self.record(conn, change, parsed.full_scope, event.id, event.source, stamp, out)
         if self.router.wants("event.received"):
@@ -252,6 +257,14 @@ class Pipeline:
             outbox.insert(conn, rows, stamp)
             out.targets |= {t for _, t in pairs}
         return out
+
+    @staticmethod
+    def _also_reported(conn: sqlite3.Connection, finding_id: str, event_id: str, source: str, stamp: str) -> None:
+        """Note, once per opening, that another source of the scope reports this finding (its ``source`` stays the
+        first reporter): a full re-import of the first source then leaves it open (``finding_rows.reporters``)."""
+        if source not in finding_rows.reporters(conn, finding_id):
+            finding_rows.add_history(conn, finding_id, stamp, "finding.reported", {"reported_by": source}, event_id,
+                                     source)
 
     def record(self, conn: sqlite3.Connection, change: lifecycle.Change, scope: str | None, event_id: str | None,
                actor: str, stamp: str, out: Outcome, exclude_target: str | None = None) -> None:

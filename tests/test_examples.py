@@ -53,3 +53,18 @@ def test_example_config_serves_with_no_credentials(tmp_path):
     out = subprocess.run([sys.executable, "-m", "hub", "check-config", str(config)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+# The seed platforms (docs/adapters.md): those with webhooks and an API take both in one source.
+PLATFORMS = {"secureendpoint": {"verify", "poll"}, "neuro": {"verify", "poll"}, "obexum": {"verify", "poll"},
+             "secuprobe": {"poll"}, "strobes": {"verify"}}
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_each_seed_platform_has_a_complete_example_in_one_source(platform):
+    path = ROOT / "examples" / f"{platform}.yaml"
+    assert path.exists(), f"examples/{platform}.yaml is missing"
+    config = load_config(path, dummy_env(path.read_text()))
+    [(name, source)] = config.sources.items()
+    assert name == platform and source.adapter == platform
+    assert {k for k in ("verify", "poll") if getattr(source, k) is not None} == PLATFORMS[platform]

@@ -51,6 +51,18 @@ def test_default_fingerprint_uses_asset_rule_and_location():
     assert lifecycle.fingerprint(by_title, "s") == lifecycle.fingerprint(f(rule_id=None, title="  sql INJECTION"), "s")
 
 
+def test_a_fingerprint_scope_joins_sources_and_keeps_the_fingerprints_of_the_source_it_is_named_after():
+    scoped = FingerprintConfig(use="tool_id", scope="se")
+    a = lifecycle.fingerprint(f(tool_id="T-1"), "se-hooks", scoped)
+    b = lifecycle.fingerprint(f(tool_id="T-1"), "se-api", scoped)
+    assert a == b != lifecycle.fingerprint(f(tool_id="T-2"), "se-api", scoped)
+    assert a == lifecycle.fingerprint(f(tool_id="T-1"), "se", FingerprintConfig(use="tool_id"))  # a source named "se"
+    assert a != lifecycle.fingerprint(f(tool_id="T-1"), "se-api", FingerprintConfig(use="tool_id"))  # no scope: apart
+    configs = {"se": scoped, "se-api": scoped, "se-hooks": scoped, "other": FingerprintConfig()}
+    assert lifecycle.scope_peers(configs) == {"se": {"se-api", "se-hooks"}, "se-api": {"se", "se-hooks"},
+                                              "se-hooks": {"se", "se-api"}}
+
+
 def test_configured_fingerprints():
     tool = FingerprintConfig(use="tool_id")
     assert lifecycle.fingerprint(f(tool_id="T-1"), "s", tool) == lifecycle.fingerprint(

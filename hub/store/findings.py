@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -74,19 +74,38 @@ def history(conn: sqlite3.Connection, finding_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Iterable[str]) -> list[Finding]:
-    """Open findings of a full-import scope whose fingerprint is not in ``keep``."""
+def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Iterable[str],
+                  peers: Collection[str] = ()) -> list[Finding]:
+    """Open findings of a full-import scope whose fingerprint is not in ``keep`` (and that no ``peers`` report)."""
     keep = set(keep)
     rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open'",
                               (source, scope)))
-    return [from_row(r) for r in rows if r["fingerprint"] not in keep]
+    return [from_row(r) for r in rows if r["fingerprint"] not in keep and not _reported_by(conn, r["id"], peers)]
 
 
-def open_unseen(conn: sqlite3.Connection, source: str, scope: str, since: str) -> list[Finding]:
-    """Open findings of a scope not seen since ``since`` (the start of a complete full-import run)."""
+def open_unseen(conn: sqlite3.Connection, source: str, scope: str, since: str,
+                peers: Collection[str] = ()) -> list[Finding]:
+    """Open findings of a scope not seen since ``since`` (the start of a complete full-import run), except those
+    that one of ``peers`` (the other sources of the fingerprint scope) reports."""
     rows = _rows(conn.execute("SELECT * FROM findings WHERE source = ? AND scope = ? AND status = 'open' "
                               "AND last_seen < ?", (source, scope, since)))
-    return [from_row(r) for r in rows]
+    return [from_row(r) for r in rows if not _reported_by(conn, r["id"], peers)]
+
+
+def _reported_by(conn: sqlite3.Connection, finding_id: str, peers: Collection[str]) -> bool:
+    """Whether one of ``peers`` reports the finding (no query at all for a source without a shared scope)."""
+    return bool(peers) and not reporters(conn, finding_id).isdisjoint(peers)
+
+
+def reporters(conn: sqlite3.Connection, finding_id: str) -> set[str]:
+    """The sources that reported a finding since it was last opened (created or reopened): the actors of its
+    history from then on. A source that reports a finding another source created leaves a ``finding.reported``
+    row the first time, so this holds even when its report changed nothing."""
+    rows = conn.execute(
+        "SELECT DISTINCT actor FROM finding_history WHERE finding_id = ?1 AND actor IS NOT NULL AND seq >= "
+        "coalesce((SELECT max(seq) FROM finding_history WHERE finding_id = ?1 "
+        "AND event_type IN ('finding.created', 'finding.reopened')), 0)", (finding_id,)).fetchall()
+    return {r[0] for r in rows}
 
 
 def due_for_sla(conn: sqlite3.Connection, now: str, limit: int = 500) -> list[Finding]:
