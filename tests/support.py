@@ -154,6 +154,15 @@ async def served_in_process(config: Path, **hub_options: Any) -> AsyncIterator[t
         await hub.aclose()
 
 
+async def events_settled(hub: Hub, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait until no stored event is pending (processed or failed), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise AssertionError("events still pending")
+        await asyncio.sleep(0.01)
+
+
 class HubHarness:
     """A Hub started in-process (``HubHarness.running``) with a client on its ASGI app: signed webhooks in,
     store rows out, and a polling ``until`` that says where the deliveries stand when it gives up.

@@ -23,7 +23,7 @@ from hub.config import load_config
 from hub.runtime import Hub
 from hub.store import sync_state
 from tests.fakes.obexum import WINDOW, new_token, obexum
-from tests.support import LoopbackServer, write_config
+from tests.support import LoopbackServer, events_settled, write_config
 
 BASE = "http://obexum.test/api/v1"
 SECRET = "obexum-webhook-secret"
@@ -88,14 +88,6 @@ async def make_hub(tmp_path: Path, app: Any, clock: VirtualClock, poll: dict[str
         await hub.aclose()
 
 
-async def settled(hub: Hub) -> None:
-    for _ in range(500):
-        if not hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("events still pending")
-
-
 def findings(hub: Hub) -> dict[str, tuple[str, str]]:
     """rule + host -> (status, asset identifier), one row per stored finding (a duplicate would collide)."""
     rows = hub.store.conn.execute("SELECT rule_id, json_extract(asset, '$.identifier'), status FROM findings").fetchall()
@@ -121,13 +113,13 @@ async def test_every_engagement_is_read_page_by_page_and_each_finding_stored_onc
         assert paths(app) == ["", "/A/findings", "/A/findings", "/A/findings", "/B/findings", "/B/findings",
                               "/C/findings"]  # never the other user's engagement
         assert report.pages == 7 and report.stored == 6  # the engagements list is read, not stored
-        await settled(hub)
+        await events_settled(hub)
         found = findings(hub)
         assert len(found) == 14 and {s for s, _ in found.values()} == {"open"}
         assert found["WIN-DEF-004@WS-A-0"] == ("open", "WS-A-0")
         assert steps(hub) == ["finding.created"] * 14
         again = await hub.pollers["obexum"].run()  # the same pages: stored once, nothing changes
-        await settled(hub)
+        await events_settled(hub)
         assert again.complete and again.stored == 0 and steps(hub) == ["finding.created"] * 14
 
 
@@ -145,9 +137,9 @@ async def test_a_webhook_and_a_poll_of_one_issue_are_one_finding(tmp_path, stix)
         body = orjson.dumps({"event": "scan.uploaded", "engagement_id": "A", "findings": [issue]})
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)), base_url="http://hub") as c:
             assert (await c.post("/hooks/obexum", content=body, headers=signed(body))).status_code == 202
-        await settled(hub)
+        await events_settled(hub)
         assert (await hub.pollers["obexum"].run()).complete
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 4
         assert steps(hub) == ["finding.created"] * 4  # the webhook's finding was not created again, nor changed
         if stix:
@@ -166,7 +158,7 @@ async def test_the_client_never_sends_the_61st_request_within_60_seconds(tmp_pat
         times = [t for t, *_ in log]
         assert all(later - earlier >= WINDOW for earlier, later in zip(times, times[60:], strict=False))
         assert clock() - start >= WINDOW  # it did wait, rather than being lucky
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 75
 
 
@@ -183,7 +175,7 @@ async def test_a_429_is_waited_out_for_its_retry_after(tmp_path):
         retry = log[61]
         assert retry[0] - log[60][0] >= 60 and retry[3] == 200  # sent again once Retry-After had passed
         assert retry[2] == log[60][2]
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 70
 
 
@@ -199,7 +191,7 @@ async def test_a_long_retry_after_ends_the_run_and_the_next_resumes(tmp_path):
         await clock.sleep(60)
         second = await hub.pollers["obexum"].run()
         assert second.complete and paths(app)[-10:] == ["/A/findings"] * 10
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 70
 
 
@@ -237,14 +229,14 @@ async def test_a_run_killed_mid_way_resumes_after_the_last_stored_page(tmp_path)
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 10  # A's 7 and the 3 of B's first page
     app.state.s["before"], app.state.s["log"] = None, []
     async for hub in make_hub(tmp_path, app, clock, poll_config(token)):  # a new process on the same store
         report = await hub.pollers["obexum"].run()
         assert report.complete
         assert paths(app) == ["/B/findings", "/C/findings"]  # neither the list nor a stored page again
-        await settled(hub)
+        await events_settled(hub)
         assert len(findings(hub)) == 14 and steps(hub) == ["finding.created"] * 14
         assert sync_state.get(hub.store.conn, "poll:obexum").get("resume") is None
 
@@ -254,11 +246,11 @@ async def test_a_full_import_resolves_the_findings_of_an_engagement_gone_from_th
     app, token = fake(clock, {"A": 2, "B": 2})
     async for hub in make_hub(tmp_path, app, clock, poll_config(token, full_import=True)):
         await hub.pollers["obexum"].run()
-        await settled(hub)
+        await events_settled(hub)
         del app.state.s["engagements"]["B"]
         await clock.sleep(1)
         assert (await hub.pollers["obexum"].run()).complete
-        await settled(hub)
+        await events_settled(hub)
         statuses = {key: status for key, (status, _) in findings(hub).items()}
         assert statuses == {"WIN-DEF-000@WS-A-0": "open", "WIN-DEF-001@WS-A-1": "open",
                             "WIN-DEF-000@WS-B-0": "resolved", "WIN-DEF-001@WS-B-1": "resolved"}

@@ -15,7 +15,7 @@ from hub.config import load_config
 from hub.runtime import Hub
 from hub.store import sync_state
 from tests.fakes import platforms
-from tests.support import write_config
+from tests.support import events_settled, write_config
 
 
 def se_item(i: int, **kw: Any) -> dict[str, Any]:  # the /v1/findings item shape of SecureEndpoint's API
@@ -35,14 +35,6 @@ async def make_hub(tmp_path: Path, poll: dict[str, Any], app: Any, adapter: str 
         yield hub
     finally:
         await hub.aclose()
-
-
-async def settled(hub: Hub) -> None:
-    for _ in range(500):
-        if not hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("events still pending")
 
 
 def statuses(hub: Hub) -> dict[str, str]:
@@ -65,7 +57,7 @@ async def test_pages_through_the_list_and_stores_each_page(tmp_path):
         assert report.complete and report.pages == 3 and report.stored == 3
         assert [r["page"] for r in app.state.s["requests"]] == ["1", "2", "3"]
         assert all(r["per_page"] == "10" for r in app.state.s["requests"])
-        await settled(hub)
+        await events_settled(hub)
         assert len(statuses(hub)) == 25 and set(statuses(hub).values()) == {"open"}
         title = hub.store.conn.execute("SELECT title, source FROM findings WHERE tool_id = 'fnd_0003'").fetchone()
         assert "OpenSSL 1.0.3" in title[0] and title[1] == "platform"
@@ -92,7 +84,7 @@ async def test_429_is_waited_out_and_a_500_stops_the_run_which_resumes(tmp_path)
         resumed = await hub.pollers["platform"].run()
         assert resumed.complete and sync_state.get(hub.store.conn, "poll:platform").get("resume") is None
         assert [r["page"] for r in app.state.s["requests"]] == ["2", "3", "4"]  # resumed where it stopped
-        await settled(hub)
+        await events_settled(hub)
         assert "fnd_0099" in statuses(hub)
 
 
@@ -142,15 +134,15 @@ async def test_full_reimport_lifecycle_across_pulls(tmp_path):
     app.state.s["findings"] = [se_item(1), se_item(2), se_item(3)]
     async for hub in make_hub(tmp_path, {**SE_POLL, "full_import": True}, app):
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert statuses(hub) == {"fnd_0001": "open", "fnd_0002": "open", "fnd_0003": "open"}
         app.state.s["findings"] = [se_item(1), se_item(2, severity="high", cvss_score=7.5)]  # 3 is gone, 2 changed
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert statuses(hub) == {"fnd_0001": "open", "fnd_0002": "open", "fnd_0003": "resolved"}
         app.state.s["findings"] = [se_item(1), se_item(2, severity="high", cvss_score=7.5), se_item(3)]
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert statuses(hub)["fnd_0003"] == "open"
         steps = history(hub)
         assert steps.count(("fnd_0001", "finding.created")) == 1 and ("fnd_0001", "finding.updated") not in steps
@@ -165,7 +157,7 @@ async def test_without_full_import_absent_findings_stay_open(tmp_path):
         await hub.pollers["platform"].run()
         app.state.s["findings"] = [se_item(1)]
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert statuses(hub) == {"fnd_0001": "open", "fnd_0002": "open"}
 
 
@@ -178,7 +170,7 @@ async def test_neuro_envelope_with_limit_pagination(tmp_path):
     async for hub in make_hub(tmp_path, poll, app, adapter="neuro"):
         report = await hub.pollers["platform"].run()
         assert report.complete and [r["page"] for r in app.state.s["requests"]] == ["1", "2"]
-        await settled(hub)
+        await events_settled(hub)
         assert len(statuses(hub)) == 120
 
 
@@ -205,7 +197,7 @@ async def test_secuprobe_waits_for_completed_scans_and_a_rescan_replaces_the_las
     poll = {"url": "http://sp.test/api/v1/scans", "auth": {"bearer": "sp_live_test"}, "mode": "secuprobe"}
     async for hub in make_hub(tmp_path, poll, app, adapter="secuprobe"):
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert len(statuses(hub)) == 2
         assert "/api/v1/scans/s2/vulnerabilities" not in s["requests"]  # not completed yet
         s["scans"]["s2"]["status"] = "completed"
@@ -214,7 +206,7 @@ async def test_secuprobe_waits_for_completed_scans_and_a_rescan_replaces_the_las
         s["vulns"]["s3"] = SP_VULNS[:1]  # HSTS fixed on your-domain.com
         s["requests"].clear()
         await hub.pollers["platform"].run()
-        await settled(hub)
+        await events_settled(hub)
         assert "/api/v1/scans/s1/vulnerabilities" not in s["requests"]  # imported once
         rows = hub.store.conn.execute("SELECT title, location, status FROM findings ORDER BY title, location").fetchall()
         assert ("Missing HSTS", "https://your-domain.com", "resolved") in [(t, loc, st) for t, loc, st in rows]
