@@ -24,7 +24,6 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from hub.ids import parse_uint
-from hub.models import Finding
 from hub.strict import Loc, StrictModel
 
 if TYPE_CHECKING:
@@ -398,7 +397,3 @@ def verdict_for_exception(exc: BaseException, timeout: float | None = None) -> V
         return Verdict(Outcome.RETRY, f"network error: {type(exc).__name__}: {exc}")
     logging.getLogger("hub.delivery").error("connector error: %s", exc, exc_info=exc)
     return Verdict(Outcome.RETRY, f"internal error: {type(exc).__name__}: {exc}")
-
-
-def finding_of(item: Item) -> Finding | None:
-    return Finding.model_validate(item.finding) if item.finding is not None else None

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hub.errors import VerificationError
 from hub.ids import parse_uint
 
-SCHEMES = ("hmac-sha256", "github", "standard-webhooks", "stripe", "slack", "shopify", "token")
 TIMESTAMPED = frozenset({"standard-webhooks", "stripe", "slack"})
 FORM_SCHEMES = frozenset({"slack"})  # senders that post form data (Slack slash commands)
 ID_HEADERS = {

@@ -52,11 +52,6 @@ class Store:
         conn.execute("PRAGMA journal_size_limit = 67108864")
         return conn
 
-    @property
-    def db(self) -> Database:
-        """sqlite-utils view of the reader connection (reads in the loop, CLI reads and writes)."""
-        return Database(self.conn)
-
     async def start(self) -> None:
         self.writer = GroupCommitWriter(self.connect(), busy_timeout_ms=self.busy_timeout_ms,
                                         max_pending=self.max_pending, on_batch=self.on_batch)

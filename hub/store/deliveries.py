@@ -67,7 +67,6 @@ def parse_id(text: str) -> int | None:
     return parse_seq(text, "dlv_")
 
 
-
 def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> int:
     """Add outbox rows (due now); a repeated idempotency key is ignored. Returns rows added."""
     before = conn.total_changes
@@ -113,10 +112,6 @@ def due_summary(conn: sqlite3.Connection, target: str, now: str, limit: int) -> 
     row = conn.execute(f"SELECT count(*), min(created_at) FROM deliveries WHERE seq IN ({_CLAIM})",
                        (target, now, limit)).fetchone()
     return int(row[0]), row[1]
-
-
-def save_payload(conn: sqlite3.Connection, seq: int, payload: bytes) -> None:
-    conn.execute("UPDATE deliveries SET payload = ? WHERE seq = ?", (payload, seq))
 
 
 def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> None:

@@ -55,7 +55,6 @@ class GroupCommitWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-commit")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.last_error: str | None = None
         conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for a lock; see _commit_blocking
 
     def start(self) -> None:
@@ -119,7 +118,6 @@ class GroupCommitWriter:
         except sqlite3.Error as exc:
             self._fail(batch, _unavailable(exc))
             return
-        self.last_error = None
         if self.on_batch:
             self.on_batch(len(batch), time.perf_counter() - started)
 
@@ -170,7 +168,6 @@ class GroupCommitWriter:
                 return
 
     def _fail(self, batch: list[Job[Any]], error: StoreUnavailableError) -> None:
-        self.last_error = str(error)
         log.error("store could not commit %d write(s): %s", len(batch), error)
         for job in batch:
             job.error, job.result = error, None
