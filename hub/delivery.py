@@ -26,18 +26,19 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import orjson
 
 from hub import logs
 from hub.adapters import stored_event
 from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
 from hub.ids import iso, parse_iso
+from hub.items import item_from
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
 from hub.registry import connector_class
 from hub.render_pool import RenderPool, Spec
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store.deliveries import ClaimedDelivery
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -56,8 +57,8 @@ class Unrecorded:
     """The verdicts of one attempt, as the store job that records them, with the rows they are about."""
 
     job: Callable[[sqlite3.Connection], set[str]]
-    rows: list[dict[str, Any]]
-    dead: list[tuple[dict[str, Any], Verdict]]
+    rows: list[ClaimedDelivery]
+    dead: list[tuple[ClaimedDelivery, Verdict]]
 
 
 class Worker:
@@ -134,7 +135,7 @@ class Worker:
         stamp, lease = iso(now), iso(now + self.lease_secs)
         rows = await self.hub.store.write(lambda conn: outbox.claim(conn, self.name, stamp, limit, lease),
                                           single_statement=True)
-        self.held.update(r["seq"] for r in rows)
+        self.held.update(r.seq for r in rows)
         self.backlogged = len(rows) == limit
         if not rows:
             due = outbox.next_due(self.hub.store.conn, self.name)
@@ -152,16 +153,16 @@ class Worker:
         has waited longest, and one that failed only for its own reasons cannot hold the circuit by itself."""
         stamp, lease, skip = iso(now), iso(now + self.lease_secs), tuple(self._probed)
 
-        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        def job(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
             return outbox.claim_probe(conn, self.name, stamp, lease, skip) or \
                 (outbox.claim_probe(conn, self.name, stamp, lease) if skip else [])
 
         rows = await self.hub.store.write(job)
         if not rows:
             return IDLE_WAIT  # nothing to probe with: a new delivery wakes the worker
-        self.held.update(r["seq"] for r in rows)
+        self.held.update(r.seq for r in rows)
         self.breaker.start_probe()
-        self._probed.append(rows[0]["seq"])
+        self._probed.append(rows[0].seq)
         self._spawn(self._deliver_batch(rows) if self.batch else self._deliver_one(rows[0]))
         return None
 
@@ -207,24 +208,22 @@ class Worker:
         while self.bucket is not None and (wait := self.bucket.delay()) > 0:  # noqa: ASYNC110  (the bucket says how long)
             await asyncio.sleep(wait)
 
-    async def _items(self, rows: list[dict[str, Any]]) -> list[Item]:
+    async def _items(self, rows: list[ClaimedDelivery]) -> list[Item]:
         events = {k: stored_event(v).public() for k, v in self._event_rows(rows).items()}
         items = []
         for r in rows:
-            snap = orjson.loads(r["snapshot"]) if r["snapshot"] else {}
             ref = None
-            if self.connector.work_items and r["finding_id"]:
-                ref = finding_rows.ref(self.hub.store.conn, r["finding_id"], self.name)
+            if self.connector.work_items and r.finding_id:
+                ref = finding_rows.ref(self.hub.store.conn, r.finding_id, self.name)
                 if ref is None:  # the link row goes to disk before the create call
-                    fid, stamp = r["finding_id"], iso(self.hub.clock())
+                    fid, stamp = r.finding_id, iso(self.hub.clock())
                     ref = await self.hub.store.write(partial(finding_rows.claim_ref, finding_id=fid, target=self.name, now=stamp))
-            items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
-                              snap.get("finding"), events.get(r["event_id"]) if r["event_id"] else None,
-                              snap.get("changes") or {}, ref, r["attempts"], snap.get("delivery")))
+            items.append(item_from(self.name, r.id, r.kind, r.idempotency_key, r.route, r.snapshot,
+                                   events.get(r.event_id) if r.event_id else None, r.attempts, ref))
         return items
 
-    async def _deliver_one(self, row: dict[str, Any]) -> None:
-        logs.bind(delivery_id=outbox.delivery_id(row["seq"]), finding_id=row["finding_id"], event_id=row["event_id"])
+    async def _deliver_one(self, row: ClaimedDelivery) -> None:
+        logs.bind(delivery_id=outbox.delivery_id(row.seq), finding_id=row.finding_id, event_id=row.event_id)
         started = time.perf_counter()
         try:
             [item] = await self._items([row])
@@ -235,7 +234,7 @@ class Worker:
             verdict = verdict_for_exception(exc, self.cfg.request.timeout_secs)
         await self._record([row], [verdict], time.perf_counter() - started)
 
-    async def _deliver_batch(self, rows: list[dict[str, Any]]) -> None:
+    async def _deliver_batch(self, rows: list[ClaimedDelivery]) -> None:
         assert isinstance(self.connector, SupportsBatch)
         started = time.perf_counter()
         try:
@@ -253,7 +252,7 @@ class Worker:
             verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
 
-    async def _encoded_items(self, rows: list[dict[str, Any]]) -> tuple[list[Item], list[Verdict | None]]:
+    async def _encoded_items(self, rows: list[ClaimedDelivery]) -> tuple[list[Item], list[Verdict | None]]:
         """The items to send, encoded by the render process when it takes this batch, and a slot per row: None
         for a row that is sent, a PERMANENT verdict for a row whose template failed there."""
         pool = self.hub.dispatcher.render_pool
@@ -261,8 +260,8 @@ class Worker:
         if pool is not None and pool.wants(self.name, len(rows)):
             events = self._event_rows(rows)
             encoded = await pool.encode(self.name, [
-                (outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], r["snapshot"],
-                 events.get(r["event_id"]) if r["event_id"] else None, r["attempts"]) for r in rows])
+                (r.id, r.kind, r.idempotency_key, r.route, r.snapshot,
+                 events.get(r.event_id) if r.event_id else None, r.attempts) for r in rows])
         if encoded is None:  # small batch, no pool, or the child died: encode here
             self._rendered["loop"].inc()
             return await self._items(rows), [None] * len(rows)
@@ -274,16 +273,15 @@ class Worker:
                 slots.append(data)
                 continue
             slots.append(None)
-            items.append(Item(outbox.delivery_id(r["seq"]), r["kind"], r["idempotency_key"], r["route"], self.name,
-                              attempt=r["attempts"], encoded=data))
+            items.append(Item(r.id, r.kind, r.idempotency_key, r.route, self.name, attempt=r.attempts, encoded=data))
         return items, slots
 
-    def _event_rows(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _event_rows(self, rows: list[ClaimedDelivery]) -> dict[str, dict[str, Any]]:
         """Stored events read by raw ``event.received`` rows (they carry no snapshot), by event id."""
-        ids = [r["event_id"] for r in rows if r["event_id"] and r["snapshot"] is None]
+        ids = [r.event_id for r in rows if r.event_id and r.snapshot is None]
         return event_rows.by_ids(self.hub.store.conn, ids) if ids else {}
 
-    async def _record(self, rows: list[dict[str, Any]], verdicts: list[Verdict], elapsed: float) -> None:
+    async def _record(self, rows: list[ClaimedDelivery], verdicts: list[Verdict], elapsed: float) -> None:
         now = self.hub.clock()
         results, dead, links = [], [], []
         retry = self.cfg.retry
@@ -291,21 +289,21 @@ class Worker:
         created: dict[str, float] = {}  # a batch's rows share few created_at stamps: parse each once
         for row, v in zip(rows, verdicts, strict=True):
             outcomes[v.outcome] += 1
-            if self.connector.work_items and v.remote_id and row["finding_id"]:
-                links.append((row["finding_id"], v))  # a ticket made before a later step failed is linked too
+            if self.connector.work_items and v.remote_id and row.finding_id:
+                links.append((row.finding_id, v))  # a ticket made before a later step failed is linked too
             if v.outcome is Outcome.OK:
                 state, next_at = "done", None
-                stamp = row["created_at"]
+                stamp = row.created_at
                 if (at := created.get(stamp)) is None:
                     at = created[stamp] = parse_iso(stamp)
                 self._latency.observe(max(0.0, now - at))
             else:
-                delay = retry_delay(row["attempts"], retry.schedule_secs, retry.jitter, v.retry_after) \
+                delay = retry_delay(row.attempts, retry.schedule_secs, retry.jitter, v.retry_after) \
                     if v.outcome is Outcome.RETRY else None
                 state, next_at = ("pending", iso(now + delay)) if delay is not None else ("dead", None)
                 if state == "dead":
                     dead.append((row, v))
-            results.append(outbox.Result(row["seq"], state, next_at, v.status, v.reason, v.outcome.value,
+            results.append(outbox.Result(row.seq, state, next_at, v.status, v.reason, v.outcome.value,
                                          elapsed * 1000 / max(1, len(rows)), v.remote_id))
         for outcome, n in outcomes.items():
             self._outcomes[outcome].inc(n)
@@ -330,11 +328,11 @@ class Worker:
             log.error("target %s: the results of %d deliveries could not be recorded, will retry: %s", self.name,
                       len(results.rows), exc)
             return False
-        self.held.difference_update(r["seq"] for r in results.rows)
+        self.held.difference_update(r.seq for r in results.rows)
         for row, v in results.dead:
-            log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row["seq"], row["attempts"],
-                        v.reason, extra={"delivery_id": outbox.delivery_id(row["seq"]), "target": self.name,
-                                         "finding_id": row["finding_id"], "event_id": row["event_id"]})
+            log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row.seq, row.attempts,
+                        v.reason, extra={"delivery_id": outbox.delivery_id(row.seq), "target": self.name,
+                                         "finding_id": row.finding_id, "event_id": row.event_id})
         if targets:
             self.hub.dispatcher.wake(targets)
         return True

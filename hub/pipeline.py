@@ -346,25 +346,25 @@ class Pipeline:
                         exclude_target=target)
         return out
 
-    def route_dead(self, conn: sqlite3.Connection, dead: list[tuple[dict[str, Any], str]], stamp: str) -> set[str]:
+    def route_dead(self, conn: sqlite3.Connection, dead: list[tuple[outbox.ClaimedDelivery, str]], stamp: str) -> set[str]:
         """Deliveries that gave up become ``delivery.dead`` events for the routes that want them."""
         if not self.router.wants("delivery.dead"):
             return set()
         targets: set[str] = set()
         for row, reason in dead:
-            if row["kind"] == "delivery.dead":
+            if row.kind == "delivery.dead":
                 continue  # a dead notification does not notify again
-            snap = orjson.loads(row["snapshot"]) if row["snapshot"] else {}
+            snap = orjson.loads(row.snapshot) if row.snapshot else {}
             finding = snap.get("finding")
-            info = {"id": outbox.delivery_id(row["seq"]), "target": row["target"], "route": row["route"],
-                    "kind": row["kind"], "reason": reason, "attempts": row["attempts"],
-                    "finding_id": row["finding_id"], "event_id": row["event_id"]}
-            source = finding["source"] if finding else event_rows.source_of(conn, row["event_id"] or "")
+            info = {"id": outbox.delivery_id(row.seq), "target": row.target, "route": row.route,
+                    "kind": row.kind, "reason": reason, "attempts": row.attempts,
+                    "finding_id": row.finding_id, "event_id": row.event_id}
+            source = finding["source"] if finding else event_rows.source_of(conn, row.event_id or "")
             pairs = self.router.match("delivery.dead", source or "",
                                       {"delivery": info, "finding": finding, "kind": "delivery.dead"})
             snapshot = orjson.dumps({"finding": finding, "delivery": info}).decode()
-            outbox.insert(conn, [outbox.NewDelivery(r, t, "delivery.dead", row["finding_id"], row["event_id"],
-                                                    f"dead:{row['seq']}", delivery_key(r, t, f"dead:{row['seq']}"),
+            outbox.insert(conn, [outbox.NewDelivery(r, t, "delivery.dead", row.finding_id, row.event_id,
+                                                    f"dead:{row.seq}", delivery_key(r, t, f"dead:{row.seq}"),
                                                     snapshot) for r, t in pairs], stamp)
             targets |= {t for _, t in pairs}
         return targets

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from hub.adapters import stored_event
 from hub.batching import encode_one
 from hub.connector import Connector, Item, TargetConfig, Verdict
+from hub.items import item_from
 from hub.mappings import Mapping
 
 log = logging.getLogger("hub.render")
@@ -54,10 +53,8 @@ Encoded = bytes | Verdict  # an item's bytes, or its own verdict (its template f
 def item_of(target: str, row: Row) -> Item:
     """The Item a stored row stands for (the child's side of ``Worker._items`` for batch targets)."""
     ident, kind, key, route, snapshot, event, attempt = row
-    snap = orjson.loads(snapshot) if snapshot else {}
-    return Item(ident, kind, key, route, target, snap.get("finding"),
-                stored_event(event).public() if event is not None else None, snap.get("changes") or {}, None,
-                attempt, snap.get("delivery"))
+    return item_from(target, ident, kind, key, route, snapshot,
+                     stored_event(event).public() if event is not None else None, attempt)
 
 
 def encode_rows(connector: Connector, rows: list[Row]) -> list[Encoded]:

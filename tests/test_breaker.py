@@ -150,11 +150,11 @@ def test_a_probe_takes_the_oldest_row_due_or_not_keeps_order_and_its_retries():
     conn.execute("UPDATE deliveries SET attempts = 2, next_attempt_at = ?, last_attempt_at = ? WHERE seq IN (1, 3)",
                  (later, t0))  # the retry schedule put them an hour away
     [probe] = outbox.claim_probe(conn, "t", now, later)  # leased until `later`, like any claim
-    assert probe["seq"] == 1 and probe["attempts"] == 2  # not due: tried, but no retry used up
+    assert probe.seq == 1 and probe.attempts == 2  # not due: tried, but no retry used up
     [nxt] = outbox.claim_probe(conn, "t", now, later, skip=[1])
-    assert nxt["seq"] == 3  # dlv_2 waits for dlv_1 (same finding), skipped or not
+    assert nxt.seq == 3  # dlv_2 waits for dlv_1 (same finding), skipped or not
     [due] = outbox.claim_probe(conn, "t", now, later, skip=[1, 3])
-    assert due["seq"] == 4 and due["attempts"] == 1  # a due row's attempt counts as usual
+    assert due.seq == 4 and due.attempts == 1  # a due row's attempt counts as usual
     assert outbox.claim_probe(conn, "t", now, later, skip=[1, 3, 4]) == []
     outbox.release(conn, [1, 3, 4])
     conn.execute("UPDATE deliveries SET next_attempt_at = ? WHERE seq IN (1, 3)", (later,))

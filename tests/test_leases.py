@@ -68,8 +68,8 @@ def test_release_expired_spares_rows_still_held_and_rows_within_their_lease(tmp_
                                                          "2026-12-01T10:02:00.000000Z"))
     store.write_sync(lambda conn: outbox.claim(conn, "t", "2026-12-01T10:00:00.000000Z", 1,
                                                "2026-12-01T10:10:00.000000Z"))
-    held = {claimed[0]["seq"]}
+    held = {claimed[0].seq}
     released = store.write_sync(lambda conn: outbox.release_expired(conn, "2026-12-01T10:05:00.000000Z", held))
     assert released == {"t": 1}  # the second of the first claim; the first is held, the third's lease runs on
     states = dict(store.conn.execute("SELECT seq, state FROM deliveries"))
-    assert states == {claimed[0]["seq"]: "in_flight", claimed[1]["seq"]: "pending", 3: "in_flight"}
+    assert states == {claimed[0].seq: "in_flight", claimed[1].seq: "pending", 3: "in_flight"}

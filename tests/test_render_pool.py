@@ -23,6 +23,7 @@ from hub.mappings import BUILTIN_ROOT
 from hub.models import Finding
 from hub.registry import connector_class
 from hub.render_pool import Spec
+from hub.store import deliveries as outbox
 from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
 from tests.fakes.splunk_hec import fake_hec, keys
 from tests.support import SW_SECRET, HubHarness, HubProcess, LoopbackServer, free_port, write_config
@@ -40,11 +41,9 @@ def siem_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return data
 
 
-def all_rows(h: HubHarness) -> list[dict[str, Any]]:
-    from hub.store import deliveries as outbox
-
+def all_rows(h: HubHarness) -> list[outbox.ClaimedDelivery]:
     seqs = [r[0] for r in h.rows("SELECT seq FROM deliveries ORDER BY seq")]
-    return [outbox.get(h.hub.store.conn, outbox.delivery_id(s)) for s in seqs]  # type: ignore[misc]
+    return outbox.peek(h.hub.store.conn, seqs)
 
 
 def batches(h: HubHarness, where: str = "process") -> float:

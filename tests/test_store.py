@@ -46,7 +46,7 @@ def test_snapshots_move_out_of_the_delivery_row_without_loss():
     migrations.apply(db)
     assert "snapshot" not in db["deliveries"].columns_dict
     claimed = outbox.claim(conn, "t", "2026-11-22T10:00:01.000Z", 10, "2026-11-22T10:02:01.000Z")
-    assert [(r["seq"], r["snapshot"]) for r in claimed] == [(1, '{"finding": {"id": "fnd_1"}}'), (2, None)]
+    assert [(r.seq, r.snapshot) for r in claimed] == [(1, '{"finding": {"id": "fnd_1"}}'), (2, None)]
     assert outbox.get(conn, "dlv_1")["snapshot"] == '{"finding": {"id": "fnd_1"}}'  # type: ignore[index]
 
 
@@ -57,7 +57,7 @@ def test_a_repeated_delivery_key_keeps_the_first_snapshot():
            for snap in ('{"v": 1}', '{"v": 2}')]
     assert outbox.insert(db.conn, new[:1], "2026-11-22T10:00:00.000Z") == 1
     assert outbox.insert(db.conn, new[1:], "2026-11-22T10:00:00.000Z") == 0
-    assert [r["snapshot"] for r in outbox.claim(db.conn, "t", "2026-11-22T10:00:01.000Z", 10, "2026-11-22T10:02:01.000Z")] == ['{"v": 1}']
+    assert [r.snapshot for r in outbox.claim(db.conn, "t", "2026-11-22T10:00:01.000Z", 10, "2026-11-22T10:02:01.000Z")] == ['{"v": 1}']
 
 
 def test_event_queries_in_memory():
