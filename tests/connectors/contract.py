@@ -150,10 +150,11 @@ def _outcomes(verdicts: list[Verdict]) -> list[tuple[Outcome, str]]:
 
 
 async def check_rate_limited(entry: ContractEntry) -> None:
-    """429 + Retry-After: 7 -> RETRY after 7 s, for every item."""
+    """429 + Retry-After: 7 -> RETRY after 7 s, for every item, with status 429: the dispatcher pauses the whole
+    target only for a verdict that says 429 (hub/delivery.py)."""
     verdicts, _, _ = await deliver(entry, (429, {"retry-after": "7"}))
-    assert all(v.outcome is Outcome.RETRY and v.retry_after == 7 for v in verdicts), \
-        [(v.outcome, v.retry_after, v.reason) for v in verdicts]
+    assert all(v.outcome is Outcome.RETRY and v.retry_after == 7 and v.status == 429 for v in verdicts), \
+        [(v.outcome, v.retry_after, v.status, v.reason) for v in verdicts]
 
 
 async def check_unavailable(entry: ContractEntry) -> None:
