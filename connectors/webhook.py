@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import Field, SecretStr
@@ -24,7 +24,17 @@ from hub.strict import Loc
 class WebhookConfig(TargetConfig):
     url: str = Field(description="Where to POST.")
     secret: SecretStr | None = Field(None, description="whsec_ secret: sign with Standard Webhooks headers.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
+    headers: dict[str, str] = Field(default_factory=dict, repr=False,
+                                    description="Extra headers sent with every request.")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield from super().__repr_args__()
+        yield "headers", _masked(self.headers)
+
+    def public(self) -> dict[str, Any]:
+        """Templates see an ``authorization`` header as masked, like ``hub render`` shows it: the value is a
+        credential given in a plain dict, so the generic SecretStr stripping does not see it."""
+        return {**super().public(), "headers": _masked(self.headers)}
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
@@ -55,3 +65,7 @@ class WebhookConnector(HttpConnector):
 
 def _secretish(headers: dict[str, str]) -> frozenset[str]:
     return frozenset(h for h in headers if is_secret_header(h))
+
+
+def _masked(headers: dict[str, str]) -> dict[str, str]:
+    return {k: ("********" if is_secret_header(k) else v) for k, v in headers.items()}

@@ -184,13 +184,6 @@ async def test_answers_are_classified_by_status_and_hec_code(status, doc, outcom
     assert TOKEN not in verdicts[0].reason
 
 
-async def test_retry_after_is_passed_on():
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, headers={"retry-after": "7"}, text="too many")
-    [verdict] = await deliver(connector(), httpx.MockTransport(handler), [finding_item(0)])
-    assert verdict.outcome is Outcome.RETRY and verdict.retry_after == 7.0 and verdict.status == 429
-
-
 async def test_a_template_failure_fails_only_its_item():
     app = fake_hec()
     items = [finding_item(0), finding_item(1, last_seen="not a date"), finding_item(2)]
