@@ -335,6 +335,16 @@ class RemoteStatus:
 
 
 @runtime_checkable
+class SupportsSyncBookmark(Protocol):
+    """A status reader that reads "what changed since the last run" (Freshservice): the sync job hands it the
+    bookmark the last complete run left in ``sync_state`` and keeps the one it returns (None keeps the old)."""
+
+    def begin_sync(self, saved: dict[str, Any] | None, now: float) -> None: ...
+
+    def end_sync(self) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
 class SupportsStatus(Protocol):
     async def read_status(self, client: httpx.AsyncClient, refs: Sequence[Ref]) -> list[RemoteStatus]:
         """The current state of these linked tickets (batched); missing tickets are left out."""

@@ -7,9 +7,8 @@ history ``resolved_by: <target>``. The resulting ``finding.resolved`` goes to ev
 target, never back to the ticket that closed it (no echo). Vendor webhooks (Linear's signed ones)
 take the same path at once through an adapter that yields ``RemoteStatus`` updates.
 
-A connector that reads "what changed since the last run" (Freshservice) has ``begin_sync(saved, now)`` and
-``end_sync() -> dict | None``: its bookmark is kept in ``sync_state`` under ``sync:<target>`` and replaced
-only after a run without errors.
+A connector that reads "what changed since the last run" (Freshservice) is ``SupportsSyncBookmark``: its
+bookmark is kept in ``sync_state`` under ``sync:<target>`` and replaced only after a run without errors.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from hub.connector import SupportsStatus
+from hub.connector import SupportsStatus, SupportsSyncBookmark
 from hub.ids import iso
 from hub.store import findings as finding_rows
 from hub.store import sync_state
@@ -47,9 +46,9 @@ async def sync_target(hub: Hub, target: str) -> SyncReport:
         return report
     after = ""
     batch = getattr(connector, "status_batch", PAGE)
-    begin, end = getattr(connector, "begin_sync", None), getattr(connector, "end_sync", None)
-    if begin is not None:
-        begin(sync_state.get(hub.store.conn, f"sync:{target}"), hub.clock())
+    bookmark = connector if isinstance(connector, SupportsSyncBookmark) else None
+    if bookmark is not None:
+        bookmark.begin_sync(sync_state.get(hub.store.conn, f"sync:{target}"), hub.clock())
     while True:
         refs = finding_rows.linked_refs(hub.store.conn, target, after, batch)
         if not refs:
@@ -68,7 +67,7 @@ async def sync_target(hub: Hub, target: str) -> SyncReport:
         report.resolved += outcome.kinds.get("finding.resolved", 0)
         if outcome.targets:
             hub.dispatcher.wake(outcome.targets)
-    if end is not None and (saved := end()) is not None and not report.errors:
+    if bookmark is not None and (saved := bookmark.end_sync()) is not None and not report.errors:
         await hub.store.write(partial(sync_state.put, key=f"sync:{target}", value=saved, now=iso(hub.clock())))
     if report.resolved:
         log.info("sync %s: %d ticket(s) checked, %d finding(s) resolved by their ticket", target, report.checked,
