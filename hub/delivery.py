@@ -30,6 +30,7 @@ import httpx
 from hub import logs
 from hub.adapters import stored_event
 from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
+from hub.errors import is_transient
 from hub.ids import iso, parse_iso
 from hub.items import item_from
 from hub.pacing import CircuitBreaker, TokenBucket, retry_delay
@@ -319,15 +320,22 @@ class Worker:
         await self._save(Unrecorded(job, rows, dead))
 
     async def _save(self, results: Unrecorded) -> bool:
-        """Write the verdicts of an attempt. If the store refuses, they are kept and written again at the next
-        step: the target already answered, so sending again would duplicate; the rows stay held meanwhile."""
+        """Write the verdicts of an attempt. If the store refuses for now (a transient error), they are kept and
+        written again at the next step: the target already answered, so sending again would duplicate; the rows
+        stay held meanwhile. Any other failure would fail the same way every time: the rows are let go, and their
+        lease puts them back to pending to be tried again (at least once, never stuck)."""
         try:
             targets = await self.hub.store.write(results.job)
-        except Exception as exc:  # noqa: BLE001  (kept, not lost: _record_again writes them once the store takes it)
-            self._unrecorded.append(results)
-            log.error("target %s: the results of %d deliveries could not be recorded, will retry: %s", self.name,
-                      len(results.rows), exc)
-            return False
+        except Exception as exc:
+            if is_transient(exc):
+                self._unrecorded.append(results)
+                log.error("target %s: the results of %d deliveries could not be recorded, will retry: %s",
+                          self.name, len(results.rows), exc)
+                return False
+            self.held.difference_update(r.seq for r in results.rows)
+            log.error("target %s: recording the results of %d deliveries failed; they go back to pending when "
+                      "their lease ends", self.name, len(results.rows), exc_info=exc)
+            return True
         self.held.difference_update(r.seq for r in results.rows)
         for row, v in results.dead:
             log.warning("target %s: dlv_%d is dead after %d attempt(s): %s", self.name, row.seq, row.attempts,

@@ -73,3 +73,34 @@ def test_release_expired_spares_rows_still_held_and_rows_within_their_lease(tmp_
     assert released == {"t": 1}  # the second of the first claim; the first is held, the third's lease runs on
     states = dict(store.conn.execute("SELECT seq, state FROM deliveries"))
     assert states == {claimed[0].seq: "in_flight", claimed[1].seq: "pending", 3: "in_flight"}
+
+
+async def test_a_result_write_that_fails_for_good_lets_the_rows_go_to_their_lease(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """A failure that is not transient (a bug in recording) would fail every retry alike: the worker does not
+    hold the rows forever, the lease puts them back to pending, and the delivery completes (sent twice: at least
+    once, as documented)."""
+    real_record = outbox.record
+    failures = 0
+
+    def record_with_a_bug_once(conn: sqlite3.Connection, results: Any, now: str) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise ValueError("a bug in recording")
+        real_record(conn, results, now)
+
+    monkeypatch.setattr(outbox, "record", record_with_a_bug_once)
+    app = receiver(OUT_SECRET)
+    transport = Scripted(app)
+    data = config_data(tmp_path)
+    data["routes"][0]["to"] = ["hook"]
+    data["pipeline"]["claim_lease_secs"] = 1
+    async with harness(tmp_path, data, transport) as h:
+        await h.send([item(1)])
+        await h.until(lambda: h.states() == {"done": 1})
+        worker = h.hub.dispatcher.workers["hook"]
+        assert failures == 1 and not worker.held and not worker._unrecorded
+        assert transport.calls == 2  # re-sent once its lease ended; the receiver deduplicates on webhook-id
+        assert len(app.state.received) == 1
