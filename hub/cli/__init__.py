@@ -54,6 +54,18 @@ def echo_json_lines(rows: list[dict[str, Any]]) -> None:
         click.echo(orjson.dumps(row).decode())
 
 
+def listed_elsewhere(rows: list[dict[str, Any]], as_json: bool, what: str) -> bool:
+    """The part every list command shares: JSON lines, or "no <what>"; True when that said it all and the
+    caller's table is not wanted."""
+    if as_json:
+        echo_json_lines(rows)
+        return True
+    if not rows:
+        click.echo(f"no {what}")
+        return True
+    return False
+
+
 def dumps(data: Any) -> str:
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
 

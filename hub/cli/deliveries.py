@@ -7,7 +7,7 @@ from functools import partial
 import click
 import orjson
 
-from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
+from hub.cli import config_option, dumps, fail, listed_elsewhere, load, main, open_store
 from hub.cli.progress import progress
 from hub.ids import iso, parse_iso
 
@@ -20,11 +20,7 @@ def deliveries() -> None:
 
 
 def _print(rows: list[dict], as_json: bool) -> None:
-    if as_json:
-        echo_json_lines(rows)
-        return
-    if not rows:
-        click.echo("no deliveries")
+    if listed_elsewhere(rows, as_json, "deliveries"):
         return
     click.echo(f"{'ID':<12} {'TARGET':<16} {'KIND':<18} {'STATE':<9} {'TRIES':>5}  {'CREATED':<24} "
                f"{'NEXT ATTEMPT':<24} LAST ERROR")

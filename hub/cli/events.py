@@ -6,7 +6,7 @@ import click
 import orjson
 
 from hub import jsonlimits
-from hub.cli import config_option, dumps, echo_json_lines, fail, load, main, open_store
+from hub.cli import config_option, dumps, fail, listed_elsewhere, load, main, open_store
 from hub.cli.progress import progress
 
 
@@ -30,11 +30,7 @@ def events_list(config_path: str, source: str | None, state: str | None, failed:
     state = "failed" if failed else state
     store = open_store(load(config_path))
     rows = q.listing(store.conn, source=source, state=state, limit=limit)
-    if as_json:
-        echo_json_lines(rows)
-        return
-    if not rows:
-        click.echo("no events")
+    if listed_elsewhere(rows, as_json, "events"):
         return
     click.echo(f"{'ID':<12} {'SOURCE':<16} {'RECEIVED':<24} {'STATE':<10} {'SIZE':>7}  KEY / ERROR")
     for r in rows:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 import orjson
 
-from hub.cli import config_option, echo_json_lines, fail, load, main, open_store
+from hub.cli import config_option, fail, listed_elsewhere, load, main, open_store
 from hub.models import SEVERITIES
 
 STATUSES = ["open", "resolved", "dismissed"]
@@ -39,11 +39,7 @@ def findings_list(config_path: str, severity: str | None, status: str | None, so
     rows = q.page(store.conn, status=status.lower() if status else None,
                   severity=severity.lower() if severity else None, source=source, asset=asset,
                   sla_breached=sla_breached, before=before, limit=limit)
-    if as_json:
-        echo_json_lines(rows)
-        return
-    if not rows:
-        click.echo("no findings")
+    if listed_elsewhere(rows, as_json, "findings"):
         return
     click.echo(f"{'ID':<30} {'SEVERITY':<8} {'STATUS':<9} {'SOURCE':<12} {'FIRST SEEN':<24} {'SLA':<8} "
                f"{'ASSET':<20} TITLE")

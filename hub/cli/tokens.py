@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from hub import tokens as token_logic
-from hub.cli import config_option, echo_json_lines, fail, load, main, open_store
+from hub.cli import config_option, echo_json_lines, fail, listed_elsewhere, load, main, open_store
 from hub.ids import iso
 from hub.store import tokens as token_rows
 
@@ -57,11 +57,7 @@ def tokens_create(config_path: str, name: str, scopes: tuple[str, ...], expires_
 def tokens_list(config_path: str, as_json: bool) -> None:
     """List tokens (never their secrets)."""
     rows = token_rows.listing(open_store(load(config_path)).conn)
-    if as_json:
-        echo_json_lines(rows)
-        return
-    if not rows:
-        click.echo("no tokens")
+    if listed_elsewhere(rows, as_json, "tokens"):
         return
     click.echo(f"{'ID':<12} {'NAME':<20} {'SCOPES':<24} {'EXPIRES':<24} {'STATE':<8} LAST USED")
     for r in rows:

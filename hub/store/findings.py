@@ -69,9 +69,7 @@ def add_history(conn: sqlite3.Connection, finding_id: str, at: str, kind: str, c
 def history(conn: sqlite3.Connection, finding_id: str) -> list[dict[str, Any]]:
     rows = _rows(conn.execute("SELECT seq, at, event_type, changes, event_id, actor FROM finding_history "
                               "WHERE finding_id = ? ORDER BY seq", (finding_id,)))
-    for r in rows:
-        r["changes"] = orjson.loads(r["changes"])
-    return rows
+    return _with_changes(rows)
 
 
 def open_in_scope(conn: sqlite3.Connection, source: str, scope: str, keep: Iterable[str],
@@ -253,6 +251,11 @@ def history_of_event(conn: sqlite3.Connection, event_id: str) -> list[dict[str, 
     """The lifecycle steps an event caused, in order (for ``hub explain evt_N``)."""
     rows = _rows(conn.execute("SELECT seq, finding_id, at, event_type, changes FROM finding_history "
                               "WHERE event_id = ? ORDER BY seq", (event_id,)))
+    return _with_changes(rows)
+
+
+def _with_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows with their ``changes`` column decoded."""
     for r in rows:
         r["changes"] = orjson.loads(r["changes"])
     return rows
