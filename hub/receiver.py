@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hub import jsonlimits, signatures
-from hub.errors import StoreUnavailableError, VerificationError, error_json
+from hub.errors import VerificationError, error_json, is_transient
 from hub.ids import iso, parse_uint
 from hub.redact import clip, loggable_headers, redact_headers
 from hub.store import replays
@@ -160,7 +160,7 @@ class Receiver:
         try:
             event_id, duplicate = await self.hub.store.insert_event(event, replay, now)
         except Exception as exc:  # nothing was committed: the sender must retry
-            if not isinstance(exc, StoreUnavailableError):
+            if not is_transient(exc):  # a passing store fault is expected and said once by the store; anything else
                 log.exception("store refused an event from source %s", name, extra={"source": name})
             return await self._reject(send, scope, name, 503, "unavailable", f"the event was not stored: {exc}",
                                       [(b"retry-after", b"5")])
