@@ -160,7 +160,7 @@ class Receiver:
         try:
             event_id, duplicate = await self.hub.store.insert_event(event, replay, now)
         except Exception as exc:  # nothing was committed: the sender must retry
-            if not is_transient(exc):  # a passing store fault is expected and said once by the store; anything else
+            if not is_transient(exc):  # a passing store fault is logged by the store; anything else is a bug
                 log.exception("store refused an event from source %s", name, extra={"source": name})
             return await self._reject(send, scope, name, 503, "unavailable", f"the event was not stored: {exc}",
                                       [(b"retry-after", b"5")])
