@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from hub import logs
-from hub.adapters import stored_event
 from hub.connector import Connector, Item, Outcome, SupportsBatch, Verdict, verdict_for_exception
 from hub.errors import is_transient
 from hub.ids import iso, parse_iso
@@ -40,6 +39,7 @@ from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 from hub.store.deliveries import ClaimedDelivery
+from hub.store.events import EventRow
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -210,7 +210,7 @@ class Worker:
             await asyncio.sleep(wait)
 
     async def _items(self, rows: list[ClaimedDelivery]) -> list[Item]:
-        events = {k: stored_event(v).public() for k, v in self._event_rows(rows).items()}
+        events = self._event_rows(rows)
         items = []
         for r in rows:
             ref = None
@@ -219,8 +219,7 @@ class Worker:
                 if ref is None:  # the link row goes to disk before the create call
                     fid, stamp = r.finding_id, iso(self.hub.clock())
                     ref = await self.hub.store.write(partial(finding_rows.claim_ref, finding_id=fid, target=self.name, now=stamp))
-            items.append(item_from(self.name, r.id, r.kind, r.idempotency_key, r.route, r.snapshot,
-                                   events.get(r.event_id) if r.event_id else None, r.attempts, ref))
+            items.append(item_from(self.name, r, events.get(r.event_id) if r.event_id else None, ref))
         return items
 
     async def _deliver_one(self, row: ClaimedDelivery) -> None:
@@ -260,9 +259,7 @@ class Worker:
         encoded = None
         if pool is not None and pool.wants(self.name, len(rows)):
             events = self._event_rows(rows)
-            encoded = await pool.encode(self.name, [
-                (r.id, r.kind, r.idempotency_key, r.route, r.snapshot,
-                 events.get(r.event_id) if r.event_id else None, r.attempts) for r in rows])
+            encoded = await pool.encode(self.name, [(r, events.get(r.event_id) if r.event_id else None) for r in rows])
         if encoded is None:  # small batch, no pool, or the child died: encode here
             self._rendered["loop"].inc()
             return await self._items(rows), [None] * len(rows)
@@ -277,7 +274,7 @@ class Worker:
             items.append(Item(r.id, r.kind, r.idempotency_key, r.route, self.name, attempt=r.attempts, encoded=data))
         return items, slots
 
-    def _event_rows(self, rows: list[ClaimedDelivery]) -> dict[str, dict[str, Any]]:
+    def _event_rows(self, rows: list[ClaimedDelivery]) -> dict[str, EventRow]:
         """Stored events read by raw ``event.received`` rows (they carry no snapshot), by event id."""
         ids = [r.event_id for r in rows if r.event_id and r.snapshot is None]
         return event_rows.by_ids(self.hub.store.conn, ids) if ids else {}

@@ -22,7 +22,6 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from hub import templating
-from hub.adapters import stored_event
 from hub.config import HubConfig
 from hub.errors import TemplateError
 from hub.models import FINDING_EVENTS
@@ -76,11 +75,11 @@ def explain(conn: sqlite3.Connection, config: HubConfig, ident: str) -> Explanat
 
 
 def _event(conn: sqlite3.Connection, config: HubConfig, router: Router, event_id: str) -> Explanation | None:
-    row = event_rows.get(conn, event_id)
+    row = event_rows.by_ids(conn, [event_id]).get(event_id)
     if row is None:
         return None
-    event = stored_event(row)
-    steps = [judge(router, "event.received", event.id, event.source, row["received_at"],
+    event = row.event()
+    steps = [judge(router, "event.received", event.id, event.source, event.received_at,
                    {"event": event.public(), "kind": "event.received"})]
     for h in finding_rows.history_of_event(conn, event.id):
         if h["event_type"] in FINDING_EVENTS:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hub import lifecycle, logs
-from hub.adapters import Adapter, Parsed, StoredEvent, adapter_class, stored_event
+from hub.adapters import Adapter, Parsed, StoredEvent, adapter_class
 from hub.config import FingerprintConfig, SourceConfig
 from hub.connector import RemoteStatus
 from hub.errors import HubError, is_transient
@@ -180,33 +180,32 @@ class Pipeline:
             else:  # _process let a transient fault through: the event stays pending
                 done.deferred += 1
                 done.reason = str(result)
-                log.debug("evt_%d left pending: %s", row["seq"], result, extra={"event_id": row["id"],
-                                                                                "source": row["source"]})
+                log.debug("%s left pending: %s", row.id, result, extra={"event_id": row.id, "source": row.source})
         if done.targets:
             self.on_deliveries(done.targets)
         return done
 
-    async def _process(self, row: dict[str, Any]) -> Outcome | None:
+    async def _process(self, row: event_rows.EventRow) -> Outcome | None:
         """The event's outcome; None when it failed (stored as ``failed``, once) or was taken meanwhile.
         Raises only a transient error, after which the event is still pending. Each runs in its own task
         (``gather``), so the ids bound here for its log lines are this event's alone (and cost under 1 us)."""
-        logs.bind(event_id=row["id"], source=row["source"])
+        logs.bind(event_id=row.id, source=row.source)
         try:
-            event = stored_event(row)
+            event = row.event()
             adapter = (self.poll_adapters.get(event.source) if event.verified_by == "poll" else None) \
                 or self.adapters.get(event.source)
             parsed = poll_control(event) or (adapter.parse(event) if adapter else Parsed())
             now = self.hub.clock()
             ctx = contextvars.copy_context()  # the write job runs in the writer's batch: it logs with this event's ids
-            outcome = await self.hub.store.write(lambda conn: ctx.run(self.apply, conn, row["seq"], event, parsed, now))
+            outcome = await self.hub.store.write(lambda conn: ctx.run(self.apply, conn, row.seq, event, parsed, now))
         except Exception as exc:  # whatever fails this event fails it alone, visibly (or leaves it, if transient)
             if is_transient(exc):
                 raise
-            await self._fail(row["seq"], row["source"], exc)
+            await self._fail(row.seq, row.source, exc)
             return None
         if outcome is not None:
             self._processed.labels(event.source, "processed").inc()
-            log.debug("%s processed: %d finding(s), steps %s, deliveries to %s", row["id"], outcome.findings,
+            log.debug("%s processed: %d finding(s), steps %s, deliveries to %s", row.id, outcome.findings,
                       outcome.kinds or "-", ", ".join(sorted(outcome.targets)) or "none")
         return outcome
 

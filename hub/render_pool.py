@@ -24,13 +24,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from hub.adapters import stored_event
 from hub.batching import encode_one
-from hub.connector import Connector, Item, TargetConfig, Verdict
+from hub.connector import Connector, TargetConfig, Verdict
 from hub.items import item_from
 from hub.mappings import Mapping
+from hub.store.deliveries import ClaimedDelivery
+from hub.store.events import EventRow
 
 log = logging.getLogger("hub.render")
 MIN_ROWS = 100  # below this, pickling both ways costs more than it frees
@@ -46,20 +46,14 @@ class Spec:
     base_dir: Path
 
 
-Row = tuple[str, str, str, str, str | None, dict[str, Any] | None, int]  # id, kind, key, route, snapshot, event, attempt
+Row = tuple[ClaimedDelivery, EventRow | None]  # a claimed delivery, and the stored event a raw delivery reads
 Encoded = bytes | Verdict  # an item's bytes, or its own verdict (its template failed)
 
 
-def item_of(target: str, row: Row) -> Item:
-    """The Item a stored row stands for (the child's side of ``Worker._items`` for batch targets)."""
-    ident, kind, key, route, snapshot, event, attempt = row
-    return item_from(target, ident, kind, key, route, snapshot,
-                     stored_event(event).public() if event is not None else None, attempt)
-
-
 def encode_rows(connector: Connector, rows: list[Row]) -> list[Encoded]:
+    """Each row's bytes, as the loop would encode its Item (``hub.items.item_from``, the same function)."""
     encode = connector.encode  # type: ignore[attr-defined]
-    return [encode_one(item_of(connector.target, row), encode) for row in rows]
+    return [encode_one(item_from(connector.target, row, event), encode) for row, event in rows]
 
 
 _connectors: dict[str, Connector] = {}  # the child's, built once by _start

@@ -24,6 +24,7 @@ from hub.models import Finding
 from hub.registry import connector_class
 from hub.render_pool import Spec
 from hub.store import deliveries as outbox
+from hub.store.deliveries import ClaimedDelivery
 from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
 from tests.fakes.splunk_hec import fake_hec, keys
 from tests.support import SW_SECRET, HubHarness, HubProcess, LoopbackServer, free_port, write_config
@@ -167,8 +168,9 @@ def test_every_shipped_siem_target_travels_to_the_child(kind):
         assert connector.encodes_apart
         finding = {**Finding(source="scanner", title="t", severity="high", status="open", first_seen=SEEN,
                              last_seen=SEEN).model_dump(mode="json"), "id": "fnd_1", "fingerprint": "f" * 32}
-        row = ("dlv_1", "finding.created", "key-1", "r", orjson.dumps({"finding": finding}).decode(), None, 1)
-        [encoded] = render_pool.encode_rows(connector, [row])
+        row = ClaimedDelivery(1, "r", name, "finding.created", "fnd_1", None, "key-1", 1, SEEN, SEEN,
+                              orjson.dumps({"finding": finding}).decode())
+        [encoded] = render_pool.encode_rows(connector, [(row, None)])
         assert isinstance(encoded, bytes), encoded
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, ClassVar, Protocol
-
-import orjson
+from typing import ClassVar, Protocol
 
 from hub.connector import RemoteStatus
-from hub.errors import AdapterError, RegistryError
+from hub.errors import RegistryError
 from hub.models import Finding
 from hub.registry import unknown_message
+from hub.store.events import StoredEvent
 from hub.strict import StrictModel
+
+__all__ = ["BUILTIN", "Adapter", "Parsed", "StoredEvent", "adapter_class"]
 
 BUILTIN: dict[str, str] = {
     "generic": "hub.adapters.generic:GenericAdapter",
@@ -29,40 +29,6 @@ BUILTIN: dict[str, str] = {
     "secuprobe": "hub.adapters.secuprobe:SecuProbeAdapter",
     "strobes": "hub.adapters.strobes:StrobesAdapter",
 }
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    id: str
-    source: str
-    received_at: str
-    content_type: str | None
-    headers: dict[str, str]
-    body: bytes
-    verified_by: str = ""
-
-    @cached_property
-    def data(self) -> Any:
-        """The body parsed as JSON (AdapterError if it is not JSON)."""
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise AdapterError(f"body is not JSON: {exc}") from None
-
-    def public(self) -> dict[str, Any]:
-        """What routes and SIEM mappings see of a raw event."""
-        try:
-            body: Any = self.data
-        except AdapterError:
-            body = self.body.decode("utf-8", "replace")
-        return {"id": self.id, "source": self.source, "received_at": self.received_at,
-                "verified_by": self.verified_by, "content_type": self.content_type, "body": body}
-
-
-def stored_event(row: dict[str, Any]) -> StoredEvent:
-    """A StoredEvent from an ``events`` row (as the store's queries return them)."""
-    return StoredEvent(row["id"], row["source"], row["received_at"], row["content_type"],
-                       orjson.loads(row["headers"]), row["body"], row["verified_by"])
 
 
 @dataclass

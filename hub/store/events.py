@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+import orjson
+
+from hub.errors import AdapterError
 from hub.ids import parse_seq
 from hub.store._rows import rows as _rows
 
@@ -35,6 +39,61 @@ class NewEvent:
     headers: str  # JSON, secret-bearing headers already redacted
     body: bytes
     verified_by: str
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A stored inbound event as adapters, routes and raw (``event.received``) deliveries see it."""
+
+    id: str
+    source: str
+    received_at: str
+    content_type: str | None
+    headers: dict[str, str]
+    body: bytes
+    verified_by: str = ""
+
+    @cached_property
+    def data(self) -> Any:
+        """The body parsed as JSON (AdapterError if it is not JSON)."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise AdapterError(f"body is not JSON: {exc}") from None
+
+    def public(self) -> dict[str, Any]:
+        """What routes and SIEM mappings see of a raw event."""
+        try:
+            body: Any = self.data
+        except AdapterError:
+            body = self.body.decode("utf-8", "replace")
+        return {"id": self.id, "source": self.source, "received_at": self.received_at,
+                "verified_by": self.verified_by, "content_type": self.content_type, "body": body}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An ``events`` row with its body, as the pipeline and the dispatcher read it. ``event()`` decodes the stored
+    headers: apart from the query, so that one undecodable row fails that event alone, not the whole read."""
+
+    seq: int
+    source: str
+    received_at: str
+    content_type: str | None
+    headers: str  # JSON
+    body: bytes
+    verified_by: str
+
+    @property
+    def id(self) -> str:
+        return event_id(self.seq)
+
+    def event(self) -> StoredEvent:
+        return StoredEvent(self.id, self.source, self.received_at, self.content_type, orjson.loads(self.headers),
+                           self.body, self.verified_by)
+
+
+_ROW = "seq, source, received_at, content_type, headers, body, verified_by"
 
 
 def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
@@ -73,10 +132,10 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def pending(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def pending(conn: sqlite3.Connection, limit: int) -> list[EventRow]:
     """The oldest pending events, in commit order, with bodies."""
-    return _rows(conn.execute("SELECT seq, 'evt_' || seq AS id, source, received_at, content_type, headers, body, "
-                              "verified_by FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)))
+    return [EventRow(*r) for r in
+            conn.execute(f"SELECT {_ROW} FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,))]
 
 
 def take(conn: sqlite3.Connection, seq: int, now: str) -> bool:
@@ -128,14 +187,14 @@ def reprocess_failed(conn: sqlite3.Connection, seqs: list[int]) -> int:
                         f"AND state = 'failed'", seqs).rowcount
 
 
-def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Full rows (bodies included) keyed by event id."""
+def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, EventRow]:
+    """Rows (bodies included) keyed by event id."""
     seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
     if not seqs:
         return {}
     marks = ",".join("?" * len(seqs))
-    rows = _rows(conn.execute(f"SELECT 'evt_' || seq AS id, * FROM events WHERE seq IN ({marks})", seqs))
-    return {r["id"]: r for r in rows}
+    found = [EventRow(*r) for r in conn.execute(f"SELECT {_ROW} FROM events WHERE seq IN ({marks})", seqs)]
+    return {r.id: r for r in found}
 
 
 def source_of(conn: sqlite3.Connection, ident: str) -> str | None:
