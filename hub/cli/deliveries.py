@@ -7,7 +7,7 @@ from functools import partial
 import click
 import orjson
 
-from hub.cli import config_option, dumps, fail, listed_elsewhere, load, main, open_store
+from hub.cli.common import config_option, dumps, fail, listed_elsewhere, load, main, open_store
 from hub.cli.progress import progress
 from hub.ids import iso, parse_iso
 

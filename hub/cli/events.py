@@ -6,7 +6,7 @@ import click
 import orjson
 
 from hub import jsonlimits
-from hub.cli import config_option, dumps, fail, listed_elsewhere, load, main, open_store
+from hub.cli.common import config_option, dumps, fail, listed_elsewhere, load, main, open_store
 from hub.cli.progress import progress
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from hub.cli import config_option, dumps, fail, load, main, open_store
+from hub.cli.common import config_option, dumps, fail, load, main, open_store
 
 
 @main.command()

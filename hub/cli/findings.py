@@ -7,7 +7,7 @@ from typing import Any
 import click
 import orjson
 
-from hub.cli import config_option, fail, listed_elsewhere, load, main, open_store
+from hub.cli.common import config_option, fail, listed_elsewhere, load, main, open_store
 from hub.models import SEVERITIES
 
 STATUSES = ["open", "resolved", "dismissed"]
@@ -57,7 +57,7 @@ def findings_list(config_path: str, severity: str | None, status: str | None, so
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def findings_show(finding_id: str, config_path: str, as_json: bool) -> None:
     """One finding: its fields, its history, its tickets (with URLs) and its deliveries per target."""
-    from hub.cli import dumps
+    from hub.cli.common import dumps
     from hub.store import deliveries as dq
     from hub.store import findings as q
 

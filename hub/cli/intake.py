@@ -12,7 +12,7 @@ import click
 import orjson
 
 from hub import samples
-from hub.cli import config_option, fail, load, main, setup_logging
+from hub.cli.common import config_option, fail, load, main, setup_logging
 from hub.config import HubConfig
 from hub.errors import HubError
 from hub.ids import new_id

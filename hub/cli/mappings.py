@@ -11,7 +11,7 @@ from typing import Any
 import click
 import orjson
 
-from hub.cli import config_option, dumps, fail, load, main
+from hub.cli.common import config_option, dumps, fail, load, main
 from hub.errors import ConfigError, HubError
 from hub.models import EVENT_TYPES
 

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from hub.cli import config_option, fail, load, main
+from hub.cli.common import config_option, fail, load, main
 
 
 @main.command()

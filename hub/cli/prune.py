@@ -7,7 +7,7 @@ import time
 
 import click
 
-from hub.cli import config_option, load, main
+from hub.cli.common import config_option, load, main
 from hub.cli.progress import progress
 
 

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from hub.cli import config_option, dumps, fail, load, main, open_store
+from hub.cli.common import config_option, dumps, fail, load, main, open_store
 from hub.ids import iso
 from hub.sla import DEFAULT_DAYS, PeriodError, period, table, write_csv
 

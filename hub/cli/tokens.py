@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from hub import tokens as token_logic
-from hub.cli import config_option, echo_json_lines, fail, listed_elsewhere, load, main, open_store
+from hub.cli.common import config_option, echo_json_lines, fail, listed_elsewhere, load, main, open_store
 from hub.ids import iso
 from hub.store import tokens as token_rows
 
