@@ -82,7 +82,7 @@ def config_text(vendor: str, sink_port: int, hub_port: int, batch: int, in_fligh
 def findings(n: int) -> list[tuple[str, dict[str, Any]]]:
     """(idempotency key, finding snapshot as the pipeline stores it) for n distinct findings."""
     from hub.models import SEVERITIES, Finding
-    from hub.pipeline import delivery_key
+    from hub.recorder import delivery_key
 
     base = Finding(source="scanner", cvss_score=None, scanner="BenchScanner", cwe=["CWE-79"], rule_id="BENCH-001",
                    remediation="Upgrade the package to the latest release.", status="open",

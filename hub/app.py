@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.errors import error_json
-from hub.receiver import PREFIX, Receiver
+from hub.receiver import PREFIX
 from hub.runtime import Hub
 
 _CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -56,12 +56,12 @@ def create_app(hub: Hub) -> Any:
 
     app = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
-                *(api.routes(hub) if hub.config.api.enabled else [])],
+                *(api.routes(hub.api) if hub.config.api.enabled else [])],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.hub = hub
-    receiver = Receiver(hub)
+    receiver = hub.receiver
 
     async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):

@@ -8,7 +8,7 @@ killed) resumes after the last page it stored. ``X-RateLimit-Remaining: 0`` wait
 ``X-RateLimit-Reset``; 429 honours ``Retry-After``; ``rate_limit`` keeps the platform's sliding
 window on our side. With ``parents`` the run lists the parents (e.g. Obexum's engagements) and pages
 through ``url`` once per parent id. A complete run of a ``full_import`` source ends
-with a control event that resolves the open findings the run did not see. One run per source at
+with a ``PollComplete`` mark (hub/pollmarks.py) that resolves the open findings the run did not see. One run per source at
 a time. ``mode: secuprobe`` lists scans, waits for ``completed`` ones, then reads their vulnerabilities.
 """
 
@@ -20,25 +20,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import orjson
 
+from hub import pollmarks
 from hub.config import PollConfig
 from hub.connector import USER_AGENT, retry_after_secs, short_body
 from hub.ids import iso
 from hub.pacing import SlidingWindow
-from hub.store import sync_state
+from hub.store import Store, sync_state
 from hub.store.events import NewEvent
 from hub.urlpath import segment
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
-
 log = logging.getLogger("hub.polling")
 LIST_KEYS = ("data", "findings", "items", "results", "vulnerabilities", "scans")
-CONTROL = "poll.complete"
 
 
 class PollStop(Exception):
@@ -94,17 +91,17 @@ def http_error(r: httpx.Response) -> str:
 
 
 class Poller:
-    def __init__(self, hub: Hub, source: str, transport: httpx.AsyncBaseTransport | None = None):
-        self.hub, self.source = hub, source
-        cfg = hub.config.sources[source].poll
-        assert cfg is not None
-        self.cfg: PollConfig = cfg
+    """``on_stored`` is called after each new event (a page, or the end mark) is committed."""
+
+    def __init__(self, source: str, cfg: PollConfig, store: Store, *, clock: Callable[[], float],
+                 on_stored: Callable[[], None], transport: httpx.AsyncBaseTransport | None = None):
+        self.source, self.cfg, self.store, self.clock, self.on_stored = source, cfg, store, clock, on_stored
         self.transport = transport
         self.lock = asyncio.Lock()
         self.key = f"poll:{source}"
         # One window per source: its token's requests across runs (not shared with another process's `hub poll`).
         limit = cfg.rate_limit
-        self.window = SlidingWindow(limit.requests, limit.per_secs, hub.clock) if limit is not None else None
+        self.window = SlidingWindow(limit.requests, limit.per_secs, clock) if limit is not None else None
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests wait on their own clock
 
     def _headers(self) -> dict[str, str]:
@@ -122,7 +119,7 @@ class Poller:
             return PollReport(error="a run is already in progress")
         async with self.lock, httpx.AsyncClient(transport=self.transport, timeout=self.cfg.timeout_secs,
                                                 headers=self._headers()) as client:
-            state = sync_state.get(self.hub.store.conn, self.key) or {}
+            state = sync_state.get(self.store.conn, self.key) or {}
             report = PollReport()
             try:
                 if self.cfg.mode == "secuprobe":
@@ -132,8 +129,8 @@ class Poller:
             except PollStop as stop:
                 report.error = str(stop)
                 log.warning("poll %s: stopped after %d page(s), resumes next run: %s", self.source, report.pages, stop)
-            state["last_run"], state["last_error"] = iso(self.hub.clock()), report.error
-            await self.hub.store.write(lambda conn: sync_state.put(conn, self.key, state, iso(self.hub.clock())))
+            state["last_run"], state["last_error"] = iso(self.clock()), report.error
+            await self.store.write(lambda conn: sync_state.put(conn, self.key, state, iso(self.clock())))
             return report
 
     async def _get(self, client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> Any:
@@ -178,21 +175,22 @@ class Poller:
             await self.sleep(wait)
 
     async def _store(self, body: bytes, key: str, scope: str | None, url: str | None = None) -> bool:
-        headers = orjson.dumps({"x-hub-poll-url": url or self.cfg.url, **({"x-hub-poll-scope": scope} if scope else {})})
-        event = NewEvent(self.source, iso(self.hub.clock()), key, "application/json", headers.decode(), body, "poll")
-        _, duplicate = await self.hub.store.insert_event(event)
+        return await self._insert(pollmarks.page(self.source, iso(self.clock()), key, body, url or self.cfg.url, scope))
+
+    async def _insert(self, event: NewEvent) -> bool:
+        _, duplicate = await self.store.insert_event(event)
         if not duplicate:
-            self.hub.on_event_stored()
+            self.on_stored()
         return not duplicate
 
     async def _save(self, state: dict[str, Any]) -> None:
         """Write the resume point now: a process killed mid-run resumes after the last page it stored."""
-        await self.hub.store.write(lambda conn: sync_state.put(conn, self.key, state, iso(self.hub.clock())))
+        await self.store.write(lambda conn: sync_state.put(conn, self.key, state, iso(self.clock())))
 
     async def _pages(self, client: httpx.AsyncClient, state: dict[str, Any], report: PollReport) -> None:
         cfg = self.cfg
         resume = state.get("resume") or {}
-        started = resume.get("started") or iso(self.hub.clock())
+        started = resume.get("started") or iso(self.clock())
         since = resume.get("since", state.get("since")) if cfg.since_param else None
         resume = state["resume"] = {**resume, "started": started, "since": since, "page": resume.get("page", 1),
                                     "cursor": resume.get("cursor")}
@@ -212,8 +210,7 @@ class Poller:
         if cfg.since_param:
             state["since"] = started
         if cfg.full_import:
-            control = orjson.dumps({"findings_hub": CONTROL, "scope": self.source, "since": started})
-            await self._store(control, f"{CONTROL}:{started}", None)
+            await self._insert(pollmarks.PollComplete(self.source, started).event(self.source, iso(self.clock())))
 
     async def _walk(self, client: httpx.AsyncClient, url: str, state: dict[str, Any], report: PollReport) -> None:
         """Page through one list from ``state["resume"]``: each page stored, then the resume point moved past it."""

@@ -13,20 +13,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from hub import jsonlimits, signatures
+from hub.config import ServerConfig, SourceConfig
 from hub.errors import VerificationError, error_json, is_transient
 from hub.ids import iso, parse_uint
+from hub.metrics import Metrics
 from hub.redact import clip, loggable_headers, redact_headers
-from hub.store import replays
+from hub.store import Store, replays
 from hub.store.events import NewEvent
-
-if TYPE_CHECKING:
-    from hub.config import SourceConfig
-    from hub.runtime import Hub
 
 log = logging.getLogger("hub.receiver")
 Scope = dict[str, Any]
@@ -88,15 +86,18 @@ class Source:
 
 
 class Receiver:
-    def __init__(self, hub: Hub):
-        self.hub = hub
-        self.sources = {name: Source.build(name, cfg) for name, cfg in hub.config.sources.items() if cfg.verify}
-        self.limit = hub.config.server.max_body_bytes
-        self.header_limit = hub.config.server.max_header_bytes
-        m = hub.metrics
+    """``on_stored`` is called after each new event is committed (the pipeline wakes to process it)."""
+
+    def __init__(self, sources: Mapping[str, SourceConfig], server: ServerConfig, store: Store, metrics: Metrics, *,
+                 clock: Callable[[], float], on_stored: Callable[[], None]):
+        self.store, self.metrics, self.clock, self.on_stored = store, metrics, clock, on_stored
+        self.sources = {name: Source.build(name, cfg) for name, cfg in sources.items() if cfg.verify}
+        self.limit = server.max_body_bytes
+        self.header_limit = server.max_header_bytes
+        m = metrics
         self._received = {n: m.received.labels(n) for n in [*self.sources, "_unknown"]}
         self._stored = {n: m.stored.labels(n) for n in self.sources}
-        self.poll_only = {n for n, cfg in hub.config.sources.items() if cfg.verify is None}
+        self.poll_only = {n for n, cfg in sources.items() if cfg.verify is None}
         self._duplicate = {n: m.duplicate.labels(n) for n in self.sources}
         self._latency = m.latency.labels("hooks")
 
@@ -129,7 +130,7 @@ class Receiver:
         if body is None:
             return await self._reject(send, scope, name, 413, "payload_too_large",
                                       f"body is larger than {self.limit} bytes", [(b"connection", b"close")])
-        now = self.hub.clock()
+        now = self.clock()
         try:
             verified = src.scheme.verify(headers, body, now)
         except VerificationError as exc:
@@ -158,7 +159,7 @@ class Receiver:
                          orjson.dumps(redact_headers(headers, src.redact)).decode(), body, src.scheme.name)
         replay = None if key is not None and signed_key else src.replay_mark(verified.timestamp, body, now)
         try:
-            event_id, duplicate = await self.hub.store.insert_event(event, replay, now)
+            event_id, duplicate = await self.store.insert_event(event, replay, now)
         except Exception as exc:  # nothing was committed: the sender must retry
             if not is_transient(exc):  # a passing store fault is logged by the store; anything else is a bug
                 log.exception("store refused an event from source %s", name, extra={"source": name})
@@ -169,7 +170,7 @@ class Receiver:
             return await _respond(send, 200, b'{"id":"%s","status":"duplicate"}' % event_id.encode())
         self._stored[name].inc()
         log.debug("source %s: stored %s", name, event_id, extra={"event_id": event_id, "source": name})
-        self.hub.on_event_stored()
+        self.on_stored()
         await _respond(send, 202, b'{"id":"%s","status":"accepted"}' % event_id.encode())
 
     async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
@@ -199,7 +200,7 @@ class Receiver:
                       extra: list[tuple[bytes, bytes]] | None = None, *, headers: Mapping[str, str] | None = None,
                       src: Source | None = None) -> None:
         label = name if name in self.sources else "_unknown"
-        self.hub.metrics.rejected.labels(label, code).inc()
+        self.metrics.rejected.labels(label, code).inc()
         client = scope.get("client") or ("-", 0)
         if headers is not None:  # a failed verification: show what was sent, never the secret parts, bounded
             log.warning("rejected source=%s status=%d code=%s client=%s reason=%s headers=%s", label, status, code,

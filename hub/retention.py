@@ -1,9 +1,8 @@
-"""Periodic housekeeping: prune old finished traffic, and say what waits in the dead-letter queue.
+"""Periodic housekeeping: prune old finished traffic.
 
 ``prune`` walks deliveries, then events, then the audit log, a range at a time (hub/store/retention.py); each range is
-one short write of its own, so intake and delivery keep going while it runs. ``report_dead`` logs,
-per target, how many dead letters wait and since when, with the command that lists them: the
-Prometheus gauge ``hub_dead_letters`` says the same for alerting.
+one short write of its own, so intake and delivery keep going while it runs. (What waits in the dead-letter queue
+is reported by hub/dead_letters.py.)
 """
 
 from __future__ import annotations
@@ -12,17 +11,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from hub.config import RetentionConfig
 from hub.ids import iso
-from hub.store import deliveries as outbox
-from hub.store import replays
+from hub.store import Store, replays
 from hub.store import retention as rows
-
-if TYPE_CHECKING:
-    from hub.config import RetentionConfig
-    from hub.runtime import Hub
-    from hub.store import Store
 
 log = logging.getLogger("hub.retention")
 DAY = 86_400.0
@@ -66,17 +59,3 @@ async def prune(store: Store, cfg: RetentionConfig, now: float,
         log.info("retention: pruned %d deliveries, %d events and %d audit rows", pruned.deliveries, pruned.events,
                  pruned.audit)
     return pruned
-
-
-async def run(hub: Hub) -> Pruned:
-    return await prune(hub.store, hub.config.storage.retention, hub.clock())
-
-
-async def report_dead(hub: Hub) -> dict[str, tuple[int, str | None]]:
-    """Log one line per target with dead letters (the scheduler runs this hourly)."""
-    stats = outbox.dead_stats(hub.store.conn)
-    for target, (count, oldest) in sorted(stats.items()):
-        log.warning("target %s: %d dead letter(s), the oldest since %s; list them with `hub deliveries dead "
-                    "--target %s`, replay with `hub deliveries replay --state dead --target %s`", target, count,
-                    oldest, target, target)
-    return stats

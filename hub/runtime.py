@@ -1,79 +1,114 @@
-"""``Hub``: one running instance (config, store, pipeline, dispatcher, scheduler), shared by app and CLI."""
+"""``Hub``: one running instance, and the only place that knows every part.
+
+It builds each part with the narrow things that part uses (the store, the metrics, the clock, a config section)
+and wires them together with callbacks: the receiver, the API and the pollers wake the pipeline when they store an
+event; the pipeline, the SLA job, status sync and the workers wake the dispatcher's workers when they add outbox
+rows. Nothing imports this module except the app (hub/app.py) and the CLI (hub/cli/).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from hub import dead_letters, gauges
+from hub.api.base import ApiContext
 from hub.config import HubConfig
+from hub.connector import Connector, SupportsStatus
+from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
+from hub.delivery.dispatcher import render_pool
 from hub.metrics import Metrics
+from hub.parsing import SourceParsers
 from hub.pipeline import Pipeline
+from hub.polling import Poller
+from hub.receiver import Receiver
+from hub.recorder import Recorder
+from hub.registry import connector_class
+from hub.remote_status import RemoteStatuses
+from hub.retention import prune
+from hub.routing import Router
+from hub.scheduler import Job, build_scheduler, crontab, every
+from hub.sla_breaches import SlaBreaches
 from hub.store import Store
+from hub.sync import StatusSync
 
 log = logging.getLogger("hub")
 
 
-class Hub:
-    def __init__(self, config: HubConfig, *, clock: Callable[[], float] = time.time,
-                 transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
-        self.config = config
-        self.clock = clock
-        self.metrics = Metrics()
-        self.store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms,
-                           synchronous=config.storage.synchronous, max_pending=config.server.max_pending_writes,
-                           on_batch=self.metrics.on_batch)
-        self.pipeline = Pipeline(self)
-        self.dispatcher = Dispatcher(self, transports)
-        from hub.polling import Poller
+def build_connector(config: HubConfig, name: str) -> Connector:
+    cfg = config.target_configs[name]
+    return connector_class(cfg.type)(name, cfg, config.mappings[name], config.resolve("."))
 
-        self.pollers = {name: Poller(self, name, (transports or {}).get(f"poll:{name}"))
+
+class Hub:
+    def __init__(self, config: HubConfig, *, clock: Any = time.time,
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
+        self.config, self.clock = config, clock
+        transports = transports or {}
+        self.metrics = metrics = Metrics()
+        self.store = store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms,
+                                   synchronous=config.storage.synchronous,
+                                   max_pending=config.server.max_pending_writes, on_batch=metrics.on_batch)
+        router = Router(config.routes, metrics.route_errors)
+        connectors = {name: build_connector(config, name) for name in config.target_configs}
+        recorder = Recorder(router, frozenset(name for name, c in connectors.items() if c.work_items))
+        remote = RemoteStatuses(recorder, config.sla)
+        self.dispatcher = dispatcher = Dispatcher(
+            connectors, store, metrics, clock=clock, lease_secs=config.pipeline.claim_lease_secs,
+            route_dead=DeadLetters(router).route, transports=transports,
+            render_pool=render_pool(connectors, config.pipeline.render_process, config.resolve(".")))
+        self.pipeline = pipeline = Pipeline(
+            store, SourceParsers(config), recorder, remote, config.sla, clock=clock,
+            batch_events=config.pipeline.batch_events, processed=metrics.events_processed,
+            on_deliveries=dispatcher.wake)
+        self.sla = SlaBreaches(store, recorder, clock, dispatcher.wake)
+        self.pollers = {name: Poller(name, src.poll, store, clock=clock, on_stored=pipeline.wake,
+                                     transport=transports.get(f"poll:{name}"))
                         for name, src in config.sources.items() if src.poll is not None}
-        self.pipeline.on_deliveries = self.dispatcher.wake
+        self.syncs = {name: StatusSync(name, w.connector, store, clock=clock, client=w.client, apply=remote.apply,
+                                       on_deliveries=dispatcher.wake)
+                      for name, w in dispatcher.workers.items() if isinstance(w.connector, SupportsStatus)}
+        self.receiver = Receiver(config.sources, config.server, store, metrics, clock=clock, on_stored=pipeline.wake)
+        self.api = ApiContext(store, config.api, metrics, clock, on_stored=pipeline.wake,
+                              wake_deliveries=dispatcher.wake)
         self.use_scheduler = scheduler
         self.scheduler: Any = None
         self.started = False
 
-    def on_event_stored(self) -> None:
-        """Called after an event is committed: process it now, not at the next safety-net tick."""
-        self.pipeline.wake()
-
     def refresh_gauges(self) -> None:
-        """Queue depth, oldest pending age and dead letters per target (on each scrape and every 15 s)."""
-        from hub.ids import parse_iso
-        from hub.store import deliveries as outbox
+        gauges.refresh(self.store, self.metrics, self.config.target_configs, self.clock())
 
-        stats, dead, now = outbox.queue_stats(self.store.conn), outbox.dead_stats(self.store.conn), self.clock()
-        for name in self.config.target_configs:
-            count, oldest = stats.get(name, (0, None))
-            self.metrics.queue_depth.labels(name).set(count)
-            self.metrics.oldest_pending.labels(name).set(max(0.0, now - parse_iso(oldest)) if oldest else 0)
-            self.metrics.dead_letters.labels(name).set(dead.get(name, (0, None))[0])
+    def jobs(self) -> list[Job]:
+        """The periodic jobs: the hub's own, one per polled source, one per target that reads ticket status."""
+        config, store = self.config, self.store
 
-    def extra_jobs(self) -> list[tuple[str, Any, Callable[[], Awaitable[Any]]]]:
-        """Periodic jobs contributed by targets (status sync) and sources (polling): (id, trigger, coroutine fn)."""
-        from apscheduler.triggers.cron import CronTrigger
-        from apscheduler.triggers.interval import IntervalTrigger
+        async def safety_net() -> None:  # in case a wake-up was missed
+            self.pipeline.wake()
+            self.dispatcher.wake()
 
-        from hub.connector import SupportsStatus
-        from hub.sync import sync_target
+        async def refresh() -> None:
+            self.refresh_gauges()
 
-        jobs: list[tuple[str, Any, Callable[[], Awaitable[Any]]]] = []
+        async def retention() -> None:
+            await prune(store, config.storage.retention, self.clock())
+
+        async def report_dead() -> None:
+            await dead_letters.report(store)
+
+        jobs = [Job("safety-net", safety_net, every(config.pipeline.safety_net_secs)),
+                Job("sla", self.sla.check, every(60)), Job("gauges", refresh, every(15)),
+                Job("retention", retention, every(config.storage.retention.every_secs)),
+                Job("dead-letters", report_dead, every(3600))]
         for name, poller in self.pollers.items():
             cfg = poller.cfg
-            trigger = CronTrigger.from_crontab(cfg.cron, timezone="UTC") if cfg.cron else \
-                IntervalTrigger(seconds=cfg.every_secs or 300)
-            jobs.append((f"poll:{name}", trigger, poller.run))
-        for name, worker in self.dispatcher.workers.items():
-            if isinstance(worker.connector, SupportsStatus):
-                sync = getattr(worker.cfg, "sync", None)
-                every = sync.interval_secs if sync is not None else 300
-                jobs.append((f"sync:{name}", IntervalTrigger(seconds=every),
-                             lambda name=name: sync_target(self, name)))  # type: ignore[misc]
+            jobs.append(Job(f"poll:{name}", poller.run, crontab(cfg.cron) if cfg.cron else every(cfg.every_secs or 300)))
+        for name, sync in self.syncs.items():
+            sync_cfg = getattr(self.dispatcher.workers[name].cfg, "sync", None)
+            jobs.append(Job(f"sync:{name}", sync.run, every(sync_cfg.interval_secs if sync_cfg is not None else 300)))
         return jobs
 
     async def start(self) -> None:
@@ -83,9 +118,7 @@ class Hub:
         await self.dispatcher.start()
         self.pipeline.start()
         if self.use_scheduler:
-            from hub.scheduler import build_scheduler
-
-            self.scheduler = build_scheduler(self)
+            self.scheduler = build_scheduler(self.jobs())
             self.scheduler.start()
         self.started = True
         log.info("hub started: %d source(s), %d route(s), %d target(s), store %s", len(self.config.sources),

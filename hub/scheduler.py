@@ -1,4 +1,4 @@
-"""Builds the AsyncIOScheduler and registers the periodic jobs; nothing else.
+"""Builds the AsyncIOScheduler from a list of jobs; nothing else (hub/runtime.py says which jobs there are).
 
 Jobs are rebuilt from config at every start (memory job store); the store records what is due, so
 a missed run is harmless. ``max_instances=1`` means a job never runs twice at once.
@@ -12,17 +12,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-from hub import retention
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger("hub.scheduler")
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    run: Callable[[], Awaitable[Any]]
+    trigger: BaseTrigger
+
+
+def every(seconds: float) -> BaseTrigger:
+    return IntervalTrigger(seconds=seconds)
+
+
+def crontab(expression: str) -> BaseTrigger:
+    return CronTrigger.from_crontab(expression, timezone="UTC")
 
 
 def _guarded(name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
@@ -35,24 +49,8 @@ def _guarded(name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
     return run
 
 
-def build_scheduler(hub: Hub) -> AsyncIOScheduler:
+def build_scheduler(jobs: list[Job]) -> AsyncIOScheduler:
     sched = AsyncIOScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-
-    def add(job_id: str, fn: Callable[[], Awaitable[Any]], trigger: Any, **trigger_args: Any) -> None:
-        sched.add_job(_guarded(job_id, fn), trigger, id=job_id, name=job_id, **trigger_args)
-
-    async def safety_net() -> None:
-        hub.pipeline.wake()
-        hub.dispatcher.wake()
-
-    async def gauges() -> None:
-        hub.refresh_gauges()
-
-    add("safety-net", safety_net, "interval", seconds=hub.config.pipeline.safety_net_secs)
-    add("sla", hub.pipeline.check_sla, "interval", seconds=60)
-    add("gauges", gauges, "interval", seconds=15)
-    add("retention", lambda: retention.run(hub), "interval", seconds=hub.config.storage.retention.every_secs)
-    add("dead-letters", lambda: retention.report_dead(hub), "interval", seconds=3600)
-    for job_id, trigger, fn in hub.extra_jobs():
-        add(job_id, fn, trigger)
+    for job in jobs:
+        sched.add_job(_guarded(job.id, job.run), job.trigger, id=job.id, name=job.id)
     return sched

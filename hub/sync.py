@@ -14,20 +14,24 @@ bookmark is kept in ``sync_state`` under ``sync:<target>`` and replaced only aft
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
-from hub.connector import SupportsStatus, SupportsSyncBookmark
+import httpx
+
+from hub.connector import RemoteStatus, SupportsStatus, SupportsSyncBookmark
 from hub.ids import iso
+from hub.recorder import Applied
+from hub.store import Store, sync_state
 from hub.store import findings as finding_rows
-from hub.store import sync_state
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
 
 log = logging.getLogger("hub.sync")
 PAGE = 50
+
+ApplyStatuses = Callable[[sqlite3.Connection, str, Sequence[RemoteStatus], float], Applied]
 
 
 @dataclass
@@ -37,39 +41,46 @@ class SyncReport:
     errors: int = 0
 
 
-async def sync_target(hub: Hub, target: str) -> SyncReport:
-    """One sync run for one target; stops at the first vendor error (the next run starts over)."""
-    worker = hub.dispatcher.workers[target]
-    connector = worker.connector
-    report = SyncReport()
-    if not isinstance(connector, SupportsStatus):
+class StatusSync:
+    """One target's sync job. ``client`` lends one of the target's HTTP clients; ``apply`` stores the states read
+    (``RemoteStatuses.apply``, in one write per page); ``on_deliveries`` is told the targets given new rows."""
+
+    def __init__(self, target: str, connector: SupportsStatus, store: Store, *, clock: Callable[[], float],
+                 client: Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]], apply: ApplyStatuses,
+                 on_deliveries: Callable[[set[str]], None]):
+        self.target, self.connector, self.store, self.clock = target, connector, store, clock
+        self.client, self.apply, self.on_deliveries = client, apply, on_deliveries
+
+    async def run(self) -> SyncReport:
+        """One sync run; stops at the first vendor error (the next run starts over)."""
+        target, connector = self.target, self.connector
+        report = SyncReport()
+        after = ""
+        batch = getattr(connector, "status_batch", PAGE)
+        bookmark = connector if isinstance(connector, SupportsSyncBookmark) else None
+        if bookmark is not None:
+            bookmark.begin_sync(sync_state.get(self.store.conn, f"sync:{target}"), self.clock())
+        while True:
+            refs = finding_rows.linked_refs(self.store.conn, target, after, batch)
+            if not refs:
+                break
+            after = refs[-1].finding_id
+            try:
+                async with self.client() as client:
+                    statuses = await connector.read_status(client, refs)
+            except Exception as exc:  # noqa: BLE001  (one target's failed read must not stop the sync job)
+                report.errors += 1
+                log.warning("sync %s: reading ticket status failed, will retry next run: %s", target, exc)
+                break
+            report.checked += len(refs)
+            now = self.clock()
+            applied = await self.store.write(lambda conn, s=statuses, t=now: self.apply(conn, target, s, t))  # type: ignore[misc]
+            report.resolved += applied.kinds.get("finding.resolved", 0)
+            if applied.targets:
+                self.on_deliveries(applied.targets)
+        if bookmark is not None and (saved := bookmark.end_sync()) is not None and not report.errors:
+            await self.store.write(partial(sync_state.put, key=f"sync:{target}", value=saved, now=iso(self.clock())))
+        if report.resolved:
+            log.info("sync %s: %d ticket(s) checked, %d finding(s) resolved by their ticket", target,
+                     report.checked, report.resolved)
         return report
-    after = ""
-    batch = getattr(connector, "status_batch", PAGE)
-    bookmark = connector if isinstance(connector, SupportsSyncBookmark) else None
-    if bookmark is not None:
-        bookmark.begin_sync(sync_state.get(hub.store.conn, f"sync:{target}"), hub.clock())
-    while True:
-        refs = finding_rows.linked_refs(hub.store.conn, target, after, batch)
-        if not refs:
-            break
-        after = refs[-1].finding_id
-        try:
-            async with worker.client() as client:
-                statuses = await connector.read_status(client, refs)
-        except Exception as exc:  # noqa: BLE001  (one target's failed read must not stop the sync job)
-            report.errors += 1
-            log.warning("sync %s: reading ticket status failed, will retry next run: %s", target, exc)
-            break
-        report.checked += len(refs)
-        now = hub.clock()
-        outcome = await hub.store.write(partial(hub.pipeline.apply_remote, target=target, statuses=statuses, now=now))
-        report.resolved += outcome.kinds.get("finding.resolved", 0)
-        if outcome.targets:
-            hub.dispatcher.wake(outcome.targets)
-    if bookmark is not None and (saved := bookmark.end_sync()) is not None and not report.errors:
-        await hub.store.write(partial(sync_state.put, key=f"sync:{target}", value=saved, now=iso(hub.clock())))
-    if report.resolved:
-        log.info("sync %s: %d ticket(s) checked, %d finding(s) resolved by their ticket", target, report.checked,
-                 report.resolved)
-    return report

@@ -22,9 +22,8 @@ NOW = [1_800_000_000.0]
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, Path]]:
     config = write_config(tmp_path / "hub.yaml", base_config(tmp_path, api={"rate_limit_per_min": 1000}))
-    h = Hub(load_config(config))
     NOW[0] = 1_800_000_000.0
-    h.clock = lambda: NOW[0]
+    h = Hub(load_config(config), clock=lambda: NOW[0])
     await h.start()
     try:
         yield h, config

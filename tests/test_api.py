@@ -37,8 +37,9 @@ SEED_PAYLOAD = {  # Strobes' API document: the documented bulk payload, plus ids
 
 
 class Api:
-    def __init__(self, hub: Hub, client: httpx.AsyncClient, config: Path):
+    def __init__(self, hub: Hub, client: httpx.AsyncClient, config: Path, skew: list[float] | None = None):
         self.hub, self.client, self.config = hub, client, config
+        self.skew = skew if skew is not None else [0.0]  # seconds the fixture hub's clock runs ahead of time.time()
 
     def token(self, *scopes: str, name: str = "ci", days: int | None = None) -> str:
         args = ["tokens", "create", "--config", str(self.config), "--name", name]
@@ -63,12 +64,13 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     data = base_config(tmp_path, api={"rate_limit_per_min": 1000})
     config = write_config(tmp_path / "hub.yaml", data)
-    hub = Hub(load_config(config))
+    skew = [0.0]
+    hub = Hub(load_config(config), clock=lambda: time.time() + skew[0])
     await hub.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub), client=("198.51.100.9", 1)),
                                      base_url="http://hub.test") as client:
-            yield Api(hub, client, config)
+            yield Api(hub, client, config, skew)
     finally:
         await hub.aclose()
 
@@ -98,7 +100,7 @@ async def test_token_states_and_scopes(api):
     assert revoked.exit_code == 0
     assert_error(await api.call("GET", "/api/v1/findings", read), 401, "token_revoked")
     expiring = api.token("read", name="short", days=1)
-    api.hub.clock = lambda: time.time() + 2 * 86400
+    api.skew[0] = 2 * 86400
     assert_error(await api.call("GET", "/api/v1/findings", expiring), 401, "token_expired")
 
 
@@ -188,8 +190,7 @@ async def test_filters_pagination_and_one_finding_with_history(api):
 
 async def test_rate_limit_headers_and_429(tmp_path):
     config = write_config(tmp_path / "hub.yaml", base_config(tmp_path, api={"rate_limit_per_min": 3}))
-    hub = Hub(load_config(config))
-    hub.clock = lambda: 1_800_000_010.0  # 10 s into a minute window
+    hub = Hub(load_config(config), clock=lambda: 1_800_000_010.0)  # 10 s into a minute window
     await hub.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub)),

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from hub.receiver import Receiver
 from hub.redact import clip
 from tests.support import base_config
 
@@ -72,7 +71,7 @@ async def _call(hub: Any, scope: dict[str, Any], incoming: list[dict[str, Any]])
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await Receiver(hub)(scope, receive, send)
+    await hub.receiver(scope, receive, send)
     return sent
 
 

@@ -101,6 +101,6 @@ async def test_a_result_write_that_fails_for_good_lets_the_rows_go_to_their_leas
         await h.send([item(1)])
         await h.until(lambda: h.states() == {"done": 1})
         worker = h.hub.dispatcher.workers["hook"]
-        assert failures == 1 and not worker.held and not worker._unrecorded
+        assert failures == 1 and not worker.held and not worker.verdicts.waiting
         assert transport.calls == 2  # re-sent once its lease ended; the receiver deduplicates on webhook-id
         assert len(app.state.received) == 1

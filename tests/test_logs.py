@@ -77,7 +77,7 @@ async def test_every_job_is_named_for_what_it_does(tmp_path):
     try:
         from hub.scheduler import build_scheduler
 
-        jobs = {job.id: job.name for job in build_scheduler(hub).get_jobs()}
+        jobs = {job.id: job.name for job in build_scheduler(hub.jobs()).get_jobs()}
     finally:
         await hub.aclose()
     assert jobs == {n: n for n in ("safety-net", "sla", "gauges", "retention", "dead-letters",

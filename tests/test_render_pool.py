@@ -72,7 +72,7 @@ async def test_the_child_sends_what_the_loop_would_have_sent(tmp_path):
         sent = {e["fields"]["idempotency_key"]: e for e in app.state.events}
         rows = all_rows(h)
         inline = {item.idempotency_key: orjson.loads(worker.connector.encode(item))  # type: ignore[attr-defined]
-                  for item in await worker._items(rows)}
+                  for item in await worker.source.items(rows)}
         assert len(sent) == 1_000 and sent == inline  # the finding deliveries and the raw event.received alike
 
 

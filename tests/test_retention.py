@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hub import retention
+from hub import dead_letters, retention
 from hub.cli import main
 from hub.config import RetentionConfig
 from hub.ids import iso
@@ -125,12 +125,8 @@ async def test_dead_letters_are_reported_per_target_with_the_commands_to_fix_the
     rows = Rows(store)
     rows.delivery(2, "dead"), rows.delivery(1, "dead"), rows.delivery(1, "done")
 
-    class FakeHub:
-        def __init__(self, s: Store):
-            self.store = s
-
-    with caplog.at_level(logging.WARNING, logger="hub.retention"):
-        stats = await retention.report_dead(FakeHub(store))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="hub.dead_letters"):
+        stats = await dead_letters.report(store)
     assert stats == {"t": (2, iso(NOW - 2 * DAY))}
     [line] = caplog.messages
     assert "target t: 2 dead letter(s)" in line and "hub deliveries dead --target t" in line
@@ -161,7 +157,7 @@ def test_the_hub_schedules_retention_and_the_dead_letter_report(tmp_path):
     from hub.scheduler import build_scheduler
 
     config = load_config(write_config(tmp_path / "hub.yaml", {"storage": {"retention": {"every_secs": 600}}}), {})
-    jobs = {job.id: job for job in build_scheduler(Hub(config, scheduler=False)).get_jobs()}
+    jobs = {job.id: job for job in build_scheduler(Hub(config, scheduler=False).jobs()).get_jobs()}
     assert jobs["retention"].trigger.interval.total_seconds() == 600
     assert jobs["dead-letters"].trigger.interval.total_seconds() == 3600
 

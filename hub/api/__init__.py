@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,10 +11,7 @@ from starlette.routing import Route
 
 from hub import __version__
 from hub.api import findings, ops, sla
-from hub.api.base import Api, Endpoint, json_response
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
+from hub.api.base import Api, ApiContext, Endpoint, json_response
 
 ENDPOINTS: list[Endpoint] = [*findings.ENDPOINTS, *ops.ENDPOINTS, *sla.ENDPOINTS]
 ERROR = {"type": "object", "required": ["ok", "code", "error", "errors", "status"], "properties": {
@@ -58,10 +55,10 @@ def openapi() -> dict[str, Any]:
                                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 
-def routes(hub: Hub) -> list[Route]:
+def routes(ctx: ApiContext) -> list[Route]:
     doc = openapi()
 
     async def document(request: Request) -> Response:
         return json_response(200, doc)
 
-    return [*Api(hub, ENDPOINTS).routes(), Route("/api/v1/openapi.json", document)]
+    return [*Api(ctx, ENDPOINTS).routes(), Route("/api/v1/openapi.json", document)]

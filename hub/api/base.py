@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -23,12 +23,12 @@ from starlette.routing import Route
 
 from hub import jsonlimits, tokens
 from hub.api.anonymous import AnonymousLimiter
+from hub.config import ApiConfig
 from hub.errors import StoreUnavailableError, error_json, format_path
 from hub.ids import iso, parse_iso, parse_uint
+from hub.metrics import Metrics
+from hub.store import Store
 from hub.store import tokens as token_rows
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +38,18 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.errors, self.headers = status, code, message, errors, headers or {}
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What the API's handlers use of the running hub."""
+
+    store: Store
+    config: ApiConfig
+    metrics: Metrics
+    clock: Callable[[], float]
+    on_stored: Callable[[], None]  # findings were stored as an event: the pipeline processes it now
+    wake_deliveries: Callable[[], None]  # deliveries were put back to pending: the workers claim them now
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ class Endpoint:
     action: str  # audit action, e.g. findings.list
     scope: str
     summary: str
-    handler: Callable[[Hub, Request, Principal], Awaitable[tuple[int, Any, dict[str, Any]]]]
+    handler: Callable[[ApiContext, Request, Principal], Awaitable[tuple[int, Any, dict[str, Any]]]]
     params: list[Param] = field(default_factory=list)
     body: dict[str, Any] | None = None  # JSON schema of the request body
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
@@ -105,11 +117,11 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
 
 
 class Api:
-    def __init__(self, hub: Hub, endpoints: list[Endpoint]):
-        self.hub = hub
+    def __init__(self, ctx: ApiContext, endpoints: list[Endpoint]):
+        self.ctx = ctx
         self.endpoints = endpoints
-        self.limiter = RateLimiter(hub.config.api.rate_limit_per_min, hub.clock)
-        self.anonymous = AnonymousLimiter(lambda: hub.clock())  # through hub.clock: tests move the clock
+        self.limiter = RateLimiter(ctx.config.rate_limit_per_min, ctx.clock)
+        self.anonymous = AnonymousLimiter(ctx.clock)
         self._last_used: dict[str, float] = {}
 
     def routes(self) -> list[Route]:
@@ -139,7 +151,7 @@ class Api:
                 unknown = set(request.query_params) - known
                 if unknown:  # a misspelt filter must not quietly list everything
                     raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}")
-                status, data, detail = await ep.handler(self.hub, request, principal)
+                status, data, detail = await ep.handler(self.ctx, request, principal)
                 await self._touch(principal)
                 response = json_response(status, data, headers)
                 result = str(status)
@@ -163,7 +175,7 @@ class Api:
         wait = self.anonymous.spend(request.client.host if request.client else "-")
         if not wait:
             return None
-        self.hub.metrics.anonymous_limited.inc()
+        self.ctx.metrics.anonymous_limited.inc()
         message = "too many requests without a valid token from this address; retry later"
         return Response(error_json(429, "rate_limited", message), status_code=429, media_type="application/json",
                         headers={**exc.headers, "Retry-After": AnonymousLimiter.retry_after(wait)})
@@ -175,30 +187,30 @@ class Api:
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (create one with `hub tokens create`)",
                            headers={"WWW-Authenticate": "Bearer"})
         ident = tokens.token_id(value.strip()) if scheme.lower() == "bearer" else None
-        row = token_rows.by_id(self.hub.store.conn, ident) if ident else None
+        row = token_rows.by_id(self.ctx.store.conn, ident) if ident else None
         if row is None or not tokens.matches(value.strip(), row["hash"]):
             raise ApiError(401, "invalid_token", "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
         if row["revoked_at"]:
             raise ApiError(401, "token_revoked", "the token was revoked", headers={"WWW-Authenticate": "Bearer"})
-        if row["expires_at"] and parse_iso(row["expires_at"]) <= self.hub.clock():
+        if row["expires_at"] and parse_iso(row["expires_at"]) <= self.ctx.clock():
             raise ApiError(401, "token_expired", "the token has expired", headers={"WWW-Authenticate": "Bearer"})
         return Principal(row["id"], row["name"], row["scopes"])
 
     async def _touch(self, principal: Principal) -> None:
         """last_used_at, written at most once a minute per token (not a write per request)."""
-        now = self.hub.clock()
+        now = self.ctx.clock()
         if now - self._last_used.get(principal.token_id, 0) >= 60:
             self._last_used[principal.token_id] = now
             stamp = iso(now)
-            await self.hub.store.write(lambda conn: token_rows.touch(conn, principal.token_id, stamp))
+            await self.ctx.store.write(lambda conn: token_rows.touch(conn, principal.token_id, stamp))
 
     async def _audit(self, actor: str, ep: Endpoint, request: Request, result: str, detail: dict[str, Any]) -> None:
         client = request.client.host if request.client else None
         target = "/".join(str(v) for v in request.path_params.values()) or None
-        stamp = iso(self.hub.clock())
+        stamp = iso(self.ctx.clock())
         # the answer already says 503 when it matters; auditing must not turn a 200 into an error
         with contextlib.suppress(StoreUnavailableError):
-            await self.hub.store.write(lambda conn: token_rows.audit(conn, stamp, actor, ep.action, target, result,
+            await self.ctx.store.write(lambda conn: token_rows.audit(conn, stamp, actor, ep.action, target, result,
                                                                      detail, client))
 
 

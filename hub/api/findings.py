@@ -9,31 +9,28 @@ the tool's id when items carry one, so posting the same batch twice changes noth
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 
 from hub.adapters.strobes import to_finding
-from hub.api.base import ApiError, Endpoint, Param, Principal, parse_json, query_int
+from hub.api.base import ApiContext, ApiError, Endpoint, Param, Principal, parse_json, query_int
 from hub.errors import AdapterError
 from hub.ids import iso, parse_iso
 from hub.models import SEVERITIES, Finding
 from hub.store import findings as finding_rows
 from hub.store.events import NewEvent
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
-
 MAX_ITEMS = 10_000
 ENVELOPE_TEXT = ("scanner_name", "project_id")  # the bulk payload's fields besides `findings`
 MAX_PAGE = 1_000_000
 
 
-async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def ingest(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     body = await request.body()
-    if len(body) > hub.config.api.max_body_bytes:
-        raise ApiError(413, "payload_too_large", f"body is larger than {hub.config.api.max_body_bytes} bytes")
+    if len(body) > ctx.config.max_body_bytes:
+        raise ApiError(413, "payload_too_large", f"body is larger than {ctx.config.max_body_bytes} bytes")
     doc = parse_json(body)
     if isinstance(doc, dict) and "findings" in doc:
         items, envelope = doc["findings"], {k: v for k, v in doc.items() if k != "findings"}
@@ -63,12 +60,12 @@ async def ingest(hub: Hub, request: Request, principal: Principal) -> tuple[int,
         raise ApiError(422, "no_valid_findings", "no finding in the request is valid", errors=errors)
     payload = orjson.dumps({**envelope, "findings": valid})
     key = request.headers.get("idempotency-key") or hashlib.sha256(payload).hexdigest()
-    now = hub.clock()
-    event = NewEvent(hub.config.api.source, iso(now), key, "application/json",
+    now = ctx.clock()
+    event = NewEvent(ctx.config.source, iso(now), key, "application/json",
                      orjson.dumps({"x-hub-token": principal.name}).decode(), payload, "api-token")
-    event_id, duplicate = await hub.store.insert_event(event)
+    event_id, duplicate = await ctx.store.insert_event(event)
     if not duplicate:
-        hub.on_event_stored()
+        ctx.on_stored()
     result = {"ok": True, "status": "duplicate" if duplicate else "accepted", "event": event_id, **detail,
               "errors": errors}
     return (200 if duplicate else 202), result, {**detail, "event": event_id}
@@ -78,7 +75,7 @@ def _finding_json(f: Finding) -> dict[str, Any]:
     return f.model_dump(mode="json", exclude={"raw"})
 
 
-async def listing(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def listing(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
     page = query_int(request, "page", 1, 1, MAX_PAGE)
     limit = query_int(request, "limit", 50, 1, 100)
@@ -95,21 +92,21 @@ async def listing(hub: Hub, request: Request, principal: Principal) -> tuple[int
         except ValueError:
             raise ApiError(400, "invalid_parameter", "created_after must be an ISO 8601 date or time") from None
     found, total = finding_rows.search(
-        hub.store.conn, status=status.lower() if status else None, severity=severity.lower() if severity else None,
+        ctx.store.conn, status=status.lower() if status else None, severity=severity.lower() if severity else None,
         source=q.get("source"), asset_tag=q.get("asset_tag"), created_after=created_after, text=q.get("search"),
         limit=limit, offset=(page - 1) * limit)
     meta = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
-    refs = finding_rows.external_refs_of(hub.store.conn, [f.id for f in found])
+    refs = finding_rows.external_refs_of(ctx.store.conn, [f.id for f in found])
     data = [_finding_json(f.model_copy(update={"external_refs": refs.get(f.id, {})})) for f in found]
     return 200, {"ok": True, "data": data, "meta": meta}, {"filters": dict(q)}
 
 
-async def one(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def one(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     finding_id = request.path_params["finding_id"]
-    found = finding_rows.get(hub.store.conn, finding_id)
+    found = finding_rows.get(ctx.store.conn, finding_id)
     if found is None:
         raise ApiError(404, "not_found", f"no finding {finding_id}")
-    data = {**found.model_dump(mode="json"), "history": finding_rows.history(hub.store.conn, finding_id)}
+    data = {**found.model_dump(mode="json"), "history": finding_rows.history(ctx.store.conn, finding_id)}
     return 200, {"ok": True, "data": data}, {}
 
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 
 from hub import tokens
-from hub.api.base import ApiError, Endpoint, Param, Principal, query_int, read_body
+from hub.api.base import ApiContext, ApiError, Endpoint, Param, Principal, query_int, read_body
 from hub.ids import iso, parse_iso
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import tokens as token_rows
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
 
 STATES = ["pending", "in_flight", "done", "dead"]
 Scope = Literal["ingest", "read", "replay", "admin"]
@@ -50,29 +47,29 @@ class TokenBody(Body):
         None, ge=1, le=tokens.MAX_EXPIRES_DAYS, description="Expire after this many days (default: never).")
 
 
-async def events_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def events_list(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
     state = q.get("state")
     if state is not None and state not in ("pending", "processed", "failed"):
         raise ApiError(400, "invalid_parameter", "state must be pending, processed or failed")
-    rows = event_rows.listing(hub.store.conn, source=q.get("source"), state=state,
+    rows = event_rows.listing(ctx.store.conn, source=q.get("source"), state=state,
                               limit=query_int(request, "limit", 50, 1, 500))
     return 200, {"ok": True, "data": rows}, {}
 
 
-async def deliveries_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def deliveries_list(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
     state = q.get("state")
     if state is not None and state not in STATES:
         raise ApiError(400, "invalid_parameter", f"state must be one of {', '.join(STATES)}")
-    rows = outbox.listing(hub.store.conn, state=state, target=q.get("target"),
+    rows = outbox.listing(ctx.store.conn, state=state, target=q.get("target"),
                           limit=query_int(request, "limit", 50, 1, 500))
     return 200, {"ok": True, "data": rows}, {}
 
 
-async def delivery_get(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def delivery_get(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     ident = request.path_params["delivery_id"]
-    row = outbox.get(hub.store.conn, ident)
+    row = outbox.get(ctx.store.conn, ident)
     if row is None:
         raise ApiError(404, "not_found", f"no delivery {ident}")
     row["snapshot"] = orjson.loads(row["snapshot"]) if row["snapshot"] else None
@@ -80,19 +77,19 @@ async def delivery_get(hub: Hub, request: Request, principal: Principal) -> tupl
     return 200, {"ok": True, "data": row}, {}
 
 
-async def replay_one(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def replay_one(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     ident = request.path_params["delivery_id"]
     seq = outbox.parse_id(ident)
-    now = iso(hub.clock())
-    count = await hub.store.write(lambda conn: outbox.replay(conn, [seq], now)) if seq else 0
+    now = iso(ctx.clock())
+    count = await ctx.store.write(lambda conn: outbox.replay(conn, [seq], now)) if seq else 0
     if not count:
-        raise ApiError(409 if seq and outbox.get(hub.store.conn, ident) else 404, "not_replayable",
+        raise ApiError(409 if seq and outbox.get(ctx.store.conn, ident) else 404, "not_replayable",
                        f"{ident} does not exist or is not dead/done")
-    hub.dispatcher.wake()
+    ctx.wake_deliveries()
     return 202, {"ok": True, "replayed": 1}, {"delivery": ident}
 
 
-async def replay_many(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def replay_many(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     doc = read_body(await request.body() or b"{}", ReplayBody)
     since = doc.since
     if since is not None:
@@ -100,41 +97,41 @@ async def replay_many(hub: Hub, request: Request, principal: Principal) -> tuple
             since = iso(parse_iso(since))
         except ValueError:
             raise ApiError(400, "invalid_payload", "since must be an ISO 8601 time") from None
-    total, after, now = 0, 0, iso(hub.clock())
+    total, after, now = 0, 0, iso(ctx.clock())
     while True:  # page by page, each page its own transaction
-        seqs = outbox.replay_page(hub.store.conn, state=doc.state, target=doc.target, since=since, after=after,
+        seqs = outbox.replay_page(ctx.store.conn, state=doc.state, target=doc.target, since=since, after=after,
                                   limit=500)
         if not seqs:
             break
-        total += await hub.store.write(partial(outbox.replay, seqs=seqs, now=now))
+        total += await ctx.store.write(partial(outbox.replay, seqs=seqs, now=now))
         after = seqs[-1]
-    hub.dispatcher.wake()
+    ctx.wake_deliveries()
     return 202, {"ok": True, "replayed": total}, {"replayed": total, **doc.model_dump(exclude_none=True)}
 
 
-async def tokens_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
-    return 200, {"ok": True, "data": token_rows.listing(hub.store.conn)}, {}
+async def tokens_list(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    return 200, {"ok": True, "data": token_rows.listing(ctx.store.conn)}, {}
 
 
-async def token_create(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def token_create(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     doc = read_body(await request.body(), TokenBody)
     name, scopes, days = doc.name, [str(s) for s in doc.scopes], doc.expires_days
-    now = hub.clock()
-    token, row = await hub.store.write(lambda conn: tokens.issue(conn, name, scopes, now, days))
+    now = ctx.clock()
+    token, row = await ctx.store.write(lambda conn: tokens.issue(conn, name, scopes, now, days))
     return 201, {"ok": True, "token": token, "data": row, "warning": "store this token now: it is shown only once"}, \
         {"token_id": row["id"], "name": name, "scopes": scopes}
 
 
-async def token_revoke(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def token_revoke(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     ident = request.path_params["token_id"]
-    stamp = iso(hub.clock())
-    if not await hub.store.write(lambda conn: token_rows.revoke(conn, ident, stamp)):
+    stamp = iso(ctx.clock())
+    if not await ctx.store.write(lambda conn: token_rows.revoke(conn, ident, stamp)):
         raise ApiError(404, "not_found", f"no active token {ident}")
     return 200, {"ok": True, "revoked": ident}, {}
 
 
-async def audit_list(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
-    rows = token_rows.audit_listing(hub.store.conn, query_int(request, "limit", 100, 1, 1000))
+async def audit_list(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+    rows = token_rows.audit_listing(ctx.store.conn, query_int(request, "limit", 100, 1, 1000))
     return 200, {"ok": True, "data": rows}, {}
 
 

@@ -7,27 +7,24 @@ worker thread (``Store.read``), not on the event loop that receives webhooks.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 
-from hub.api.base import ApiError, Endpoint, Param, Principal
+from hub.api.base import ApiContext, ApiError, Endpoint, Param, Principal
 from hub.ids import iso
 from hub.sla import DEFAULT_DAYS, PeriodError, period
 from hub.store import sla as sla_rows
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
 
-
-async def report(hub: Hub, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
+async def report(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
-    now = hub.clock()
+    now = ctx.clock()
     try:
         since, until = period(q.get("since"), q.get("until"), now)
     except PeriodError as exc:
         raise ApiError(400, "invalid_parameter", str(exc)) from None
-    data = await hub.store.read(partial(sla_rows.report, since=since, until=until, now=iso(now),
+    data = await ctx.store.read(partial(sla_rows.report, since=since, until=until, now=iso(now),
                                         source=q.get("source"), tag=q.get("tag")))
     return 200, {"ok": True, "data": data}, {"filters": dict(q)}
 

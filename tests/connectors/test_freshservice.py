@@ -27,7 +27,6 @@ from hub.models import Finding
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.store import sync_state
-from hub.sync import sync_target
 from tests.fakes.freshservice import fake_freshservice
 from tests.support import HubHarness, base_config, scanner_source, write_config
 
@@ -444,7 +443,7 @@ async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(
     async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
         await h.send([scan()])
         app.state.tickets[1]["status"] = 5  # an agent closes it in Freshservice
-        report = await sync_target(h.hub, "fs")
+        report = await h.hub.syncs["fs"].run()
         assert (report.checked, report.resolved) == (1, 1)
         await h.until(h.settled)
         [(fid, status)] = h.rows("SELECT id, status FROM findings")
@@ -464,7 +463,7 @@ async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp
         for tid in (5, 6, 7):
             app.state.agent_edit(tid, status=4)  # people resolve three tickets
         calls = len(app.state.calls)
-        report = await sync_target(h.hub, "fs")
+        report = await h.hub.syncs["fs"].run()
         assert (report.checked, report.resolved, len(app.state.calls) - calls) == (50, 3, 1)
         resolved = h.rows("SELECT r.remote_id FROM findings f JOIN external_refs r ON r.finding_id = f.id "
                           "WHERE r.target = 'fs' AND f.status = 'resolved' ORDER BY 0 + r.remote_id")
@@ -472,7 +471,7 @@ async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp
         bookmark = sync_state.get(h.hub.store.conn, "sync:fs")
         assert bookmark is not None and len(bookmark["ids"]) == 50
         calls = len(app.state.calls)
-        report = await sync_target(h.hub, "fs")  # nothing changed: one page, nothing resolved
+        report = await h.hub.syncs["fs"].run()  # nothing changed: one page, nothing resolved
         assert (report.checked, report.resolved, len(app.state.calls) - calls) == (47, 0, 1)
         assert app.state.calls[-1] == ("GET", "/api/v2/tickets")
 

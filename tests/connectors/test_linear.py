@@ -24,7 +24,6 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
-from hub.sync import sync_target
 from tests.fakes.linear import (
     API_KEY,
     FULL_SCHEMA,
@@ -448,7 +447,7 @@ async def test_a_human_closing_the_issue_resolves_the_finding_without_echo(tmp_p
         await h.send([finding()])
         await h.until(h.settled)
         fake.close("SEC-1", "completed")
-        report = await sync_target(h.hub, "secops")
+        report = await h.hub.syncs["secops"].run()
         assert (report.checked, report.resolved) == (1, 1)
         await h.until(lambda: h.settled() and len(h.deliveries("archive")) == 2)
         assert h.finding()["status"] == "resolved"

@@ -26,7 +26,6 @@ from hub.models import Finding
 from hub.runtime import Hub
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
-from hub.sync import sync_target
 from tests.fakes.monday import (
     SUBSET_SCHEMA,
     Flaky,
@@ -430,7 +429,7 @@ async def test_hub_human_closing_the_item_resolves_the_finding_without_echo(tmp_
         one, two = h.ref("mon", "V-1"), h.ref("mon", "V-2")
         h.fake.set_status(one.remote_id, "Accepted risk")  # is_done: closed, whatever the label says
         h.fake.set_status(two.remote_id, "Stuck")
-        report = await sync_target(h.hub, "mon")
+        report = await h.hub.syncs["mon"].run()
         assert (report.checked, report.resolved, report.errors) == (2, 1, 0)
         conn = h.hub.store.conn
         assert finding_rows.get(conn, one.finding_id).status == "resolved"

@@ -25,7 +25,6 @@ from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
-from hub.sync import sync_target
 from tests.fakes.notion import DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema, notion_app
 from tests.support import HubHarness, scanner_source, write_config
 
@@ -372,7 +371,7 @@ async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_pa
         await h.until(h.settled)
         [page] = state.pages.values()
         state.human_sets_status(page["id"], "Won't fix")
-        report = await sync_target(h.hub, "tickets")
+        report = await h.hub.syncs["tickets"].run()
         assert (report.checked, report.resolved) == (1, 1)
         await h.until(h.settled)
         [(fid, status)] = h.rows("SELECT id, status FROM findings")
