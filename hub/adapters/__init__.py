@@ -17,8 +17,7 @@ import orjson
 from hub.connector import RemoteStatus
 from hub.errors import AdapterError, RegistryError
 from hub.models import Finding
-from hub.registry import unknown_message
-from hub.strict import StrictModel
+from hub.strict import StrictModel, unknown_message
 
 BUILTIN: dict[str, str] = {
     "generic": "hub.adapters.generic:GenericAdapter",
