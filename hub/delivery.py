@@ -49,7 +49,7 @@ IDLE_WAIT = 30.0
 
 
 def build_connector(hub: Hub, name: str) -> Connector:
-    cfg = hub.config.target_configs[name]
+    cfg = hub.config.targets[name]
     return connector_class(cfg.type)(name, cfg, hub.config.mappings[name], hub.config.resolve("."))
 
 
@@ -394,7 +394,7 @@ class Dispatcher:
     def __init__(self, hub: Hub, transports: dict[str, httpx.AsyncBaseTransport] | None = None):
         self.hub = hub
         transports = transports or {}
-        self.workers = {name: Worker(hub, name, transports.get(name)) for name in hub.config.target_configs}
+        self.workers = {name: Worker(hub, name, transports.get(name)) for name in hub.config.targets}
         self.render_pool = render_pool(hub, self.workers)
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -323,7 +323,7 @@ class Pipeline:
     @cached_property
     def _ticket_targets(self) -> frozenset[str]:
         """Targets whose connector keeps one remote object per finding (external_refs)."""
-        return frozenset(name for name, cfg in self.config.target_configs.items()
+        return frozenset(name for name, cfg in self.config.targets.items()
                          if connector_class(cfg.type).work_items)
 
     def apply_remote(self, conn: sqlite3.Connection, target: str, statuses: Sequence[RemoteStatus], now: float,

@@ -9,17 +9,17 @@ from typing import Any
 
 import httpx
 
-from hub.config import HubConfig
 from hub.delivery import Dispatcher
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline
+from hub.settings import Settings
 from hub.store import Store
 
 log = logging.getLogger("hub")
 
 
 class Hub:
-    def __init__(self, config: HubConfig, *, clock: Callable[[], float] = time.time,
+    def __init__(self, config: Settings, *, clock: Callable[[], float] = time.time,
                  transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
         self.config = config
         self.clock = clock
@@ -48,7 +48,7 @@ class Hub:
         from hub.store import deliveries as outbox
 
         stats, dead, now = outbox.queue_stats(self.store.conn), outbox.dead_stats(self.store.conn), self.clock()
-        for name in self.config.target_configs:
+        for name in self.config.targets:
             count, oldest = stats.get(name, (0, None))
             self.metrics.queue_depth.labels(name).set(count)
             self.metrics.oldest_pending.labels(name).set(max(0.0, now - parse_iso(oldest)) if oldest else 0)
@@ -89,7 +89,7 @@ class Hub:
             self.scheduler.start()
         self.started = True
         log.info("hub started: %d source(s), %d route(s), %d target(s), store %s", len(self.config.sources),
-                 len(self.config.routes), len(self.config.target_configs), self.store.path)
+                 len(self.config.routes), len(self.config.targets), self.store.path)
 
     @property
     def scheduler_running(self) -> bool:
