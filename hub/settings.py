@@ -86,10 +86,6 @@ class Settings:
     def logging(self) -> LoggingConfig:
         return self.config.logging
 
-    @property
-    def source_names(self) -> list[str]:
-        return self.config.source_names
-
     def adapter_options(self, source: str) -> StrictModel | None:
         """The source's adapter options, validated by the adapter's Options model; None if it takes none."""
         return self.options.get(source)
@@ -104,11 +100,8 @@ class Settings:
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Load, interpolate, validate and wire; raises ConfigError listing every problem."""
-    return build(load(path, env), Path(path).resolve().parent)
-
-
-def build(doc: YamlDoc, base_dir: Path) -> Settings:
+    """Load, interpolate, validate and wire; raises ConfigError listing every problem of both phases."""
+    doc, base_dir = load(path, env), Path(path).resolve().parent
     config, problems = parse(doc)
     if config is None:
         raise ConfigError(_shown(doc, problems))
