@@ -29,9 +29,9 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub.config import load_config
 from hub.ids import iso
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from tests.fakes.flaky import Flaky, coin, down_until, fails_twice
 from tests.support import write_config

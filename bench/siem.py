@@ -118,12 +118,12 @@ def build_batches(config: Path, rows: list[tuple[str, dict[str, Any]]]) -> dict[
     """The requests the hub would send, rendered by its own connector: claims of max_events, split by max_bytes."""
     from connectors.splunk_hec import GZIP_LEVEL
     from hub.batching import encode_all, gzip_body, split
-    from hub.config import load_config
     from hub.connector import Item
     from hub.registry import connector_class
+    from hub.settings import load_config
 
     cfg = load_config(config)
-    target = cfg.target_configs["siem"]
+    target = cfg.targets["siem"]
     conn: Any = connector_class(target.type)("siem", target, cfg.mappings["siem"], cfg.resolve("."))
     hec = target.type == "splunk_hec"
     batch = target.batch  # type: ignore[attr-defined]

@@ -1,31 +1,25 @@
-"""pydantic models for hub.yaml, and ``load_config`` which reports every problem with file and line.
+"""pydantic models for hub.yaml, and ``parse``: the first of the two validation phases.
 
-Validation runs in two phases. The first checks the file against the models below (unknown keys,
-types, cross-field rules in ``problems()``). The second wires what the models only name: each
-target's ``type`` picks a connector whose own Config model validates that target, each target's
-mapping is loaded and its templates compiled, each source's adapter validates its ``options``, and
-routes must name real sources and targets. Every problem of both phases is collected.
+``parse`` checks the file against the models below: unknown keys, types, and the cross-field rules in
+``problems()`` (routes must name real sources and targets, ...). Targets stay raw mappings here: which
+model validates one depends on its connector. That, and everything else the models only name
+(connectors, mappings, adapters, templates), is the second phase, in hub/settings.py, which also builds
+what the running hub reads. This module imports nothing above the models, so every layer can use them.
 Secrets are ``SecretStr``: reprs, logs and messages never show them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from hub import signatures
-from hub.errors import ConfigError, HubError, Problem, TemplateError, format_path
+from hub.errors import ConfigError, Problem
 from hub.models import EVENT_TYPES
-from hub.strict import Loc, Name, StrictModel, translate
-from hub.yamlsrc import YamlDoc, load
-
-if TYPE_CHECKING:
-    from hub.connector import TargetConfig
-    from hub.mappings import Mapping as PayloadMapping
+from hub.strict import Loc, Name, StrictModel, translate, unknown_message
+from hub.yamlsrc import YamlDoc
 
 EventType = Literal["event.received", "finding.created", "finding.updated", "finding.resolved", "finding.reopened",
                     "finding.sla_breached", "delivery.dead"]
@@ -282,13 +276,6 @@ class HubConfig(StrictModel):
     api: ApiConfig = Field(ApiConfig(), description="The hub's own HTTP API.")
     logging: LoggingConfig = Field(LoggingConfig(), description="Log format and level.")
 
-    _file: str = PrivateAttr("<config>")
-    _base_dir: Path = PrivateAttr(Path("."))
-    _notes: list[Problem] = PrivateAttr(default_factory=list)
-    _targets: dict[str, TargetConfig] = PrivateAttr(default_factory=dict)
-    _mappings: dict[str, PayloadMapping] = PrivateAttr(default_factory=dict)
-    _options: dict[str, StrictModel | None] = PrivateAttr(default_factory=dict)
-
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
         if self.api.enabled and self.api.source in self.sources:
@@ -305,16 +292,6 @@ class HubConfig(StrictModel):
             for j, name in enumerate(route.to):
                 if name not in self.targets:
                     yield ("routes", i, "to", j), _unknown("target", name, list(self.targets))
-            if route.when is not None:
-                from hub import contextcheck, templating
-
-                try:
-                    templating.compile_expression(route.when)
-                except TemplateError as exc:
-                    yield ("routes", i, "when"), f"invalid expression: {exc}"
-                    continue
-                for _, chain, message in contextcheck.when_problems(route.when, list(route.on), templating.expression_env):
-                    yield ("routes", i, "when"), f"{chain}: {message}"
 
     def _scope_problems(self) -> Iterator[tuple[Loc, str]]:
         """Sources of one fingerprint scope must hash the same inputs, or the same issue would still be two findings."""
@@ -341,46 +318,9 @@ class HubConfig(StrictModel):
         """Configured sources, plus the API's pseudo-source when the API is on."""
         return [*self.sources, *([self.api.source] if self.api.enabled else [])]
 
-    @property
-    def notes(self) -> list[Problem]:
-        """Warnings that do not stop the hub (a secret taken from the file's default, ...)."""
-        return self._notes
-
-    @property
-    def file(self) -> str:
-        return self._file
-
-    @property
-    def target_configs(self) -> dict[str, TargetConfig]:
-        return self._targets
-
-    @property
-    def mappings(self) -> dict[str, PayloadMapping]:
-        return self._mappings
-
-    def adapter_options(self, source: str) -> StrictModel | None:
-        return self._options.get(source)
-
-    def resolve(self, path: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self._base_dir / p
-
-    @property
-    def db_path(self) -> Path:
-        return self.resolve(self.storage.path)
-
 
 def _unknown(kind: str, name: str, known: list[str]) -> str:
-    from hub.registry import unknown_message
-
     return unknown_message(kind, name, known) if known else f"unknown {kind} {name!r} (none configured)"
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubConfig:
-    """Load, interpolate and validate; raises ConfigError listing every problem."""
-    doc = load(path, env)
-    return validate(doc, Path(path).resolve().parent)
 
 
 # Sections whose entries are checked one by one when the whole config fails, so that one broken
@@ -388,156 +328,19 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubCo
 SECTIONS: dict[str, type[StrictModel]] = {"sources": SourceConfig}
 
 
-def validate(doc: YamlDoc, base_dir: Path) -> HubConfig:
+def parse(doc: YamlDoc) -> tuple[HubConfig | None, list[Problem]]:
+    """First phase: the file against the models and their cross-field rules. The model is None when the file
+    does not fit it; the problems are all those found, the document's own included."""
     problems = list(doc.problems)
     if doc.data is None and problems:
         raise ConfigError(problems)
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(doc.file, 1, "", "the config must be a mapping of keys (server, storage, sources, ...)")])
-    config: HubConfig | None = None
     try:
-        validated = HubConfig.model_validate(doc.data)
+        config = HubConfig.model_validate(doc.data)
     except ValidationError as exc:
-        problems += translate(doc, exc, HubConfig)
-        problems += _entry_problems(doc)
-    else:
-        validated._file, validated._base_dir = doc.file, base_dir
-        problems += [doc.problem(loc, msg) for loc, msg in validated.problems()]
-        problems += _wire(validated, doc)
-        config = validated
-    problems = [p for p in dict.fromkeys(problems) if p in doc.problems or not _hides_unset(doc, p)]
-    if problems or config is None:
-        raise ConfigError(problems)
-    config._notes = _default_notes(doc) + _split_platform_notes(config, doc)
-    return config
-
-
-def _split_platform_notes(config: HubConfig, doc: YamlDoc) -> list[Problem]:
-    """A platform configured as a webhook source and a poll source without a shared fingerprint scope: the same
-    issue would be two findings and two tickets, the trap a new user falls into first (one source takes both)."""
-    hooks: dict[str, list[str]] = {}
-    polls: dict[str, list[str]] = {}
-    for name, src in config.sources.items():
-        if src.verify is not None and src.adapter and src.adapter != "generic":
-            hooks.setdefault(src.adapter, []).append(name)
-        if src.poll is not None and (src.poll.adapter or src.adapter) not in (None, "generic"):
-            polls.setdefault(str(src.poll.adapter or src.adapter), []).append(name)
-    notes = []
-    for adapter, pollers in polls.items():
-        for poller in pollers:
-            scope = config.sources[poller].fingerprint.scope
-            apart = [h for h in hooks.get(adapter, []) if h != poller
-                     and (scope is None or config.sources[h].fingerprint.scope != scope)]
-            if apart:
-                notes.append(doc.problem(("sources", poller), f"{adapter} is polled here and received by webhook in "
-                                         f"{', '.join(apart)}: the same issue by both paths is two findings; make "
-                                         "them one source with verify and poll, or share a fingerprint scope"))
-    return notes
-
-
-def _default_notes(doc: YamlDoc) -> list[Problem]:
-    """One note per unset variable whose written default a secret uses, at its first place, naming the others:
-    a secret shared by ten sources (a YAML anchor, or the same ``${VAR:-dev}``) is one line, not ten."""
-    places: dict[str, list[tuple[str | int, ...]]] = {}
-    for loc, names in doc.defaulted.items():
-        if _SECRETISH.search(format_path(loc)):
-            for name in names:
-                places.setdefault(name, []).append(loc)
-    notes = []
-    for name, locs in places.items():
-        also = f" (also at {', '.join(f'line {doc.line_of(loc)}' for loc in locs[1:])})" if len(locs) > 1 else ""
-        notes.append(doc.problem(locs[0], f"{name} is not set: using the default written in the file{also} "
-                                          "(fine for a demo, not for production)"))
-    return notes
-
-
-_SECRETISH = re.compile(r"secret|token|auth|password|api_key", re.IGNORECASE)
-
-
-def _wire(config: HubConfig, doc: YamlDoc) -> list[Problem]:
-    """Second phase: connectors validate their targets, mappings load, adapters validate their options."""
-    from hub import adapters, registry
-    from hub.mappings import folder_for, load_mapping
-
-    problems: list[Problem] = []
-    for name, raw in config.targets.items():
-        loc: Loc = ("targets", name)
-        type_name = raw.get("type")
-        if not isinstance(type_name, str):
-            problems.append(doc.problem(loc, "needs `type:` (the connector type, e.g. webhook, file, linear)"))
-            continue
-        try:
-            cls = registry.connector_class(type_name)
-        except HubError as exc:
-            problems.append(doc.problem((*loc, "type"), str(exc)))
-            continue
-        try:
-            target = cls.Config.model_validate(raw)
-        except ValidationError as exc:
-            problems += translate(doc, exc, cls.Config, loc)
-            continue
-        problems += [doc.problem((*loc, *sub), msg) for sub, msg in target.problems()]
-        if (ca := target.request.ca_file) and target.request.verify_tls and not config.resolve(ca).is_file():
-            problems.append(doc.problem((*loc, "request", "ca_file"), f"no such file: {config.resolve(ca)} (a path "
-                                        "relative to this config file's folder)"))
-        custom = config.resolve(target.mapping) if target.mapping else None
-        try:
-            config._mappings[name] = load_mapping(type_name, folder_for(type_name, custom), cls.payloads)
-        except ConfigError as exc:
-            problems += exc.problems
-        else:
-            problems += _template_problems(name, cls, target, config._mappings[name])
-        config._targets[name] = target
-    for i, route in enumerate(config.routes):
-        for j, name in enumerate(route.to):
-            routed = config._targets.get(name)
-            kinds = registry.connector_class(routed.type).kinds if routed else None
-            if routed and kinds is not None and (unsupported := [k for k in route.on if k not in kinds]):
-                problems.append(doc.problem(("routes", i, "to", j), f"target {name} ({routed.type}) cannot deliver "
-                                            f"{', '.join(unsupported)}; it takes {', '.join(sorted(kinds))}"))
-    for name, source in config.sources.items():
-        loc = ("sources", name)
-        if source.poll is not None and source.poll.adapter and source.poll.adapter != source.adapter:
-            try:
-                if adapters.adapter_class(source.poll.adapter).Options is not None:
-                    problems.append(doc.problem((*loc, "poll", "adapter"), f"the {source.poll.adapter} adapter needs "
-                                                "options: set it as the source's adapter instead"))
-            except HubError as exc:
-                problems.append(doc.problem((*loc, "poll", "adapter"), str(exc)))
-        if source.adapter is None:
-            if source.options is not None:
-                problems.append(doc.problem((*loc, "options"), "options need an `adapter:`"))
-            continue
-        try:
-            cls_a = adapters.adapter_class(source.adapter)
-        except HubError as exc:
-            problems.append(doc.problem((*loc, "adapter"), str(exc)))
-            continue
-        if cls_a.Options is None:
-            if source.options:
-                problems.append(doc.problem((*loc, "options"), f"the {source.adapter} adapter takes no options"))
-            continue
-        try:
-            options = cls_a.Options.model_validate(source.options or {})
-        except ValidationError as exc:
-            problems += translate(doc, exc, cls_a.Options, (*loc, "options"))
-            continue
-        problems += [doc.problem((*loc, "options", *sub), msg) for sub, msg in options.problems()]
-        config._options[name] = options
-    return problems
-
-
-def _template_problems(name: str, cls: Any, target: TargetConfig, mapping: PayloadMapping) -> list[Problem]:
-    """Fields a target's templates read that their context does not have (hub/contextcheck.py). A connector
-    that builds its own context (overrides ``context``) is left alone: its templates may see more."""
-    from hub import contextcheck
-    from hub.connector import Connector
-
-    if cls.context is not Connector.context:
-        return []
-    roots = contextcheck.template_context(name, target, mapping)
-    return [Problem(file, line, chain, message) for file, (line, chain, message)
-            in contextcheck.template_problems(mapping, roots)]
+        return None, [*problems, *translate(doc, exc, HubConfig), *_entry_problems(doc)]
+    return config, [*problems, *(doc.problem(loc, msg) for loc, msg in config.problems())]
 
 
 def _entry_problems(doc: YamlDoc) -> list[Problem]:
@@ -552,9 +355,3 @@ def _entry_problems(doc: YamlDoc) -> list[Problem]:
                 continue
             out += [doc.problem((section, key, *loc), msg) for loc, msg in entry.problems()]
     return out
-
-
-def _hides_unset(doc: YamlDoc, problem: Problem) -> bool:
-    """A follow-on problem caused by an unset variable (its value became empty) is not worth showing."""
-    return any(problem.path == format_path(loc) or format_path(loc).startswith(problem.path + "[")
-               or format_path(loc).startswith(problem.path + ".") for loc in doc.unset)

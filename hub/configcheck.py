@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hub.config import HubConfig
 from hub.errors import Problem
+from hub.settings import Settings
 
 
 @dataclass
@@ -30,14 +30,14 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def check(config: HubConfig) -> Checked:
+def check(config: Settings) -> Checked:
     from hub.goldens import render_all
 
     folders = {m.folder.resolve(): m for m in config.mappings.values()}
     templates = {(folder, p.template) for folder, m in folders.items() for p in m.payloads.values()}
     out = Checked(len(config.sources), len(config.routes), len(config.targets), len(folders), len(templates))
     for name, mapping in config.mappings.items():
-        target = config.target_configs[name]
+        target = config.targets[name]
         rendered, problems = render_all(name, target.type, target, mapping, config.resolve("."))
         out.examples += rendered
         out.problems += problems

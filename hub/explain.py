@@ -22,11 +22,11 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from hub import templating
-from hub.config import HubConfig
 from hub.errors import TemplateError
 from hub.models import FINDING_EVENTS
 from hub.registry import connector_class
 from hub.routing import Route, Router
+from hub.settings import Settings
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 
@@ -66,7 +66,7 @@ class Explanation:
         return asdict(self)
 
 
-def explain(conn: sqlite3.Connection, config: HubConfig, ident: str) -> Explanation | None:
+def explain(conn: sqlite3.Connection, config: Settings, ident: str) -> Explanation | None:
     """``evt_N`` or ``fnd_X``; None when no such event or finding is stored."""
     router = Router(config.routes)
     if ident.startswith("evt_"):
@@ -74,7 +74,7 @@ def explain(conn: sqlite3.Connection, config: HubConfig, ident: str) -> Explanat
     return _finding(conn, config, router, ident)
 
 
-def _event(conn: sqlite3.Connection, config: HubConfig, router: Router, event_id: str) -> Explanation | None:
+def _event(conn: sqlite3.Connection, config: Settings, router: Router, event_id: str) -> Explanation | None:
     row = event_rows.by_ids(conn, [event_id]).get(event_id)
     if row is None:
         return None
@@ -88,7 +88,7 @@ def _event(conn: sqlite3.Connection, config: HubConfig, router: Router, event_id
     return Explanation(event.id, steps, note)
 
 
-def _finding(conn: sqlite3.Connection, config: HubConfig, router: Router, finding_id: str) -> Explanation | None:
+def _finding(conn: sqlite3.Connection, config: Settings, router: Router, finding_id: str) -> Explanation | None:
     found = finding_rows.get(conn, finding_id)
     if found is None:
         return None
@@ -98,7 +98,7 @@ def _finding(conn: sqlite3.Connection, config: HubConfig, router: Router, findin
     return Explanation(finding_id, steps, note)
 
 
-def _finding_step(conn: sqlite3.Connection, config: HubConfig, router: Router, finding_id: str, h: dict[str, Any],
+def _finding_step(conn: sqlite3.Connection, config: Settings, router: Router, finding_id: str, h: dict[str, Any],
                   source: str) -> Step:
     found = finding_rows.get(conn, finding_id)
     data = found.model_dump(mode="json") if found else {"id": finding_id}
@@ -138,12 +138,12 @@ def _verdict(route: Route, kind: str, source: str, context: dict[str, Any]) -> R
     return RouteVerdict(route.name, False, f"`{route.when_text}` is false", [], read)
 
 
-def _with_linked(conn: sqlite3.Connection, config: HubConfig, router: Router, step: Step) -> Step:
+def _with_linked(conn: sqlite3.Connection, config: Settings, router: Router, step: Step) -> Step:
     """Once linked, always synced (hub.pipeline): a finding with a ticket at a target keeps getting its lifecycle
     there through the first route from its source to that target that takes the kind, whatever the `when`."""
     if step.kind not in SYNCED_KINDS:
         return step
-    tickets = {name for name, cfg in config.target_configs.items() if connector_class(cfg.type).work_items}
+    tickets = {name for name, cfg in config.targets.items() if connector_class(cfg.type).work_items}
     verdicts = list(step.routes)
     targets = list(step.targets)
     for route_name, target in router.reaching(step.kind, step.source):

@@ -8,14 +8,15 @@ parsed as Strobes-shaped items and identified by the tool's ids.
 from __future__ import annotations
 
 from hub.adapters import Adapter, Parsed, adapter_class
-from hub.config import FingerprintConfig, HubConfig, SourceConfig
+from hub.config import FingerprintConfig, SourceConfig
 from hub.lifecycle import scope_peers
 from hub.pollmarks import PAGE, PollComplete
+from hub.settings import Settings
 from hub.store.events import StoredEvent
 
 
 class SourceParsers:
-    def __init__(self, config: HubConfig):
+    def __init__(self, config: Settings):
         sources = config.sources
         self.adapters: dict[str, Adapter] = {
             name: adapter_class(src.adapter)(name, config.adapter_options(name))

@@ -6,7 +6,6 @@ nothing. An unknown type gets a "did you mean".
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from connectors import BUILTIN
 from hub.errors import RegistryError
+from hub.strict import unknown_message
 
 if TYPE_CHECKING:
     from hub.connector import Connector
@@ -27,12 +27,6 @@ def connector_paths() -> dict[str, str]:
         if paths.setdefault(ep.name, ep.value) != ep.value:
             raise RegistryError(f'connector type "{ep.name}" is provided by {paths[ep.name]} and {ep.value}')
     return paths
-
-
-def unknown_message(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else f" (known: {', '.join(sorted(known))})"
-    return f'unknown {kind} "{name}"{hint}'
 
 
 @cache

@@ -16,7 +16,6 @@ import httpx
 
 from hub import dead_letters, gauges
 from hub.api.base import ApiContext
-from hub.config import HubConfig
 from hub.connector import Connector, SupportsStatus
 from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
@@ -32,6 +31,7 @@ from hub.remote_status import RemoteStatuses
 from hub.retention import prune
 from hub.routing import Router
 from hub.scheduler import Job, build_scheduler, crontab, every
+from hub.settings import Settings
 from hub.sla_breaches import SlaBreaches
 from hub.store import Store
 from hub.sync import StatusSync
@@ -39,13 +39,13 @@ from hub.sync import StatusSync
 log = logging.getLogger("hub")
 
 
-def build_connector(config: HubConfig, name: str) -> Connector:
-    cfg = config.target_configs[name]
+def build_connector(config: Settings, name: str) -> Connector:
+    cfg = config.targets[name]
     return connector_class(cfg.type)(name, cfg, config.mappings[name], config.resolve("."))
 
 
 class Hub:
-    def __init__(self, config: HubConfig, *, clock: Any = time.time,
+    def __init__(self, config: Settings, *, clock: Any = time.time,
                  transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
         self.config, self.clock = config, clock
         transports = transports or {}
@@ -54,7 +54,7 @@ class Hub:
                                    synchronous=config.storage.synchronous,
                                    max_pending=config.server.max_pending_writes, on_batch=metrics.on_batch)
         router = Router(config.routes, metrics.route_errors)
-        connectors = {name: build_connector(config, name) for name in config.target_configs}
+        connectors = {name: build_connector(config, name) for name in config.targets}
         recorder = Recorder(router, frozenset(name for name, c in connectors.items() if c.work_items))
         remote = RemoteStatuses(recorder, config.sla)
         self.dispatcher = dispatcher = Dispatcher(
@@ -80,7 +80,7 @@ class Hub:
         self.started = False
 
     def refresh_gauges(self) -> None:
-        gauges.refresh(self.store, self.metrics, self.config.target_configs, self.clock())
+        gauges.refresh(self.store, self.metrics, self.config.targets, self.clock())
 
     def jobs(self) -> list[Job]:
         """The periodic jobs: the hub's own, one per polled source, one per target that reads ticket status."""
@@ -122,7 +122,7 @@ class Hub:
             self.scheduler.start()
         self.started = True
         log.info("hub started: %d source(s), %d route(s), %d target(s), store %s", len(self.config.sources),
-                 len(self.config.routes), len(self.config.target_configs), self.store.path)
+                 len(self.config.routes), len(self.config.targets), self.store.path)
 
     @property
     def scheduler_running(self) -> bool:

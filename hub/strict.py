@@ -1,4 +1,5 @@
-"""The base of every config model, and pydantic errors turned into ``file:line: path: message`` problems.
+"""The base of every config model, pydantic errors turned into ``file:line: path: message`` problems, and the
+"did you mean" of an unknown name.
 
 Shared by hub/config.py, the connector contract and the adapters, so that a connector's own config
 model reports problems exactly like the hub's.
@@ -62,6 +63,11 @@ def translate(doc: YamlDoc, exc: ValidationError, model: type[BaseModel], prefix
 def hint(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def unknown_message(kind: str, name: str, known: list[str]) -> str:
+    """``unknown target "x"``, then a "did you mean", or the known names when none is close."""
+    return f'unknown {kind} "{name}"' + (hint(name, known) or f" (known: {', '.join(sorted(known))})")
 
 
 def value_at(data: Any, loc: Loc) -> Any:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from hub.app import create_app
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import base_config, write_config
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

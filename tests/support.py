@@ -21,9 +21,9 @@ import yaml
 
 from hub import signatures
 from hub.app import create_app
-from hub.config import load_config
 from hub.connector import Ref
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import findings as finding_rows
 
 HMAC_SECRET = "test-secret-for-hmac"

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from hub.api.anonymous import BURST, PER_MINUTE, AnonymousLimiter
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import base_config, write_config
 
 NOW = [1_800_000_000.0]

@@ -18,8 +18,8 @@ from hub import tokens
 from hub.api import ENDPOINTS, openapi
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import base_config, write_config
 
 SEED_PAYLOAD = {  # Strobes' API document: the documented bulk payload, plus ids and a bad item

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from hub import signatures
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.errors import VerificationError
 from hub.ids import SQLITE_MAX_INT, parse_seq, parse_uint
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from tests.support import SW_SECRET, base_config, write_config

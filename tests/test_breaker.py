@@ -14,11 +14,11 @@ import orjson
 import pytest
 from sqlite_utils import Database
 
-from hub.config import load_config
 from hub.delivery import Worker
 from hub.errors import ConfigError
 from hub.ids import iso
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store.schema import migrations
 from tests.fakes.flaky import down_until, fails_twice
@@ -124,7 +124,7 @@ async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(
 def breaker_config(tmp_path: Path, block: str) -> Any:
     path = tmp_path / "hub.yaml"
     path.write_text(f"targets:\n  hook:\n    type: webhook\n    url: https://hooks.internal\n    circuit_breaker: {block}\n")
-    return load_config(path, {}).target_configs["hook"].circuit_breaker
+    return load_config(path, {}).targets["hook"].circuit_breaker
 
 
 def test_the_old_failures_key_still_works_and_says_what_it_means(tmp_path):

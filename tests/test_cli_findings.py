@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.config import load_config
 from hub.explain import MISSING, explain, fields_read, value_at
+from hub.settings import load_config
 from hub.store import Store
 from tests.support import HubHarness, scanner_source
 

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from hub.cli import main
-from hub.config import load_config
 from hub.errors import ConfigError
+from hub.settings import load_config
 from hub.yamlsrc import interpolate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +136,7 @@ sources:
     path = tmp_path / "ok.yaml"
     path.write_text('sources:\n  a:\n    verify: {scheme: token, header: X-T, secrets: ["${S}"]}\n')
     config = load_config(path, {"S": secret})
-    assert secret not in repr(config) and secret not in str(config.model_dump())
+    assert secret not in repr(config) and secret not in str(config.config.model_dump())
     assert config.sources["a"].verify.secrets[0].get_secret_value() == secret
 
 
@@ -185,7 +188,7 @@ def test_a_missing_ca_file_is_a_config_problem_not_a_crash_at_start(tmp_path):
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "es-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "hub.yaml").write_text(text)
-    assert load_config(tmp_path / "hub.yaml", {}).target_configs["siem"].request.ca_file == "certs/es-ca.pem"
+    assert load_config(tmp_path / "hub.yaml", {}).targets["siem"].request.ca_file == "certs/es-ca.pem"
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -198,3 +201,29 @@ def test_a_mistyped_target_url_is_a_config_problem(tmp_path, url, message):
     text = f"targets:\n  hook:\n    type: webhook\n    url: {url}\n"
     [problem] = problems(tmp_path, text)
     assert problem.startswith("hub.yaml:4: targets.hook.url: ") and message in problem
+
+
+def test_the_loaded_config_cannot_be_changed():
+    config = load_config(ROOT / "config.example.yaml", {})
+    name = next(iter(config.targets))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.targets = {}
+    with pytest.raises(TypeError):
+        config.targets[name] = config.targets[name]
+    with pytest.raises(ValidationError):
+        config.config.server = config.server
+    with pytest.raises(ValidationError):
+        config.server.port = 1
+
+
+def test_the_config_models_import_nothing_above_them():
+    """hub/config.py is the bottom layer: connectors, adapters, mappings and the pipeline are wired in
+    hub/settings.py, never imported here (not even for type checking)."""
+    tree = ast.parse((ROOT / "hub" / "config.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} \
+        | {f"hub.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "hub"
+           for alias in node.names} \
+        | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    above = ("hub.adapters", "hub.registry", "hub.mappings", "hub.contextcheck", "hub.templating", "hub.pipeline",
+             "hub.settings", "hub.runtime", "hub.delivery", "connectors")
+    assert not {m for m in imported if m.startswith(above)}, imported

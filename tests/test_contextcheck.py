@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from hub import contextcheck
 from hub.cli import main
-from hub.config import load_config
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.registry import connector_class, connector_paths
+from hub.settings import load_config
 from hub.templating import expression_env
 from tests.support import scanner_source, write_config
 

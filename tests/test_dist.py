@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.config import load_config
+from hub.settings import load_config
 from tests.support import free_port
 from tests.test_examples import dummy_env
 
@@ -197,7 +197,7 @@ def test_dockerfile_installs_the_wheel_as_a_non_root_user_with_config_and_data_a
 def test_baked_config_keeps_everything_it_writes_under_data():
     config = load_config(ROOT / "docker" / "hub.yaml", {})
     assert str(config.storage.path).startswith("/data/")
-    files = [c for c in config.target_configs.values() if c.type == "file"]
+    files = [c for c in config.targets.values() if c.type == "file"]
     assert files, "the default config delivers to a file under /data, so that a first send-test shows the flow"
     for cfg in files:
         assert str(getattr(cfg, "path", "")).startswith("/data/"), cfg

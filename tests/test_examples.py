@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.config import load_config
 from hub.registry import connector_paths
+from hub.settings import load_config
 from tests.support import HubProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def dummy_env(text: str) -> dict[str, str]:
 def test_example_passes_check_config_with_its_variables_set(path):
     text = path.read_text()
     config = load_config(path, dummy_env(text))
-    assert config.target_configs, f"{path.name} configures no target"
+    assert config.targets, f"{path.name} configures no target"
     assert re.search(r"^#", text, re.M), f"{path.name} should document its variables in comments"
 
 

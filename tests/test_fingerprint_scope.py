@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from hub import signatures
-from hub.config import load_config
 from hub.errors import ConfigError
+from hub.settings import load_config
 from tests.fakes import platforms
 from tests.fakes.linear import API_KEY, TEAM, FakeLinear
 from tests.support import HubHarness, served_in_process, write_config

@@ -28,8 +28,8 @@ from hub import tokens
 from hub.api import ENDPOINTS, anonymous
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import base_config, free_port, write_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))  # per operation and mode

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from hub import signatures
 from hub.app import create_app
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import HMAC_SECRET, SW_SECRET, write_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25")) * 4  # per scheme; cheap, no network

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from hub import logs, signatures
 from hub.cli import main
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import SW_SECRET, HubHarness, base_config, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="

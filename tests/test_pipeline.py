@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.config import load_config
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
 from tests.support import HubHarness, scanner_source, write_config
@@ -252,7 +252,7 @@ def test_route_problems_are_config_errors_with_lines(tmp_path):
 
 def test_example_config_routes_findings_to_the_archive():
     config = load_config(Path(__file__).resolve().parents[1] / "config.example.yaml", {})
-    assert config.target_configs["archive"].type == "file"
+    assert config.targets["archive"].type == "file"
     assert "finding.created" in config.routes[0].on
 
 

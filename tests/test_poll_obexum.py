@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import sync_state
 from tests.fakes.obexum import WINDOW, new_token, obexum
 from tests.support import LoopbackServer, events_settled, write_config

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import sync_state
 from tests.fakes import platforms
 from tests.support import events_settled, write_config

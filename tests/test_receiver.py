@@ -16,8 +16,8 @@ import pytest
 
 from hub import signatures
 from hub.app import create_app
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import HMAC_SECRET, SW_SECRET, base_config, write_config
 
 BODY = json.dumps({"event": "finding.created", "data": {"finding_id": "fnd_1", "severity": "critical"}}).encode()

@@ -17,12 +17,12 @@ import orjson
 import pytest
 
 from hub import render_pool, signatures
-from hub.config import load_config
 from hub.delivery import Worker
 from hub.mappings import BUILTIN_ROOT
 from hub.models import Finding
 from hub.registry import connector_class
 from hub.render_pool import Spec
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store.deliveries import ClaimedDelivery
 from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
@@ -162,7 +162,7 @@ def test_every_shipped_siem_target_travels_to_the_child(kind):
     """What the child gets is pickled: each example target must survive the trip and build its connector."""
     path = next(p for p in EXAMPLES if p.stem == kind)
     config = load_config(path, dummy_env(path.read_text()))
-    for name, target in config.target_configs.items():
+    for name, target in config.targets.items():
         spec = pickle.loads(pickle.dumps(Spec(target, config.mappings[name], config.resolve("."))))
         connector = connector_class(spec.config.type)(name, spec.config, spec.mapping, spec.base_dir)
         assert connector.encodes_apart

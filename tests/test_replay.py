@@ -14,8 +14,8 @@ import httpx
 import orjson
 
 from hub import retention, signatures
-from hub.config import load_config
 from hub.runtime import Hub
+from hub.settings import load_config
 from tests.support import HMAC_SECRET, base_config, served_in_process, write_config
 
 T0 = 1_800_000_000.0

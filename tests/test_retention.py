@@ -141,8 +141,8 @@ def test_cli_prune_says_what_went_and_what_is_kept(tmp_path):
 
 
 def test_retention_settings_are_checked(tmp_path):
-    from hub.config import load_config
     from hub.errors import ConfigError
+    from hub.settings import load_config
 
     path = write_config(tmp_path / "hub.yaml", {"storage": {"retention": {"deliveries_days": 0, "evry_secs": 60}}})
     with pytest.raises(ConfigError) as info:
@@ -152,9 +152,9 @@ def test_retention_settings_are_checked(tmp_path):
 
 
 def test_the_hub_schedules_retention_and_the_dead_letter_report(tmp_path):
-    from hub.config import load_config
     from hub.runtime import Hub
     from hub.scheduler import build_scheduler
+    from hub.settings import load_config
 
     config = load_config(write_config(tmp_path / "hub.yaml", {"storage": {"retention": {"every_secs": 600}}}), {})
     jobs = {job.id: job for job in build_scheduler(Hub(config, scheduler=False).jobs()).get_jobs()}

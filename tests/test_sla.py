@@ -19,10 +19,10 @@ from sqlite_utils import Database
 
 from hub.app import create_app
 from hub.cli import main
-from hub.config import load_config
 from hub.ids import iso, parse_iso
 from hub.models import Finding
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.sla import csv_cell, write_csv
 from hub.store import findings as finding_rows
 from hub.store import sla

@@ -14,9 +14,8 @@ from typing import ClassVar, Protocol
 from hub.connector import RemoteStatus
 from hub.errors import RegistryError
 from hub.models import Finding
-from hub.registry import unknown_message
 from hub.store.events import StoredEvent
-from hub.strict import StrictModel
+from hub.strict import StrictModel, unknown_message
 
 __all__ = ["BUILTIN", "Adapter", "Parsed", "StoredEvent", "adapter_class"]
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.settings import Settings, load_config
 
 if TYPE_CHECKING:
     from hub.store import Store
@@ -24,7 +24,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def load(path: str, notes: bool = True) -> HubConfig:
+def load(path: str, notes: bool = True) -> Settings:
     """The config, or exit 2 listing its problems. Its notes (a secret from the file's default) are printed
     once, to stderr, unless ``notes`` is False: ``hub serve`` logs them instead, in the log's own format."""
     try:
@@ -72,7 +72,7 @@ def main() -> None:
     """Findings Hub: verified webhook intake, deduplicated findings, delivery to ticketing and SIEMs."""
 
 
-def open_store(config: HubConfig) -> Store:
+def open_store(config: Settings) -> Store:
     from hub.store import Store
 
     try:

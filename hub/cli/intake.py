@@ -13,9 +13,9 @@ import orjson
 
 from hub import samples
 from hub.cli.common import config_option, fail, load, main, setup_logging
-from hub.config import HubConfig
 from hub.errors import HubError
 from hub.ids import new_id
+from hub.settings import Settings
 
 log = logging.getLogger("hub.serve")
 
@@ -80,7 +80,7 @@ def check_config(file: str | None, config_path: str) -> None:
     click.echo(f"{path}: {checked.summary()}")
 
 
-def _source(config: HubConfig, name: str) -> Any:
+def _source(config: Settings, name: str) -> Any:
     if name not in config.sources:
         known = ", ".join(sorted(config.sources)) or "none configured"
         fail(f"no source named {name!r} (sources: {known})", 2)
@@ -98,7 +98,7 @@ def _read_body(path: str) -> bytes:
         fail(f"cannot read {path}: {exc.strerror}", 2)
 
 
-def _signed_headers(config: HubConfig, source: str, body: bytes, form: bool = False) -> dict[str, str]:
+def _signed_headers(config: Settings, source: str, body: bytes, form: bool = False) -> dict[str, str]:
     src = _source(config, source)
     try:
         headers = src.verify.build().sign(body, time.time(), new_id("msg"))
@@ -128,7 +128,7 @@ def sign(config_path: str, source: str, body_path: str, curl: bool, url: str | N
     click.echo(f"curl -sS -X POST {args} --data-binary @{body_path} '{url or _hook_url(config, source)}'")
 
 
-def _hook_url(config: HubConfig, source: str) -> str:
+def _hook_url(config: Settings, source: str) -> str:
     host = config.server.host if config.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{config.server.port}/hooks/{source}"

@@ -34,8 +34,8 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
     from hub.registry import connector_class
 
     config = load(config_path)
-    if target not in config.target_configs:
-        fail(f"no target named {target!r} (targets: {', '.join(sorted(config.target_configs)) or 'none'})", 2)
+    if target not in config.targets:
+        fail(f"no target named {target!r} (targets: {', '.join(sorted(config.targets)) or 'none'})", 2)
     try:
         example = example_from("preview", orjson.loads(Path(finding_path).read_bytes()))
     except (orjson.JSONDecodeError, ValueError) as exc:
@@ -44,7 +44,7 @@ def render(config_path: str, target: str, finding_path: str, kind: str | None, r
         example = replace(example, finding=example.finding.model_copy(update={"id": "fnd_preview"}))
     if kind:
         example = replace(example, kind=kind)
-    cfg = config.target_configs[target]
+    cfg = config.targets[target]
     connector = connector_class(cfg.type)(target, cfg, config.mappings[target], config.resolve("."))
     try:
         requests = connector.render(item_for(example, target, remote_id))
@@ -84,7 +84,7 @@ def test_mappings(config_path: str | None, types: tuple[str, ...]) -> None:
             folders[f"built-in {type_name}"] = (type_name, BUILTIN_ROOT / type_name)
     if config_path:
         config = load(config_path)
-        for name, cfg in config.target_configs.items():
+        for name, cfg in config.targets.items():
             folders.setdefault(str(config.mappings[name].folder), (cfg.type, config.mappings[name].folder))
     failed = 0
     for label, (type_name, folder) in sorted(folders.items()):

@@ -13,10 +13,10 @@ import pytest
 
 from hub.adapters import BUILTIN, Parsed, StoredEvent, adapter_class
 from hub.adapters.linear import LinearAdapter, LinearOptions
-from hub.config import load_config
 from hub.connector import RemoteStatus
 from hub.errors import AdapterError, ConfigError
 from hub.ids import parse_iso
+from hub.settings import load_config
 from tests.adapters.test_contract import junk, mutate
 from tests.support import write_config
 

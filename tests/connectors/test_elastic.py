@@ -24,11 +24,11 @@ from click.testing import CliRunner
 
 from connectors.elastic import ElasticConfig, ElasticConnector
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
+from hub.settings import load_config
 from tests.fakes.elastic import ECS, Unreliable, elasticsearch
 from tests.support import HubHarness, free_port, scanner_source, write_config
 

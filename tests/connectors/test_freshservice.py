@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from connectors import freshservice as fs_module
 from connectors.freshservice import FreshserviceConfig, FreshserviceConnector, FreshserviceError
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
 from hub.ids import new_id
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.store import sync_state
@@ -88,7 +88,7 @@ def test_config_rules_and_secrets(tmp_path):
     text = problems(tmp_path, {"requester_id": 7, "url": "http://acme.freshservice.com", "source": 16,
                                "correlation_query": "tag:'x'"})
     assert "HTTPS only" in text and "unknown source code 16" in text and "must use {tag} or {finding_id}" in text
-    cfg = load_config(hub_config(tmp_path, {"requester_id": 7})).target_configs["fs"]
+    cfg = load_config(hub_config(tmp_path, {"requester_id": 7})).targets["fs"]
     assert KEY not in repr(cfg) and KEY not in str(cfg.public())
     assert cfg.sync.interval_secs == 600 and cfg.resolved_status == 4 and cfg.source == 14
     assert "must use {tag}" in problems(tmp_path, {"requester_id": 7, "correlation_query": "tag:'{tag}' {x}"})

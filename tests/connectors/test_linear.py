@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from connectors.linear import CLOSED, COMMENTS, ISSUES, LinearConfig, LinearConnector, LinearError, client_id
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outbound, Outcome, Ref, Verdict
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from tests.fakes.linear import (

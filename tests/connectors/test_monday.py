@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from connectors import monday as mod
 from connectors.monday import MondayConfig, MondayConnector
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from tests.fakes.monday import (

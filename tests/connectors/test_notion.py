@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from connectors.notion import NotionConfig, NotionConnector, fit
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome, Ref
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from tests.fakes.notion import DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema, notion_app

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 
 from connectors.sentinel import SentinelConfig, SentinelConnector
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
+from hub.settings import load_config
 from tests.fakes.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, TENANT, Outage, fake_sentinel
 from tests.support import SW_SECRET, HubHarness, scanner_source, write_config
 

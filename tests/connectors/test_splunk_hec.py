@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from connectors.splunk_hec import SplunkHecConfig, SplunkHecConnector
 from hub.cli import main
-from hub.config import load_config
 from hub.connector import Item, Outcome, Verdict
 from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
+from hub.settings import load_config
 from tests.fakes.splunk_hec import TOKEN, fake_hec, keys
 from tests.support import HubHarness, scanner_source, write_config
 
