@@ -97,8 +97,7 @@ async def run(args: argparse.Namespace) -> None:
                     break
                 await asyncio.sleep(0.05)
             ended = time.monotonic() - t0
-            states = dict(hub.store.conn.execute("SELECT target || ':' || state, count(*) FROM deliveries "
-                                                 "GROUP BY 1").fetchall())
+            states = {name: outbox.counts(hub.store.conn, name) for name in fakes}
         finally:
             await hub.aclose()
     n = args.messages
@@ -109,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
         times = fake.ok_at
         last = f"{times[-1] - t0:.1f} s" if len(fake.accepted) == n else "-"
         dups = sum(c - 1 for c in fake.accepted.values())
-        left = {k.split(":")[1]: v for k, v in states.items() if k.startswith(f"{name}:") and not k.endswith(":done")}
+        left = {state: v for state, v in states[name].items() if state != "done"}
         print(f"{name:8} {by(times, t0, 36):>8} {by(times, t0, 60):>8} {len(fake.accepted):>7} {last:>9} "
               f"{fake.requests:>9} {dups:>5} {opens.count[name]:>7}  {left or ''}")
     outage = fakes["outage"]

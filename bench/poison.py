@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -71,9 +70,10 @@ def main() -> None:
         finally:
             proc.kill()
             proc.wait()
-    db = sqlite3.connect(work / "hub.db")
-    states = dict(db.execute("SELECT state, count(*) FROM events GROUP BY state").fetchall())
-    attempts = db.execute("SELECT max(attempts) FROM events").fetchone()[0]
+    store = Store(work / "hub.db")
+    states = event_rows.counts(store.conn)
+    attempts = max(e["attempts"] for e in event_rows.listing(store.conn, limit=args.events + 1))
+    store.conn.close()
     print(f"{args.events} poison events + 1 good one, hub serve for {args.seconds:g} s: CPU {cpu:.1f} s "
           f"({cpu / args.seconds:.0%} of one core, start-up included); log {(work / 'serve.log').stat().st_size:,} "
           f"bytes; events {states}; most attempts on one event: {attempts}")

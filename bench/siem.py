@@ -32,7 +32,6 @@ import asyncio
 import os
 import pickle
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -244,9 +243,12 @@ class Bench:
             finally:
                 self.stop_hub()
         hub_stats = self.stats(reset=True)
-        db = sqlite3.connect(vdir / "siem.db")
-        done = db.execute("SELECT count(*) FROM deliveries WHERE state = 'done'").fetchone()[0]
-        db.close()
+        from hub.store import Store
+        from hub.store import deliveries as outbox
+
+        store = Store(vdir / "siem.db")
+        done = outbox.counts(store.conn).get("done", 0)
+        store.conn.close()
         child = subprocess.run([sys.executable, __file__, "--post", str(vdir / "batches.pkl"), "--in-flight",
                                 str(a.in_flight)], check=False, capture_output=True, text=True, timeout=600)
         if child.returncode != 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -30,9 +31,11 @@ DAY = 86400.0
 
 
 def fill(store: Store, n: int, now: float) -> None:
+    store.write_sync(lambda conn: _save(conn, n, now))
+
+
+def _save(conn: sqlite3.Connection, n: int, now: float) -> None:
     rnd, cfg = random.Random(1), SlaConfig()
-    conn = store.conn
-    conn.execute("BEGIN")
     for i in range(n):
         first = now - rnd.uniform(0, 200) * DAY
         resolved = min(now - 1, first + rnd.uniform(0, 60) * DAY) if rnd.random() < 0.6 else None
@@ -44,7 +47,6 @@ def fill(store: Store, n: int, now: float) -> None:
             "status": "resolved" if resolved else "open", "first_seen": iso(first), "last_seen": iso(first),
             "resolved_at": iso(resolved) if resolved else None, "sla_due_at": sla_due(severity, iso(first), cfg)})
         finding_rows.save(conn, f, None, iso(first))
-    conn.execute("COMMIT")
 
 
 def best(rounds: int, fn: object) -> float:

@@ -1,5 +1,9 @@
-"""Helpers for tests: configs written to disk, free ports, `hub serve` as a bounded subprocess, and a Hub
-running in-process behind an ASGI client (`HubHarness`)."""
+"""Helpers for tests: configs written to disk, free ports, `hub serve` as a bounded subprocess, a Hub
+running in-process behind an ASGI client (`HubHarness`), and reads of the store through its query functions.
+
+Tests read the store through ``hub/store``'s query functions, so the suite runs against any backend of the
+store. The SQL left is here: ``force`` for the few states only SQL can arrange, and ``attempt_rows`` for a
+question about the storage layout itself; besides, only the schema tests (tests/test_store.py) run SQL."""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -22,12 +27,65 @@ import yaml
 from hub import signatures
 from hub.app import create_app
 from hub.connector import Ref
+from hub.models import Finding
 from hub.runtime import Hub
 from hub.settings import load_config
+from hub.store import Store
+from hub.store import deliveries as outbox
+from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 
 HMAC_SECRET = "test-secret-for-hmac"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks published test secret
+
+
+EVERY = 1_000_000  # a listing limit no test comes near: every row
+
+
+def force(conn: sqlite3.Connection, sql: str, *args: Any) -> None:
+    """Arrange a state that only SQL can make (a lease already past, a lock held by another writer, a statement
+    that fails): every such test names it, so what ties the suite to SQLite and its schema is easy to find."""
+    conn.execute(sql, args)
+
+
+def attempt_rows(conn: sqlite3.Connection, seq: int) -> int:
+    """Attempt-log rows stored for delivery ``seq``, whether or not the delivery row is still there: a prune must
+    take them with it, and no query function can see rows whose delivery is gone."""
+    return int(conn.execute("SELECT count(*) FROM delivery_attempts WHERE delivery = ?", (seq,)).fetchone()[0])
+
+
+def findings_of(conn: sqlite3.Connection, tool_id: str | None = None) -> list[Finding]:
+    """Every stored finding (or those with this tool id), oldest first (first seen, then id)."""
+    found = reversed(finding_rows.search(conn, limit=EVERY)[0])
+    return [f for f in found if tool_id is None or f.tool_id == tool_id]
+
+
+def history_of(conn: sqlite3.Connection) -> list[tuple[str, dict[str, Any]]]:
+    """(tool id, history step) of every finding's lifecycle steps, in the order they were written."""
+    steps = [(f.tool_id, step) for f in findings_of(conn) for step in finding_rows.history(conn, f.id)]
+    return sorted(steps, key=lambda s: int(s[1]["seq"]))
+
+
+def deliveries_of(conn: sqlite3.Connection, *, target: str | None = None, state: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Delivery summaries (``deliveries.listing``'s rows), oldest first."""
+    return outbox.listing(conn, target=target, state=state, limit=EVERY)[::-1]
+
+
+def events_of(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None
+              ) -> list[dict[str, Any]]:
+    """Event summaries (``events.listing``'s rows, no bodies), oldest first."""
+    return event_rows.listing(conn, source=source, state=state, limit=EVERY)[::-1]
+
+
+@contextlib.contextmanager
+def store_at(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the store file at ``path`` (another process may be serving it), closed on exit."""
+    store = Store(path)
+    try:
+        yield store.conn
+    finally:
+        store.conn.close()
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -157,7 +215,7 @@ async def served_in_process(config: Path, **hub_options: Any) -> AsyncIterator[t
 async def events_settled(hub: Hub, timeout: float = 5.0) -> None:  # noqa: ASYNC109
     """Wait until no stored event is pending (processed or failed), or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
+    while event_rows.counts(hub.store.conn).get("pending"):
         if time.monotonic() > deadline:
             raise AssertionError("events still pending")
         await asyncio.sleep(0.01)
@@ -209,17 +267,12 @@ class HubHarness:
         """``{"findings": findings}`` to the source (a generic adapter reading ``body.findings``)."""
         return await self.post(source, {"findings": findings}, wait=wait)
 
-    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return self.hub.store.conn.execute(sql, args).fetchall()
-
     def states(self, target: str | None = None) -> dict[str, int]:
         """Deliveries by state: of one target, or of all."""
-        if target is None:
-            return dict(self.rows("SELECT state, count(*) FROM deliveries GROUP BY state"))
-        return dict(self.rows("SELECT state, count(*) FROM deliveries WHERE target = ? GROUP BY state", target))
+        return outbox.counts(self.hub.store.conn, target)
 
     def events(self, state: str) -> int:
-        return int(self.rows("SELECT count(*) FROM events WHERE state = ?", state)[0][0])
+        return event_rows.counts(self.hub.store.conn).get(state, 0)
 
     def settled(self, total: int | None = None) -> bool:
         """No event waiting to be processed, no delivery pending or in flight, and at least one delivery
@@ -231,12 +284,9 @@ class HubHarness:
 
     def ref(self, target: str, tool_id: str | None = None) -> Ref:
         """The external ref of the finding (the only one, or the one with this tool_id) at a target."""
-        if tool_id is None:
-            [(fid,)] = self.rows("SELECT id FROM findings")
-        else:
-            [(fid,)] = self.rows("SELECT id FROM findings WHERE tool_id = ?", tool_id)
-        found = finding_rows.ref(self.hub.store.conn, fid, target)
-        assert found is not None, f"finding {fid} has no ref at {target}"
+        [finding] = findings_of(self.hub.store.conn, tool_id)
+        found = finding_rows.ref(self.hub.store.conn, finding.id, target)
+        assert found is not None, f"finding {finding.id} has no ref at {target}"
         return found
 
     async def until(self, check: Callable[[], bool], timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -250,8 +300,8 @@ class HubHarness:
     def diagnosis(self, most: int = 20) -> str:
         """Events waiting, deliveries by state, and (target, kind, state, last_error) of some deliveries,
         those not done first."""
-        shown = self.rows("SELECT target, kind, state, last_error FROM deliveries ORDER BY state = 'done', seq "
-                          "LIMIT ?", most)
+        rows = sorted(deliveries_of(self.hub.store.conn), key=lambda d: (d["state"] == "done", d["seq"]))
+        shown = [(d["target"], d["kind"], d["state"], d["last_error"]) for d in rows[:most]]
         total = sum(self.states().values())
         more = f" (first {most} of {total})" if total > most else ""
         return (f"{self.events('pending')} event(s) waiting; deliveries {self.states()}{more}: "

@@ -20,7 +20,9 @@ from hub.app import create_app
 from hub.cli import main
 from hub.runtime import Hub
 from hub.settings import load_config
-from tests.support import base_config, write_config
+from hub.store import events as event_rows
+from hub.store import tokens as token_rows
+from tests.support import EVERY, base_config, findings_of, write_config
 
 SEED_PAYLOAD = {  # Strobes' API document: the documented bulk payload, plus ids and a bad item
     "scanner_name": "internal_binary_scanner", "project_id": "infra-prod",
@@ -54,7 +56,7 @@ class Api:
 
     async def settle(self) -> None:
         for _ in range(200):
-            if not self.hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
+            if not event_rows.counts(self.hub.store.conn).get("pending"):
                 return
             await asyncio.sleep(0.02)
         raise AssertionError("events still pending")
@@ -106,8 +108,9 @@ async def test_token_states_and_scopes(api):
 
 async def test_tokens_are_stored_hashed_and_listed_without_secrets(api):
     token = api.token("read")
-    row = api.hub.store.conn.execute("SELECT * FROM api_tokens").fetchone()
-    assert token not in str(row) and tokens.digest(token) in row
+    [listed_row] = token_rows.listing(api.hub.store.conn)
+    row = token_rows.by_id(api.hub.store.conn, listed_row["id"])
+    assert row is not None and token not in str(row) and row["hash"] == tokens.digest(token)
     listed = CliRunner().invoke(main, ["tokens", "list", "--config", str(api.config), "--json"]).output
     assert token not in listed and tokens.digest(token) not in listed and '"scopes":["read"]' in listed
 
@@ -215,16 +218,15 @@ async def test_every_call_is_audited_without_secrets(api):
     await api.call("GET", "/api/v1/findings?severity=high", token)
     await api.call("GET", "/api/v1/findings", "fh_0123456789_wrong")
     await api.call("POST", "/api/v1/findings", token, json={})
-    rows = api.hub.store.conn.execute("SELECT actor, action, result, detail, remote_addr FROM audit_log "
-                                      "ORDER BY seq").fetchall()
-    actions = [(a, r) for _, a, r, _, _ in rows]
+    rows = token_rows.audit_listing(api.hub.store.conn, limit=EVERY)[::-1]
+    actions = [(r["action"], r["result"]) for r in rows]
     assert ("tokens.create", "ok") in actions
     assert ("findings.list", "200") in actions
     assert ("findings.list", "401 invalid_token") in actions
     assert ("findings.ingest", "403 forbidden") in actions
-    assert any(actor.startswith("token:ci (") for actor, *_ in rows)
+    assert any(r["actor"].startswith("token:ci (") for r in rows)
     assert all(token not in str(row) and "wrong" not in str(row) for row in rows)
-    assert rows[-1][4] == "198.51.100.9"
+    assert rows[-1]["remote_addr"] == "198.51.100.9"
     shown = CliRunner().invoke(main, ["audit", "--config", str(api.config), "--limit", "2"]).output
     assert "findings.ingest" in shown
 
@@ -275,7 +277,8 @@ async def test_list_and_detail_agree_on_external_refs(api):
     await api.call("POST", "/api/v1/findings", token, json={"scanner_name": "s", "findings": [
         {"id": "r-1", "title": "Ticketed", "severity": "high"}, {"id": "r-2", "title": "Not yet", "severity": "low"}]})
     await api.settle()
-    [(fid,)] = api.hub.store.conn.execute("SELECT id FROM findings WHERE tool_id = 'r-1'").fetchall()
+    [found] = findings_of(api.hub.store.conn, "r-1")
+    fid = found.id
 
     def link(conn: Any) -> None:
         finding_rows.claim_ref(conn, fid, "linear", "2026-01-01T00:00:00Z")

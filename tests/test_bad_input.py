@@ -21,6 +21,7 @@ from hub.runtime import Hub
 from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
+from hub.store import tokens as token_rows
 from tests.support import SW_SECRET, base_config, write_config
 
 
@@ -66,8 +67,11 @@ class Client:
     async def call(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
         return await self.client.request(method, path, headers={"authorization": f"Bearer {token}"}, **kw)
 
-    def count(self, table: str) -> int:
-        return int(self.hub.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    def tokens(self) -> int:
+        return len(token_rows.listing(self.hub.store.conn))
+
+    def events(self) -> int:
+        return sum(event_rows.counts(self.hub.store.conn).values())
 
 
 @pytest.fixture
@@ -110,10 +114,10 @@ async def test_request_bodies_of_the_wrong_type_are_400_with_each_problem(api):
                  {"name": "n", "scopes": ["read"], "expires_days": "30"},
                  {"name": "n", "scopes": ["read"], "expires_days": True}):
         error(await api.call("POST", "/api/v1/tokens", admin, json=body), 400, "invalid_payload")
-    before = api.count("api_tokens")
+    before = api.tokens()
     r = await api.call("POST", "/api/v1/tokens", admin, json={"name": "n", "scopes": ["read"], "expires_days": 10**18})
     assert error(r, 400, "invalid_payload")["errors"][0]["path"] == "expires_days"  # type: ignore[index]
-    assert api.count("api_tokens") == before
+    assert api.tokens() == before
     ok = await api.call("POST", "/api/v1/tokens", admin, json={"name": "n", "scopes": ["read"], "expires_days": 3650})
     assert ok.status_code == 201 and ok.json()["data"]["expires_at"]
 
@@ -124,7 +128,7 @@ async def test_a_body_nested_past_the_limit_is_400_too_deep_and_not_stored(api):
     error(await api.call("POST", "/api/v1/findings", ingest, content=deep), 400, "too_deep")
     error(await api.call("POST", "/api/v1/tokens", api.token("admin"), content=b"[" * 300 + b"]" * 300), 400,
           "too_deep")
-    assert api.count("events") == 0
+    assert api.events() == 0
 
 
 async def test_a_bulk_envelope_whose_fields_are_not_text_is_400_and_not_stored(api):
@@ -136,7 +140,7 @@ async def test_a_bulk_envelope_whose_fields_are_not_text_is_400_and_not_stored(a
         doc = error(await api.call("POST", "/api/v1/findings", ingest, json={**envelope, "findings": [item]}), 400,
                     "invalid_payload")
         assert "must be a string" in str(doc["error"])
-    assert api.count("events") == 0
+    assert api.events() == 0
     ok = await api.call("POST", "/api/v1/findings", ingest, json={"scanner_name": "s", "project_id": "p",
                                                                   "findings": [item]})
     assert ok.status_code == 202, ok.text

@@ -22,7 +22,7 @@ from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store.schema import migrations
 from tests.fakes.flaky import down_until, fails_twice
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, force, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -105,8 +105,7 @@ async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(
         assert target.first_ok is not None and target.first_ok - back_at <= 10  # the drain starts within 10 s
         assert clock.t - back_at <= 10 and len(target.accepted) == n  # ... and ends there too
         assert set(target.accepted.values()) == {1}
-        done = hub.store.conn.execute("SELECT count(*) FROM deliveries WHERE state = 'done'").fetchone()[0]
-        assert done == n
+        assert outbox.counts(hub.store.conn).get("done") == n
         # breathing room: the attempts that opened it, then a few probes per cooldown (5, 10, 20 s)
         assert during <= 10 + 4 + 3 * 3
         assert max(seen_open) == 1 and circuit._value.get() == 0  # hub_target_circuit_open: 1 while open, then 0
@@ -114,8 +113,7 @@ async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(
         closed = [r for r in caplog.records if "circuit closed" in r.getMessage()]
         assert [r.levelno for r in opened] == [logging.WARNING] and [r.levelno for r in closed] == [logging.INFO]
         # no retry was used up by waiting: at most the first attempt and the one due at 5 s, then the last one
-        attempts = hub.store.conn.execute("SELECT max(attempts) FROM deliveries").fetchone()[0]
-        assert attempts <= 3
+        assert max(d["attempts"] for d in deliveries_of(hub.store.conn)) <= 3
     finally:
         await hub.dispatcher.close()
         await hub.store.close()
@@ -147,8 +145,8 @@ def test_a_probe_takes_the_oldest_row_due_or_not_keeps_order_and_its_retries():
     t0, later, now = "2026-11-22T10:00:00.000Z", "2026-11-22T11:00:00.000Z", "2026-11-22T10:00:10.000Z"
     outbox.insert(conn, [outbox.NewDelivery("r", "t", "finding.created", f"fnd_{k}", None, f"fnd_{k}", f"k{i}", "{}")
                          for i, k in enumerate((1, 1, 2, 3))], t0)  # dlv_2 is fnd_1's second step
-    conn.execute("UPDATE deliveries SET attempts = 2, next_attempt_at = ?, last_attempt_at = ? WHERE seq IN (1, 3)",
-                 (later, t0))  # the retry schedule put them an hour away
+    force(conn, "UPDATE deliveries SET attempts = 2, next_attempt_at = ?, last_attempt_at = ? WHERE seq IN (1, 3)",
+          later, t0)  # the retry schedule put them an hour away
     [probe] = outbox.claim_probe(conn, "t", now, later)  # leased until `later`, like any claim
     assert probe.seq == 1 and probe.attempts == 2  # not due: tried, but no retry used up
     [nxt] = outbox.claim_probe(conn, "t", now, later, skip=[1])
@@ -157,8 +155,8 @@ def test_a_probe_takes_the_oldest_row_due_or_not_keeps_order_and_its_retries():
     assert due.seq == 4 and due.attempts == 1  # a due row's attempt counts as usual
     assert outbox.claim_probe(conn, "t", now, later, skip=[1, 3, 4]) == []
     outbox.release(conn, [1, 3, 4])
-    conn.execute("UPDATE deliveries SET next_attempt_at = ? WHERE seq IN (1, 3)", (later,))
-    conn.execute("UPDATE deliveries SET last_attempt_at = '2026-11-22T09:00:00.000Z' WHERE seq = 3")
+    force(conn, "UPDATE deliveries SET next_attempt_at = ? WHERE seq IN (1, 3)", later)
+    force(conn, "UPDATE deliveries SET last_attempt_at = '2026-11-22T09:00:00.000Z' WHERE seq = 3")
     assert outbox.expedite(conn, "t", t0, now) == 1  # dlv_1 failed during the outage; dlv_3 before it began
-    due_now = conn.execute("SELECT seq FROM deliveries WHERE next_attempt_at <= ? AND state = 'pending'", (now,))
-    assert sorted(r[0] for r in due_now) == [1, 2, 4]
+    due_now = [d["seq"] for d in deliveries_of(conn, state="pending") if d["next_attempt_at"] <= now]
+    assert due_now == [1, 2, 4]

@@ -16,7 +16,7 @@ from hub.cli import main
 from hub.explain import MISSING, explain, fields_read, value_at
 from hub.settings import load_config
 from hub.store import Store
-from tests.support import HubHarness, scanner_source
+from tests.support import HubHarness, findings_of, scanner_source
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -56,7 +56,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dic
                           {"id": "B", "title": "High one", "sev": "high", "host": "web-2"},
                           {"id": "C", "title": "Low one", "sev": "low", "host": "web-1"}])
             await h.until(lambda: h.states("ok") == {"done": 1} and h.states("down").get("pending") == 3)
-            return dict(h.rows("SELECT tool_id, id FROM findings"))
+            return {f.tool_id: f.id for f in findings_of(h.hub.store.conn)}
 
     ids = asyncio.run(fill())
     yield tmp_path / "hub.yaml", ids

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hub import signatures
-from tests.support import SW_SECRET, HubProcess, LoopbackServer, free_port, scanner_source, write_config
+from hub.store import deliveries as outbox
+from tests.support import SW_SECRET, HubProcess, LoopbackServer, free_port, scanner_source, store_at, write_config
 
 N = 40
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
@@ -67,14 +67,14 @@ def test_sigkill_during_delivery_then_restart_completes_everything(tmp_path: Pat
                 assert time.monotonic() < deadline, "deliveries never started"
                 time.sleep(0.01)
             hub.kill()
-        with sqlite3.connect(tmp_path / "hub.db") as db:
-            states = dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
+        with store_at(tmp_path / "hub.db") as conn:
+            states = outbox.counts(conn)
         assert states.get("in_flight", 0) > 0 and states.get("done", 0) < N  # killed mid-way
         with HubProcess(config, port):
             deadline = time.monotonic() + 30
             while True:
-                with sqlite3.connect(tmp_path / "hub.db") as db:
-                    states = dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
+                with store_at(tmp_path / "hub.db") as conn:
+                    states = outbox.counts(conn)
                 if states == {"done": N}:
                     break
                 assert time.monotonic() < deadline, f"not all delivered: {states}"

@@ -6,12 +6,12 @@ import asyncio
 import hashlib
 import hmac
 import json
-import sqlite3
 
 import httpx
 import pytest
 
-from tests.support import HMAC_SECRET, HubProcess, base_config, free_port, write_config
+from hub.store import events as event_rows
+from tests.support import HMAC_SECRET, HubProcess, base_config, events_of, free_port, store_at, write_config
 
 N = 300
 
@@ -41,8 +41,8 @@ def test_sigkill_after_the_last_202_loses_nothing(tmp_path):
     assert len(set(acked)) == N
     with HubProcess(config, port) as again:
         assert httpx.get(again.url + "/readyz").status_code == 200
-        with sqlite3.connect(tmp_path / "hub.db") as db:
-            stored = {f"evt_{seq}" for (seq,) in db.execute("SELECT seq FROM events")}
-            bodies = {json.loads(b)["data"]["finding_id"] for (b,) in db.execute("SELECT body FROM events")}
+        with store_at(tmp_path / "hub.db") as conn:
+            stored = {e["id"] for e in events_of(conn)}
+            bodies = {json.loads(e.body)["data"]["finding_id"] for e in event_rows.by_ids(conn, list(stored)).values()}
     assert set(acked) <= stored
     assert bodies == {f"fnd_{i}" for i in range(N)}

@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from hub import signatures
-from tests.support import HMAC_SECRET, HubProcess, base_config, write_config
+from hub.store import events as event_rows
+from tests.support import HMAC_SECRET, HubProcess, base_config, store_at, write_config
 
 SIGNER = signatures.build("hmac-sha256", [HMAC_SECRET], header="X-SE-Signature")
 
@@ -74,10 +75,8 @@ def _status(answer: bytes) -> int | None:
 
 
 def _events(tmp_path: Path) -> int:
-    import sqlite3
-
-    with contextlib.closing(sqlite3.connect(tmp_path / "hub.db")) as db:
-        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+    with store_at(tmp_path / "hub.db") as conn:
+        return sum(event_rows.counts(conn).values())
 
 
 def test_half_sent_headers_bodies_and_silent_clients_are_dropped_after_the_deadlines(tmp_path):

@@ -19,7 +19,7 @@ from hub.errors import ConfigError
 from hub.settings import load_config
 from tests.fakes import platforms
 from tests.fakes.linear import API_KEY, TEAM, FakeLinear
-from tests.support import HubHarness, served_in_process, write_config
+from tests.support import HubHarness, deliveries_of, findings_of, history_of, served_in_process, write_config
 
 SECRET = "se-webhook-secret"
 LIFECYCLE = ["finding.created", "finding.updated", "finding.resolved", "finding.reopened"]
@@ -99,7 +99,7 @@ async def poll(h: HubHarness, clock: Clock) -> None:
 
 
 def findings(h: HubHarness) -> list[tuple[str, str, str]]:
-    return [tuple(r) for r in h.rows("SELECT tool_id, source, status FROM findings ORDER BY tool_id, source")]
+    return sorted((f.tool_id, f.source, f.status) for f in findings_of(h.hub.store.conn))
 
 
 def pollers(sources: dict[str, Any]) -> list[str]:
@@ -116,9 +116,10 @@ async def test_the_same_issue_by_webhook_and_by_poll_is_one_finding_and_one_tick
         await poll(h, clock)
         await h.until(lambda: h.settled())
         assert findings(h) == [("fnd_0001", hook, "open"), ("fnd_0002", pollers(sources)[0], "open")]
-        created = h.rows("SELECT f.tool_id FROM deliveries d JOIN findings f ON f.id = d.finding_id "
-                         "WHERE d.kind = 'finding.created' ORDER BY f.tool_id")
-        assert created == [("fnd_0001",), ("fnd_0002",)]
+        tool_ids = {f.id: f.tool_id for f in findings_of(h.hub.store.conn)}
+        created = sorted(tool_ids[d["finding_id"]] for d in deliveries_of(h.hub.store.conn)
+                         if d["kind"] == "finding.created")
+        assert created == ["fnd_0001", "fnd_0002"]
         assert len(linear.issues) == 2 and len({issue["title"] for issue in linear.issues.values()}) == 2
 
 
@@ -142,8 +143,8 @@ async def test_a_full_reimport_leaves_open_what_another_source_of_the_scope_repo
         await h.until(lambda: h.settled(2))
         await h.post("se-hooks", se_webhook(1))
         await h.until(lambda: h.events("pending") == 0)
-        steps = h.rows("SELECT f.tool_id, h.event_type, h.actor FROM finding_history h JOIN findings f "
-                       "ON f.id = h.finding_id WHERE f.tool_id = 'fnd_0001' ORDER BY h.seq")
+        steps = [(tool_id, step["event_type"], step["actor"]) for tool_id, step in history_of(h.hub.store.conn)
+                 if tool_id == "fnd_0001"]
         assert steps == [("fnd_0001", "finding.created", "se-api"), ("fnd_0001", "finding.reported", "se-hooks")]
         api.state.s["findings"] = []
         await poll(h, clock)

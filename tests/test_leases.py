@@ -12,6 +12,7 @@ import pytest
 from hub.store import Store
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
+from tests.support import deliveries_of, force
 from tests.test_pipeline import OUT_SECRET, config_data, harness, item, order_ok
 
 
@@ -54,8 +55,8 @@ async def test_a_row_in_flight_past_its_lease_goes_back_to_pending_without_a_res
     async with harness(tmp_path, data, transport) as h:
         await h.send([item(1)])
         await h.until(lambda: h.states() == {"pending": 1} and transport.calls == 1)
-        await h.hub.store.write(lambda conn: conn.execute(  # as if a holder claimed it and vanished
-            "UPDATE deliveries SET state = 'in_flight', lease_until = '2000-01-01T00:00:00.000000Z'"))
+        await h.hub.store.write(lambda conn: force(  # as if a holder claimed it and vanished
+            conn, "UPDATE deliveries SET state = 'in_flight', lease_until = '2000-01-01T00:00:00.000000Z'"))
         await h.until(lambda: h.states() == {"done": 1})
         assert [d["finding"]["tool_id"] for d in app.state.received] == ["F-1"]
 
@@ -71,7 +72,7 @@ def test_release_expired_spares_rows_still_held_and_rows_within_their_lease(tmp_
     held = {claimed[0].seq}
     released = store.write_sync(lambda conn: outbox.release_expired(conn, "2026-12-01T10:05:00.000000Z", held))
     assert released == {"t": 1}  # the second of the first claim; the first is held, the third's lease runs on
-    states = dict(store.conn.execute("SELECT seq, state FROM deliveries"))
+    states = {d["seq"]: d["state"] for d in deliveries_of(store.conn)}
     assert states == {claimed[0].seq: "in_flight", claimed[1].seq: "pending", 3: "in_flight"}
 
 

@@ -20,7 +20,7 @@ from hub import logs, signatures
 from hub.cli import main
 from hub.runtime import Hub
 from hub.settings import load_config
-from tests.support import SW_SECRET, HubHarness, base_config, scanner_source, write_config
+from tests.support import SW_SECRET, HubHarness, base_config, findings_of, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -106,7 +106,8 @@ async def test_json_lines_carry_the_ids_they_are_about_and_no_secret(tmp_path, s
         r = await h.client.post("/hooks/scanner", content=b"{}", headers={"content-type": "application/json",
                                                                           **forged})
         assert r.status_code == 401
-        [(fid,)] = h.rows("SELECT id FROM findings")
+        [found] = findings_of(h.hub.store.conn)
+        fid = found.id
     text = stream.getvalue()
     records = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)

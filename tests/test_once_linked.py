@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.fakes.linear import API_KEY, TEAM, FakeLinear
-from tests.support import HubHarness, scanner_source
+from tests.support import HubHarness, deliveries_of, scanner_source
 
 LIFECYCLE = ["finding.created", "finding.updated", "finding.resolved", "finding.reopened"]
 
@@ -37,7 +37,7 @@ def finding(**kw: Any) -> dict[str, Any]:
 
 
 def deliveries(h: HubHarness, target: str) -> list[tuple[str, str, str]]:
-    return [tuple(r) for r in h.rows("SELECT route, kind, state FROM deliveries WHERE target = ? ORDER BY seq", target)]
+    return [(d["route"], d["kind"], d["state"]) for d in deliveries_of(h.hub.store.conn, target=target)]
 
 
 async def test_a_critical_that_drops_to_high_keeps_its_ticket_in_sync_until_it_is_closed(tmp_path):

@@ -16,7 +16,7 @@ from hub.cli import main
 from hub.settings import load_config
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, events_of, findings_of, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 
@@ -89,8 +89,7 @@ async def test_every_finding_arrives_in_order_through_failures(tmp_path):
         upd = next(d for d in app.state.received if d["type"] == "finding.updated")
         assert upd["changes"]["severity"] == {"old": "high", "new": "critical"}
         assert upd["finding"]["raw"]["id"] == upd["finding"]["tool_id"]  # raw included
-        retried = h.hub.store.conn.execute("SELECT max(attempts) FROM deliveries WHERE target = 'hook'").fetchone()[0]
-        assert retried >= 2
+        assert max(d["attempts"] for d in deliveries_of(h.hub.store.conn, target="hook")) >= 2
 
 
 async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
@@ -138,7 +137,7 @@ async def test_a_route_whose_when_fails_is_skipped_and_the_catch_all_still_deliv
         await h.until(lambda: h.events("processed") == 1)
         await h.until(lambda: h.settled(2))
         assert sorted(d["finding"]["tool_id"] for d in app.state.received) == ["F-1", "F-2"]
-        assert h.rows("SELECT DISTINCT route, target FROM deliveries") == [("everything", "hook")]
+        assert {(d["route"], d["target"]) for d in deliveries_of(h.hub.store.conn)} == {("everything", "hook")}
         assert h.events("failed") == 0
         assert 'hub_route_errors_total{route="scored"} 2.0' in (await h.client.get("/metrics")).text
     logged = [r.getMessage() for r in caplog.records if r.name == "hub.routing"]
@@ -173,7 +172,8 @@ async def test_adapter_failure_is_kept_and_reported(tmp_path):
     async with harness(tmp_path, config_data(tmp_path), Scripted(receiver(OUT_SECRET))) as h:
         await h.send([{"id": "x", "severity": "catastrophic", "title": "t"}])
         await h.until(lambda: h.events("failed") == 1)
-        error = h.hub.store.conn.execute("SELECT error FROM events").fetchone()[0]
+        [event] = events_of(h.hub.store.conn)
+        error = event["error"]
         assert "finding 0" in error and "catastrophic" in error
 
 
@@ -185,7 +185,7 @@ async def test_when_filters_and_no_route_no_delivery(tmp_path):
         await h.until(lambda: h.events("processed") == 1)
         await h.until(h.settled)
         assert [d["finding"]["tool_id"] for d in app.state.received] == ["F-1"]
-        assert h.hub.store.conn.execute("SELECT count(*) FROM findings").fetchone()[0] == 3
+        assert len(findings_of(h.hub.store.conn)) == 3
 
 
 async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
@@ -198,9 +198,7 @@ async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
         await h.send([item(i) for i in range(30)])
         await h.until(lambda: len(healthy.state.received) == 30, timeout=10)
         assert h.hub.dispatcher.workers["hook"].breaker.state != "closed"
-        pending = h.hub.store.conn.execute(
-            "SELECT count(*) FROM deliveries WHERE target = 'hook' AND state = 'pending'").fetchone()[0]
-        assert pending > 0  # waiting, not lost
+        assert h.states("hook").get("pending", 0) > 0  # waiting, not lost
         metrics = (await h.client.get("/metrics")).text
         assert 'hub_target_circuit_open{target="hook"} 1.0' in metrics
         assert 'hub_deliveries_total{outcome="ok",target="other"} 30.0' in metrics

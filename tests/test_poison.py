@@ -18,7 +18,7 @@ from hub.cli import main
 from hub.errors import StoreUnavailableError
 from hub.store import Store
 from hub.store import events as event_rows
-from tests.support import SW_SECRET, HubHarness, scanner_source, write_config
+from tests.support import SW_SECRET, HubHarness, events_of, scanner_source, write_config
 
 
 def nested(levels: int) -> Any:
@@ -60,7 +60,7 @@ async def test_a_body_nested_deeper_than_the_limit_is_refused_at_intake(tmp_path
         r = await h.client.post("/hooks/scanner", content=raw, headers=headers)
         assert r.status_code == 400
         assert r.json()["code"] == "too_deep"
-        assert h.rows("SELECT count(*) FROM events") == [(0,)]
+        assert events_of(h.hub.store.conn) == []
 
 
 async def test_the_deepest_accepted_body_goes_all_the_way_to_a_delivery(tmp_path: Path) -> None:
@@ -82,9 +82,9 @@ async def test_a_poison_event_fails_alone_and_once_while_later_events_go_on(tmp_
     async with HubHarness.running(tmp_path, config(tmp_path, batch_events=5)) as h:
         await h.until(lambda: h.events("processed") == 1 and h.events("failed") == 6)
         await asyncio.sleep(0.5)  # several safety-net ticks: nothing is taken again
-        rows = h.rows("SELECT state, attempts, error FROM events WHERE state = 'failed'")
-        assert all(attempts == 1 for _, attempts, _ in rows)
-        assert all("Recursion limit" in error for _, _, error in rows)
+        failed = events_of(h.hub.store.conn, state="failed")
+        assert all(e["attempts"] == 1 for e in failed)
+        assert all("Recursion limit" in e["error"] for e in failed)
         assert h.states() == {"done": 1}
 
 
@@ -121,7 +121,7 @@ async def test_a_store_that_refuses_writes_leaves_events_pending_and_the_loop_ba
         failing = False
         await h.until(lambda: h.events("processed") == 1)
         await h.until(h.settled)
-        assert h.rows("SELECT attempts, error FROM events") == [(1, None)]
+        assert [(e["attempts"], e["error"]) for e in events_of(h.hub.store.conn)] == [(1, None)]
 
 
 def test_transient_is_part_of_the_error_type() -> None:

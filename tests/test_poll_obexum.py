@@ -23,7 +23,7 @@ from hub.runtime import Hub
 from hub.settings import load_config
 from hub.store import sync_state
 from tests.fakes.obexum import WINDOW, new_token, obexum
-from tests.support import LoopbackServer, events_settled, write_config
+from tests.support import LoopbackServer, events_settled, findings_of, history_of, write_config
 
 BASE = "http://obexum.test/api/v1"
 SECRET = "obexum-webhook-secret"
@@ -90,14 +90,14 @@ async def make_hub(tmp_path: Path, app: Any, clock: VirtualClock, poll: dict[str
 
 def findings(hub: Hub) -> dict[str, tuple[str, str]]:
     """rule + host -> (status, asset identifier), one row per stored finding (a duplicate would collide)."""
-    rows = hub.store.conn.execute("SELECT rule_id, json_extract(asset, '$.identifier'), status FROM findings").fetchall()
-    out = {f"{rule}@{host}": (status, host) for rule, host, status in rows}
+    rows = findings_of(hub.store.conn)
+    out = {f"{f.rule_id}@{f.asset.identifier}": (f.status, f.asset.identifier) for f in rows}
     assert len(out) == len(rows), "a finding was stored twice"
     return out
 
 
 def steps(hub: Hub) -> list[str]:
-    return [r[0] for r in hub.store.conn.execute("SELECT event_type FROM finding_history ORDER BY seq")]
+    return [step["event_type"] for _, step in history_of(hub.store.conn)]
 
 
 def paths(app: Any) -> list[str]:

@@ -15,7 +15,7 @@ from hub.runtime import Hub
 from hub.settings import load_config
 from hub.store import sync_state
 from tests.fakes import platforms
-from tests.support import events_settled, write_config
+from tests.support import events_settled, findings_of, history_of, write_config
 
 
 def se_item(i: int, **kw: Any) -> dict[str, Any]:  # the /v1/findings item shape of SecureEndpoint's API
@@ -38,12 +38,11 @@ async def make_hub(tmp_path: Path, poll: dict[str, Any], app: Any, adapter: str 
 
 
 def statuses(hub: Hub) -> dict[str, str]:
-    return dict(hub.store.conn.execute("SELECT tool_id, status FROM findings").fetchall())
+    return {f.tool_id: f.status for f in findings_of(hub.store.conn)}
 
 
 def history(hub: Hub) -> list[tuple[str, str]]:
-    return hub.store.conn.execute("SELECT f.tool_id, h.event_type FROM finding_history h JOIN findings f "
-                                  "ON f.id = h.finding_id ORDER BY h.seq").fetchall()
+    return [(tool_id, step["event_type"]) for tool_id, step in history_of(hub.store.conn)]
 
 
 SE_POLL = {"url": "http://se.test/v1/findings", "auth": {"bearer": "se_live_test"}, "page_size": 10}
@@ -59,8 +58,8 @@ async def test_pages_through_the_list_and_stores_each_page(tmp_path):
         assert all(r["per_page"] == "10" for r in app.state.s["requests"])
         await events_settled(hub)
         assert len(statuses(hub)) == 25 and set(statuses(hub).values()) == {"open"}
-        title = hub.store.conn.execute("SELECT title, source FROM findings WHERE tool_id = 'fnd_0003'").fetchone()
-        assert "OpenSSL 1.0.3" in title[0] and title[1] == "platform"
+        [found] = findings_of(hub.store.conn, "fnd_0003")
+        assert "OpenSSL 1.0.3" in found.title and found.source == "platform"
         again = await hub.pollers["platform"].run()  # the same pages: stored once, nothing changes
         assert again.complete and again.stored == 0
 
@@ -208,8 +207,8 @@ async def test_secuprobe_waits_for_completed_scans_and_a_rescan_replaces_the_las
         await hub.pollers["platform"].run()
         await events_settled(hub)
         assert "/api/v1/scans/s1/vulnerabilities" not in s["requests"]  # imported once
-        rows = hub.store.conn.execute("SELECT title, location, status FROM findings ORDER BY title, location").fetchall()
-        assert ("Missing HSTS", "https://your-domain.com", "resolved") in [(t, loc, st) for t, loc, st in rows]
+        rows = [(f.title, f.location, f.status) for f in findings_of(hub.store.conn)]
+        assert ("Missing HSTS", "https://your-domain.com", "resolved") in rows
         assert sum(1 for _, _, st in rows if st == "open") == 2  # CSP on both sites
 
 

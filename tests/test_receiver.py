@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,7 +19,8 @@ from hub import signatures
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import load_config
-from tests.support import HMAC_SECRET, SW_SECRET, base_config, write_config
+from hub.store import events as event_rows
+from tests.support import HMAC_SECRET, SW_SECRET, base_config, events_of, force, write_config
 
 BODY = json.dumps({"event": "finding.created", "data": {"finding_id": "fnd_1", "severity": "critical"}}).encode()
 
@@ -34,9 +36,10 @@ def sw_headers(body: bytes, msg_id: str = "msg_1", now: float | None = None) -> 
 
 
 def rows(hub: Hub) -> list[dict[str, Any]]:
-    with sqlite3.connect(hub.store.path) as db:  # a separate connection: what is on disk
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM events ORDER BY seq")]
+    with contextlib.closing(hub.store.connect()) as conn:  # a separate connection: what is on disk
+        summaries = events_of(conn)
+        stored = event_rows.by_ids(conn, [e["id"] for e in summaries])
+        return [{**e, "body": stored[e["id"]].body, "headers": stored[e["id"]].headers} for e in summaries]
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -234,12 +237,12 @@ async def test_store_locked_by_another_process_gives_503_and_no_row(tmp_path):
     try:
         transport = httpx.ASGITransport(app=create_app(hub))
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock longer than busy_timeout
+            force(other, "BEGIN IMMEDIATE")  # another writer holds the lock longer than busy_timeout
             r = await client.post("/hooks/se", content=BODY, headers=se_headers(BODY))
             doc = assert_error(r, 503, "unavailable")
             assert r.headers["retry-after"] == "5" and "locked" in doc["error"]
             assert (await client.get("/readyz")).status_code == 503
-            other.execute("ROLLBACK")
+            force(other, "ROLLBACK")
             assert (await client.post("/hooks/se", content=BODY, headers=se_headers(BODY))).status_code == 202
         assert len(rows(hub)) == 1  # only the retried one
     finally:
@@ -250,8 +253,8 @@ async def test_store_locked_by_another_process_gives_503_and_no_row(tmp_path):
 async def test_failed_commit_fails_every_request_of_the_batch(client, hub):
     """A transaction SQLite rolls back (as on I/O errors) answers 503 to every request that shared it."""
     with sqlite3.connect(hub.store.path) as db:
-        db.execute("CREATE TRIGGER doomed BEFORE INSERT ON events WHEN CAST(NEW.body AS TEXT) LIKE '%doomed%' "
-                   "BEGIN SELECT RAISE(ROLLBACK, 'simulated disk failure'); END")
+        force(db, "CREATE TRIGGER doomed BEFORE INSERT ON events WHEN CAST(NEW.body AS TEXT) LIKE '%doomed%' "
+              "BEGIN SELECT RAISE(ROLLBACK, 'simulated disk failure'); END")
     doomed = b'{"doomed": true}'
     answers = await asyncio.gather(*(client.post("/hooks/se", content=b, headers=se_headers(b))
                                      for b in [BODY] * 5 + [doomed] + [BODY] * 5))

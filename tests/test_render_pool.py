@@ -27,7 +27,7 @@ from hub.store import deliveries as outbox
 from hub.store.deliveries import ClaimedDelivery
 from tests.connectors.test_splunk_hec import delivered_ids, findings, harness, hub_config
 from tests.fakes.splunk_hec import fake_hec, keys
-from tests.support import SW_SECRET, HubHarness, HubProcess, LoopbackServer, free_port, write_config
+from tests.support import SW_SECRET, HubHarness, HubProcess, LoopbackServer, deliveries_of, free_port, write_config
 from tests.test_examples import EXAMPLES, dummy_env
 
 SIEM_TYPES = ("splunk_hec", "sentinel", "elastic")
@@ -43,8 +43,7 @@ def siem_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
 
 
 def all_rows(h: HubHarness) -> list[outbox.ClaimedDelivery]:
-    seqs = [r[0] for r in h.rows("SELECT seq FROM deliveries ORDER BY seq")]
-    return outbox.peek(h.hub.store.conn, seqs)
+    return outbox.peek(h.hub.store.conn, [d["seq"] for d in deliveries_of(h.hub.store.conn)])
 
 
 def batches(h: HubHarness, where: str = "process") -> float:
@@ -92,7 +91,8 @@ async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
         await h.until(lambda: h.settled(301))
         assert batches(h) >= 1
         assert h.states() == {"done": 300, "dead": 1}
-        [(error,)] = h.rows("SELECT last_error FROM deliveries WHERE state = 'dead'")
+        [dead] = deliveries_of(h.hub.store.conn, state="dead")
+        error = dead["last_error"]
         assert error.startswith("template error:") and "event.json.j2" in error and "nope" in error
         assert delivered_ids(app) == sorted(f"F-{i}" for i in range(300) if i != 150)
 

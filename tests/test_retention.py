@@ -17,7 +17,7 @@ from hub.store import Store, events
 from hub.store import deliveries as outbox
 from hub.store import retention as retention_rows
 from hub.store import tokens as token_rows
-from tests.support import write_config
+from tests.support import EVERY, attempt_rows, deliveries_of, events_of, write_config
 
 NOW = 1_800_000_000.0  # 2027-01-15
 DAY = 86_400.0
@@ -32,21 +32,23 @@ class Rows:
     def event(self, age_days: float, state: str) -> str:
         ev = events.NewEvent("se", iso(NOW - age_days * DAY), None, "application/json", "{}", b"{}", "hmac-sha256")
         ident, _ = self.store.write_sync(lambda c: events.insert(c, ev))
-        self.store.write_sync(lambda c: c.execute("UPDATE events SET state = ? WHERE seq = ?",
-                                                  (state, events.parse_id(ident))))
+        seq, stamp = events.parse_id(ident) or 0, iso(NOW - age_days * DAY)
+        if state == "processed":
+            self.store.write_sync(lambda c: events.take(c, seq, stamp))
+        elif state == "failed":
+            self.store.write_sync(lambda c: events.mark_failed(c, seq, "the adapter failed", stamp))
         return ident
 
     def delivery(self, age_days: float, state: str, event_id: str | None = None) -> int:
-        key = f"k{self.store.conn.execute('SELECT count(*) FROM deliveries').fetchone()[0]}"
+        key = f"k{len(self.delivery_seqs())}"
         stamp = iso(NOW - age_days * DAY)
         new = outbox.NewDelivery("r", "t", "event.received" if event_id else "finding.created",
                                  None if event_id else "fnd_1", event_id, key, key, None if event_id else "{}")
 
         def job(c: sqlite3.Connection) -> int:
             outbox.insert(c, [new], stamp)
-            seq = c.execute("SELECT seq FROM deliveries WHERE idempotency_key = ?", (key,)).fetchone()[0]
-            done_at = stamp if state in ("done", "dead") else None
-            c.execute("UPDATE deliveries SET state = ?, done_at = ? WHERE seq = ?", (state, done_at, seq))
+            [added] = outbox.listing(c, limit=1)
+            seq = added["seq"]
             outbox.record(c, [outbox.Result(seq, state, None, 200, "ok", "ok", 1.0)], stamp) \
                 if state in ("done", "dead") else None
             return int(seq)
@@ -54,13 +56,13 @@ class Rows:
         return self.store.write_sync(job)
 
     def delivery_seqs(self) -> set[int]:
-        return {r[0] for r in self.store.conn.execute("SELECT seq FROM deliveries")}
+        return {d["seq"] for d in deliveries_of(self.store.conn)}
 
     def event_ids(self) -> set[str]:
-        return {f"evt_{r[0]}" for r in self.store.conn.execute("SELECT seq FROM events")}
+        return {e["id"] for e in events_of(self.store.conn)}
 
     def attempts_of(self, seq: int) -> int:
-        return self.store.conn.execute("SELECT count(*) FROM delivery_attempts WHERE delivery = ?", (seq,)).fetchone()[0]
+        return attempt_rows(self.store.conn, seq)
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ async def test_audit_rows_older_than_audit_days_go_range_by_range(store, monkeyp
                                                          "401 invalid_token", {}, "203.0.113.7"))
     pruned = await retention.prune(store, RetentionConfig(), NOW)  # audit_days 365 by default
     assert pruned.audit == 3
-    left = [r[0] for r in store.conn.execute("SELECT at FROM audit_log ORDER BY seq")]
+    left = [r["at"] for r in token_rows.audit_listing(store.conn, limit=EVERY)[::-1]]
     assert left == [iso(NOW - 364 * DAY), iso(NOW - 10 * DAY)]
     assert (await retention.prune(store, RetentionConfig(audit_days=None), NOW + 1000 * DAY)).audit == 0
     assert (await retention.prune(store, RetentionConfig(audit_days=5), NOW)).audit == 2

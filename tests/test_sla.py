@@ -24,6 +24,7 @@ from hub.models import Finding
 from hub.runtime import Hub
 from hub.settings import load_config
 from hub.sla import csv_cell, write_csv
+from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 from hub.store import sla
 from hub.store.schema import migrations
@@ -201,7 +202,7 @@ async def ingest(hub: Hub, client: httpx.AsyncClient, key: str, items: list[dict
                           headers={"authorization": f"Bearer {key}"})
     assert r.status_code == 202, r.text
     for _ in range(200):
-        if not hub.store.conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]:
+        if not event_rows.counts(hub.store.conn).get("pending"):
             return
         await asyncio.sleep(0.02)
     raise AssertionError("events still pending")

@@ -9,9 +9,10 @@ import pytest
 from sqlite_utils import Database
 
 from hub.errors import StoreError, StoreUnavailableError
-from hub.store import Store, events
+from hub.store import Store, events, sync_state
 from hub.store import deliveries as outbox
 from hub.store.schema import migrations
+from tests.support import force
 
 TABLES = {"events", "findings", "finding_history", "deliveries", "delivery_attempts", "delivery_snapshots",
           "external_refs", "api_tokens", "audit_log", "sync_state"}
@@ -95,7 +96,7 @@ async def test_concurrent_writes_share_commits_and_resolve_after_commit(tmp_path
         assert sum(batches) == 200 and len(batches) < 200  # grouped
         # Every resolved write is visible to an unrelated connection: it is committed.
         with sqlite3.connect(store.path) as other:
-            assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 200
+            assert events.counts(other) == {"pending": 200}
     finally:
         await store.close()
 
@@ -105,18 +106,18 @@ async def test_a_failing_job_rolls_back_alone(tmp_path):
     await store.start()
 
     def good(conn: sqlite3.Connection) -> str:
-        conn.execute("INSERT INTO sync_state VALUES ('good', '1', 'now')")
+        sync_state.put(conn, "good", {}, "now")
         return "ok"
 
     def bad(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO sync_state VALUES ('half', '1', 'now')")
+        sync_state.put(conn, "half", {}, "now")
         raise ValueError("adapter blew up")
 
     try:
         results = await asyncio.gather(store.write(good), store.write(bad), return_exceptions=True)
         assert results[0] == "ok" and isinstance(results[1], ValueError)
-        keys = [r[0] for r in store.conn.execute("SELECT key FROM sync_state")]
-        assert keys == ["good"]  # the failing job's own first statement was rolled back too
+        kept = [key for key in ("good", "half") if sync_state.get(store.conn, key) is not None]
+        assert kept == ["good"]  # the failing job's own first statement was rolled back too
     finally:
         await store.close()
 
@@ -126,7 +127,7 @@ async def test_operational_errors_become_store_unavailable(tmp_path):
     await store.start()
     try:
         with pytest.raises(StoreUnavailableError):
-            await store.write(lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)"))
+            await store.write(lambda conn: force(conn, "INSERT INTO no_such_table VALUES (1)"))
         assert await store.ping()
     finally:
         await store.close()
@@ -140,7 +141,7 @@ async def test_close_commits_what_is_queued(tmp_path):
     await store.close()
     assert all(f.done() and not f.exception() for f in futures)
     with sqlite3.connect(tmp_path / "hub.db") as other:
-        assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 50
+        assert events.counts(other) == {"pending": 50}
     with pytest.raises(StoreUnavailableError):
         await store.write(lambda conn: None)
 
@@ -148,11 +149,10 @@ async def test_close_commits_what_is_queued(tmp_path):
 def test_write_sync_rolls_back_on_error(tmp_path):
     store = Store(tmp_path / "hub.db")
     with pytest.raises(RuntimeError):
-        store.write_sync(lambda conn: (conn.execute("INSERT INTO sync_state VALUES ('x', '1', 'n')"),
-                                       (_ for _ in ()).throw(RuntimeError("boom"))))
-    assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 0
-    store.write_sync(lambda conn: conn.execute("INSERT INTO sync_state VALUES ('x', '1', 'n')"))
-    assert store.conn.execute("SELECT count(*) FROM sync_state").fetchone()[0] == 1
+        store.write_sync(lambda conn: (sync_state.put(conn, "x", {}, "n"), (_ for _ in ()).throw(RuntimeError("boom"))))
+    assert sync_state.get(store.conn, "x") is None
+    store.write_sync(lambda conn: sync_state.put(conn, "x", {}, "n"))
+    assert sync_state.get(store.conn, "x") == {}
 
 
 def test_an_old_sqlite_is_named_before_anything_is_written(tmp_path, monkeypatch):

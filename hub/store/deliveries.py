@@ -301,6 +301,13 @@ def replay_count(conn: sqlite3.Connection, *, state: str, target: str | None, si
     return int(conn.execute(f"SELECT count(*) FROM deliveries WHERE {' AND '.join(where)}", args).fetchone()[0])
 
 
+def counts(conn: sqlite3.Connection, target: str | None = None) -> dict[str, int]:
+    """Deliveries by state (only the states that have some), of one target or of all: where a queue stands."""
+    where, args = _filters(None, target, None)
+    sql = "SELECT state, count(*) FROM deliveries" + (f" WHERE {' AND '.join(where)}" if where else "")
+    return dict(conn.execute(sql + " GROUP BY state", args).fetchall())
+
+
 def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
     """Per target: pending count and the oldest pending created_at."""
     rows = conn.execute("SELECT target, count(*), min(created_at) FROM deliveries WHERE state IN ('pending', "

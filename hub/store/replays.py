@@ -55,3 +55,8 @@ def prune_step(conn: sqlite3.Connection, now: float) -> int:
     ``STEP / expired share`` rows, once per retention run."""
     return conn.execute("DELETE FROM replay_guard WHERE digest IN (SELECT digest FROM replay_guard "
                         "WHERE expires_at <= ? LIMIT ?)", (now, STEP)).rowcount
+
+
+def held(conn: sqlite3.Connection) -> int:
+    """How many digests the guard holds, expired ones that retention has not pruned yet included."""
+    return int(conn.execute("SELECT count(*) FROM replay_guard").fetchone()[0])

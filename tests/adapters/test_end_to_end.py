@@ -14,7 +14,7 @@ import pytest
 
 from hub import signatures
 from tests.adapters import test_secuprobe, test_secureendpoint
-from tests.support import HubHarness
+from tests.support import HubHarness, events_of, findings_of
 
 TOKEN = "adapter-test-token"
 
@@ -30,11 +30,10 @@ class Client(HubHarness):
         return self.events("pending") == 0
 
     def findings(self, src: str) -> dict[str, tuple[str, str]]:
-        rows = self.rows("SELECT title, status, severity FROM findings WHERE source = ?", src)
-        return {title: (status, severity) for title, status, severity in rows}
+        return {f.title: (f.status, f.severity) for f in findings_of(self.hub.store.conn) if f.source == src}
 
     def failed(self) -> list[str]:
-        return [error for (error,) in self.rows("SELECT error FROM events WHERE state = 'failed'")]
+        return [e["error"] for e in events_of(self.hub.store.conn, state="failed")]
 
 
 @pytest.fixture

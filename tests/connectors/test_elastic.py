@@ -29,8 +29,9 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from hub.settings import load_config
+from hub.store import deliveries as outbox
 from tests.fakes.elastic import ECS, Unreliable, elasticsearch
-from tests.support import HubHarness, free_port, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, free_port, scanner_source, write_config
 
 API_KEY = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
 EXAMPLES = BUILTIN_ROOT / "elastic" / "examples"
@@ -480,10 +481,11 @@ async def test_10000_findings_end_to_end_none_lost_or_duplicated(tmp_path):
             await h.send([finding(i) for i in range(start, start + 1000)])
         await h.until(lambda h=h: h.events("processed") == 10, timeout=30)
         await h.until(h.settled, timeout=30)
-        rows = h.hub.store.conn.execute("SELECT idempotency_key, kind, state FROM deliveries").fetchall()
-    assert {r[2] for r in rows} == {"done"} and len(rows) == 10_010  # 10,000 findings + 10 raw events
+        listed = deliveries_of(h.hub.store.conn)
+        keys = {d.idempotency_key for d in outbox.peek(h.hub.store.conn, [d["seq"] for d in listed])}
+    assert {d["state"] for d in listed} == {"done"} and len(listed) == 10_010  # 10,000 findings + 10 raw events
     docs = cluster.all_docs()
-    assert set(docs) == {r[0] for r in rows}  # every delivery exactly once, under its idempotency key
+    assert set(docs) == keys  # every delivery exactly once, under its idempotency key
     titles = [d["message"] for d in docs.values() if d["event"]["kind"] == "state"]
     assert len(titles) == len(set(titles)) == 10_000
     assert sum(1 for d in docs.values() if d["event"]["kind"] == "event") == 10
@@ -521,7 +523,6 @@ async def test_a_permanent_item_goes_dead_alone_with_its_reason(tmp_path):
         await h.send([finding(i) for i in range(10)])
         await h.until(h.settled)
         assert h.states() == {"done": 10, "dead": 1}
-        [(reason, attempts)] = h.hub.store.conn.execute(
-            "SELECT last_error, attempts FROM deliveries WHERE state = 'dead'").fetchall()
-    assert attempts == 1 and reason.startswith("item HTTP 400 mapper_parsing_exception")
+        [dead] = deliveries_of(h.hub.store.conn, state="dead")
+    assert dead["attempts"] == 1 and dead["last_error"].startswith("item HTTP 400 mapper_parsing_exception")
     assert len(app.state.cluster.docs["logs-findings-default"]) == 10

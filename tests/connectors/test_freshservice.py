@@ -28,7 +28,7 @@ from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from hub.store import sync_state
 from tests.fakes.freshservice import fake_freshservice
-from tests.support import HubHarness, base_config, scanner_source, write_config
+from tests.support import EVERY, HubHarness, base_config, deliveries_of, findings_of, scanner_source, write_config
 
 KEY = "fs-test-key"
 URL = "https://acme.freshservice.com"
@@ -431,8 +431,8 @@ async def test_e2e_lost_create_answers_still_make_one_ticket(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), LoseFirstCreate(app)) as h:
         await h.send([scan()])  # connection dropped after the ticket was made: retried, found by its tag
-        [(state, attempts)] = h.rows("SELECT state, attempts FROM deliveries WHERE target = 'fs'")
-        assert (state, attempts, len(app.state.tickets), h.ref("fs").remote_id) == ("done", 2, 1, "1")
+        [d] = deliveries_of(h.hub.store.conn, target="fs")
+        assert (d["state"], d["attempts"], len(app.state.tickets), h.ref("fs").remote_id) == ("done", 2, 1, "1")
         app.state.lose_creates = 1  # now a 502 after the create: same outcome
         await h.send([scan(id="F-2", host="web-2")])
         assert len(app.state.tickets) == 2 and app.state.calls.count(("POST", "/api/v2/tickets")) == 2
@@ -446,11 +446,11 @@ async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(
         report = await h.hub.syncs["fs"].run()
         assert (report.checked, report.resolved) == (1, 1)
         await h.until(h.settled)
-        [(fid, status)] = h.rows("SELECT id, status FROM findings")
-        assert status == "resolved"
-        last = finding_rows.history(h.hub.store.conn, fid)[-1]
+        [found] = findings_of(h.hub.store.conn)
+        assert found.status == "resolved"
+        last = finding_rows.history(h.hub.store.conn, found.id)[-1]
         assert last["changes"]["resolved_by"] == "fs" and last["changes"]["remote_status"] == "Closed"
-        kinds = h.rows("SELECT target, kind FROM deliveries ORDER BY seq")
+        kinds = [(d["target"], d["kind"]) for d in deliveries_of(h.hub.store.conn)]
         assert ("fs", "finding.resolved") not in kinds and ("archive", "finding.resolved") in kinds
         assert app.state.tickets[1]["status"] == 5 and app.state.notes[1] == []  # nothing echoed back
 
@@ -459,15 +459,15 @@ async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
         await h.send([scan(id=f"F-{i}", host=f"web-{i}") for i in range(50)])
-        assert len(h.rows("SELECT 1 FROM external_refs WHERE target = 'fs' AND state = 'linked'")) == 50
+        assert len(finding_rows.linked_refs(h.hub.store.conn, "fs", limit=EVERY)) == 50
         for tid in (5, 6, 7):
             app.state.agent_edit(tid, status=4)  # people resolve three tickets
         calls = len(app.state.calls)
         report = await h.hub.syncs["fs"].run()
         assert (report.checked, report.resolved, len(app.state.calls) - calls) == (50, 3, 1)
-        resolved = h.rows("SELECT r.remote_id FROM findings f JOIN external_refs r ON r.finding_id = f.id "
-                          "WHERE r.target = 'fs' AND f.status = 'resolved' ORDER BY 0 + r.remote_id")
-        assert resolved == [("5",), ("6",), ("7",)]
+        refs = [finding_rows.ref(h.hub.store.conn, f.id, "fs") for f in findings_of(h.hub.store.conn)
+                if f.status == "resolved"]
+        assert sorted((r.remote_id for r in refs if r and r.remote_id), key=int) == ["5", "6", "7"]
         bookmark = sync_state.get(h.hub.store.conn, "sync:fs")
         assert bookmark is not None and len(bookmark["ids"]) == 50
         calls = len(app.state.calls)
@@ -495,5 +495,5 @@ async def test_e2e_429_with_retry_after_then_success(tmp_path):
         started = time.monotonic()
         await h.send([scan()])
         assert time.monotonic() - started >= 0.9  # Retry-After: 1 was honoured, not the 0.05 s schedule
-        [(state, attempts)] = h.rows("SELECT state, attempts FROM deliveries WHERE target = 'fs'")
-        assert (state, attempts, len(app.state.tickets)) == ("done", 2, 1)
+        [d] = deliveries_of(h.hub.store.conn, target="fs")
+        assert (d["state"], d["attempts"], len(app.state.tickets)) == ("done", 2, 1)

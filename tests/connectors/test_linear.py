@@ -37,7 +37,7 @@ from tests.fakes.linear import (
     extract_subset,
     schema,
 )
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, events_of, findings_of, scanner_source, write_config
 
 EXAMPLES = BUILTIN_ROOT / "linear" / "examples"
 FINDING = orjson.loads((EXAMPLES / "created.finding.json").read_bytes())
@@ -389,11 +389,11 @@ def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
 
 class Harness(HubHarness):
     def deliveries(self, target: str = "secops") -> list[tuple[str, str, int]]:
-        return self.rows("SELECT kind, state, attempts FROM deliveries WHERE target = ? ORDER BY seq", target)
+        return [(d["kind"], d["state"], d["attempts"]) for d in deliveries_of(self.hub.store.conn, target=target)]
 
     def finding(self) -> dict[str, Any]:
-        row = self.hub.store.conn.execute("SELECT id, status FROM findings").fetchone()
-        return {"id": row[0], "status": row[1]}
+        [found] = findings_of(self.hub.store.conn)
+        return {"id": found.id, "status": found.status}
 
 
 def harness(tmp_path: Path, data: dict[str, Any], fake: FakeLinear,
@@ -473,7 +473,8 @@ async def test_a_signed_linear_webhook_resolves_the_finding_at_once_without_echo
         assert (await h.client.post("/hooks/linear_hooks", content=body, headers=headers)).status_code == 202
         await h.until(lambda: h.finding()["status"] == "resolved")
         await h.until(lambda: h.settled() and len(h.deliveries("archive")) == 2)
-        error = h.hub.store.conn.execute("SELECT error FROM events WHERE state = 'failed'").fetchone()[0]
+        [failed] = events_of(h.hub.store.conn, state="failed")
+        error = failed["error"]
         assert "webhookTimestamp" in error and "replay" in error
         last = finding_rows.history(h.hub.store.conn, h.finding()["id"])[-1]
         assert last["changes"]["resolved_by"] == "secops" and last["changes"]["remote_status"] == "Canceled"

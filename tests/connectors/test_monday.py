@@ -35,7 +35,7 @@ from tests.fakes.monday import (
     schema,
     transport_429,
 )
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, scanner_source, write_config
 
 TOKEN = "monday-test-token"
 EXAMPLES = BUILTIN_ROOT / "monday" / "examples"
@@ -417,8 +417,8 @@ async def test_hub_lost_create_answer_still_makes_one_item(tmp_path, loss):
         [made] = h.fake.items.values()
         ref = h.ref("mon", "V-1")
         assert ref.remote_id == made["id"] and made["values"]["text"] == ref.finding_id
-        attempts = h.hub.store.conn.execute("SELECT attempts FROM deliveries WHERE target = 'mon'").fetchone()[0]
-        assert attempts == 2 and h.fake.ops() == ["create_item", "items_page_by_column_values",
+        [d] = deliveries_of(h.hub.store.conn, target="mon")
+        assert d["attempts"] == 2 and h.fake.ops() == ["create_item", "items_page_by_column_values",
                                                   "change_multiple_column_values"]
 
 

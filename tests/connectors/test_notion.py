@@ -26,7 +26,7 @@ from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
 from tests.fakes.notion import DATA_SOURCE, DATABASE, TOKEN, VERSION, Flaky, NotionState, default_schema, notion_app
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, findings_of, scanner_source, write_config
 
 EXAMPLES = BUILTIN_ROOT / "notion" / "examples"
 MAPPING = load_mapping("notion", BUILTIN_ROOT / "notion", NotionConnector.payloads)
@@ -361,7 +361,7 @@ async def test_a_lost_create_response_still_makes_one_page(tmp_path, loss):
         await h.until(lambda: h.states("tickets") == {"done": 1})
         [page] = state.pages.values()
         assert h.ref("tickets").remote_id == page["id"]
-        assert h.rows("SELECT attempts FROM deliveries WHERE target = 'tickets'") == [(2,)]
+        assert [d["attempts"] for d in deliveries_of(h.hub.store.conn, target="tickets")] == [2]
 
 
 async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_path):
@@ -374,13 +374,13 @@ async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_pa
         report = await h.hub.syncs["tickets"].run()
         assert (report.checked, report.resolved) == (1, 1)
         await h.until(h.settled)
-        [(fid, status)] = h.rows("SELECT id, status FROM findings")
-        assert status == "resolved"
-        last = finding_rows.history(h.hub.store.conn, fid)[-1]
+        [found] = findings_of(h.hub.store.conn)
+        assert found.status == "resolved"
+        last = finding_rows.history(h.hub.store.conn, found.id)[-1]
         assert last["changes"]["resolved_by"] == "tickets" and last["changes"]["remote_status"] == "Won't fix"
         assert h.states("tickets") == {"done": 1}  # no finding.resolved back to Notion
-        assert h.rows("SELECT kind FROM deliveries WHERE target = 'archive' ORDER BY seq") == [
-            ("finding.created",), ("finding.resolved",)]
+        assert [d["kind"] for d in deliveries_of(h.hub.store.conn, target="archive")] == [
+            "finding.created", "finding.resolved"]
         assert state.value(page, "Status")["name"] == "Won't fix" and len(state.comments) == 0
 
 
@@ -406,5 +406,4 @@ async def test_rate_limited_then_created(tmp_path):
         await h.until(lambda: h.states("tickets") == {"done": 1})
         assert time.monotonic() - started >= 0.9  # Retry-After honoured, not the 0.05 s schedule
         assert len(state.pages) == 1 and h.ref("tickets").state == "linked"
-        [attempts] = h.rows("SELECT attempts FROM deliveries WHERE target = 'tickets'")
-        assert attempts == (2,)
+        assert [d["attempts"] for d in deliveries_of(h.hub.store.conn, target="tickets")] == [2]

@@ -22,8 +22,9 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.models import Finding
 from hub.settings import load_config
+from hub.store import deliveries as outbox
 from tests.fakes.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, TENANT, Outage, fake_sentinel
-from tests.support import SW_SECRET, HubHarness, scanner_source, write_config
+from tests.support import SW_SECRET, HubHarness, deliveries_of, scanner_source, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = BUILTIN_ROOT / "sentinel" / "examples"
@@ -371,7 +372,8 @@ def hub_config(tmp_path: Path, on: list[str], routes: int = 1, **target_extra: A
 
 class Harness(HubHarness):
     def keys(self) -> list[str]:
-        return [k for (k,) in self.rows("SELECT idempotency_key FROM deliveries")]
+        conn = self.hub.store.conn
+        return [d.idempotency_key for d in outbox.peek(conn, [d["seq"] for d in deliveries_of(conn)])]
 
 
 def harness(tmp_path: Path, data: dict[str, Any], transport: httpx.AsyncBaseTransport
@@ -420,5 +422,4 @@ async def test_endpoint_down_then_back_loses_nothing(tmp_path):
         assert sorted(r["EventId"] for r in raw) == sorted(r.json()["id"] for r in sent)
         assert raw[0]["RawEvent"]["findings"][0]["title"].startswith("Finding ")
         assert [c["status"] for c in app.state.azure.calls][:3] == [503, 503, 429]
-        attempts = h.hub.store.conn.execute("SELECT max(attempts) FROM deliveries").fetchone()[0]
-        assert attempts >= 3
+        assert max(d["attempts"] for d in deliveries_of(h.hub.store.conn)) >= 3

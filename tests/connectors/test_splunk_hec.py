@@ -23,7 +23,7 @@ from hub.errors import ConfigError
 from hub.mappings import BUILTIN_ROOT, load_mapping
 from hub.settings import load_config
 from tests.fakes.splunk_hec import TOKEN, fake_hec, keys
-from tests.support import HubHarness, scanner_source, write_config
+from tests.support import HubHarness, deliveries_of, scanner_source, write_config
 
 URL = "http://hec.test:8088"
 FINDING = orjson.loads((BUILTIN_ROOT / "splunk_hec" / "examples" / "created.finding.json").read_bytes())
@@ -334,8 +334,7 @@ async def test_hec_busy_for_a_while_then_back(tmp_path):
         app.state.busy = False
         await h.until(lambda: h.settled(301))
         assert h.states() == {"done": 301} and set(keys(app).values()) == {1} and len(keys(app)) == 301
-        attempts = h.hub.store.conn.execute("SELECT max(attempts) FROM deliveries").fetchone()[0]
-        assert attempts >= 2
+        assert max(d["attempts"] for d in deliveries_of(h.hub.store.conn)) >= 2
 
 
 async def test_a_rejected_event_is_dead_alone_end_to_end(tmp_path):
@@ -350,7 +349,8 @@ async def test_a_rejected_event_is_dead_alone_end_to_end(tmp_path):
         await h.send(findings(0, 20) + findings(20, 1, title="poison") + findings(21, 19))
         await h.until(lambda: h.settled(41))
         assert h.states() == {"done": 40, "dead": 1}
-        reason = h.hub.store.conn.execute("SELECT last_error FROM deliveries WHERE state = 'dead'").fetchone()[0]
+        [dead] = deliveries_of(h.hub.store.conn, state="dead")
+        reason = dead["last_error"]
         assert "code 7 (Incorrect index)" in reason and "targets.splunk.index" in reason
         assert delivered_ids(app) == sorted(f"F-{i}" for i in range(40) if i != 20)
         assert set(keys(app).values()) == {1}
@@ -364,5 +364,5 @@ async def test_ack_flow_with_a_lost_batch_end_to_end(tmp_path):
         await h.send(findings(0, 50))
         await h.until(lambda: h.settled(51))
         assert h.states() == {"done": 51} and len(keys(app)) == 51 and set(keys(app).values()) == {1}
-        retried = h.hub.store.conn.execute("SELECT count(*) FROM deliveries WHERE attempts > 1").fetchone()[0]
-        assert retried >= 1 and app.state.ack_polls >= 2
+        retried = [d for d in deliveries_of(h.hub.store.conn) if d["attempts"] > 1]
+        assert len(retried) >= 1 and app.state.ack_polls >= 2
