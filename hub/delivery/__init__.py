@@ -10,7 +10,8 @@ delays another. Targets whose connector ``SupportsBatch`` get many items per req
 per item. The worker wakes at once when the pipeline adds rows; the scheduler's safety-net job wakes
 every worker periodically in case a wake-up was missed.
 
-The modules: ``worker`` (when to claim and send: pacing, batching, the breaker), ``items`` (what a connector is
+The modules: ``worker`` (when to claim and send: capacity, batches, probes), ``health`` (whether the target may
+be tried: the breaker, a 429's pause), ``items`` (what a connector is
 handed: items built in the loop or encoded by the render process), ``verdicts`` (recording what the target said,
 and keeping it when the store cannot take it yet), ``dispatcher`` (the workers together: start, leases, wake-ups).
 """

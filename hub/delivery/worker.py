@@ -1,6 +1,7 @@
-"""One target's worker: when to claim and send its outbox rows (capacity, batches, pacing, the circuit breaker).
+"""One target's worker: when to claim and send its outbox rows (capacity, batches, pacing, probes).
 
-What it sends is built by ``items.ItemSource``; what the target answered is recorded by ``verdicts.VerdictLog``.
+Whether the target may be tried is ``health.TargetHealth``'s to say; what it sends is built by
+``items.ItemSource``; what the target answered is recorded by ``verdicts.VerdictLog``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import httpx
 
 from hub import logs
-from hub.connector import Connector, Outcome, SupportsBatch, Verdict, verdict_for_exception
+from hub.connector import Connector, SupportsBatch, Verdict, verdict_for_exception
+from hub.delivery.health import TargetHealth
 from hub.delivery.items import ItemSource
 from hub.delivery.verdicts import RouteDead, VerdictLog
 from hub.ids import iso, parse_iso
@@ -50,8 +52,7 @@ class Worker:
         self.breaker = CircuitBreaker(window=cb.window_secs, min_requests=min_requests, failure_rate=failure_rate,
                                       cooldown=cb.cooldown_secs, max_cooldown=cb.max_cooldown_secs, probes=cb.probes,
                                       clock=clock)  # the hub's clock, as the retry schedule's: one to inject
-        self._probed: list[int] = []  # seqs tried by the probes since the circuit last opened
-        self._opened_at: float | None = None  # hub clock: when the circuit opened, until it closes
+        self.health = TargetHealth(name, self.breaker, metrics.circuit_open)
         self.capacity = self.batch.in_flight if self.batch else cfg.concurrency
         self.clients: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for _ in range(self.capacity):
@@ -63,11 +64,9 @@ class Worker:
                                    on_deliveries=on_deliveries, outcomes=metrics.deliveries,
                                    latency=metrics.delivery_latency)
         self.backlogged = False  # the last claim was a full batch: claim the next one without waiting
-        self.paused_until = 0.0  # monotonic; a 429 with Retry-After pauses the whole target
         self.wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._circuit = metrics.circuit_open.labels(name)
 
     @property
     def held(self) -> set[int]:
@@ -92,7 +91,7 @@ class Worker:
         """Start what may start now. None: go again at once; a number: wait that long (or for a wake-up)."""
         if self.verdicts.waiting and not await self.verdicts.again():
             return self.verdicts.backoff
-        if (pause := self.paused_until - time.monotonic()) > 0:
+        if (pause := self.health.pause_left()) > 0:
             return pause
         allowance = self.breaker.allowance()
         if allowance == 0:
@@ -125,7 +124,7 @@ class Worker:
         """Half-open: one attempt, on the oldest pending delivery (due or not) that the probes since the circuit
         opened have not tried yet (any, once all have been). The oldest first: after an outage it is the one that
         has waited longest, and one that failed only for its own reasons cannot hold the circuit by itself."""
-        stamp, lease, skip = iso(now), iso(now + self.lease_secs), tuple(self._probed)
+        stamp, lease, skip = iso(now), iso(now + self.lease_secs), tuple(self.health.probed)
 
         def job(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
             return outbox.claim_probe(conn, self.name, stamp, lease, skip) or \
@@ -135,8 +134,7 @@ class Worker:
         if not rows:
             return IDLE_WAIT  # nothing to probe with: a new delivery wakes the worker
         self.held.update(r.seq for r in rows)
-        self.breaker.start_probe()
-        self._probed.append(rows[0].seq)
+        self.health.probing(rows[0].seq)
         self._spawn(self._deliver_batch(rows) if self.batch else self._deliver_one(rows[0]))
         return None
 
@@ -195,7 +193,8 @@ class Worker:
         await self._record([row], [verdict], time.perf_counter() - started)
 
     async def _record(self, rows: list[ClaimedDelivery], verdicts: list[Verdict], elapsed: float) -> None:
-        self._pacing(verdicts, self.clock())
+        if (opened_at := self.health.observe(verdicts, self.clock())) is not None:
+            self._spawn(self._expedite(opened_at))
         await self.verdicts.record(rows, verdicts, elapsed)
 
     async def _deliver_batch(self, rows: list[ClaimedDelivery]) -> None:
@@ -215,28 +214,6 @@ class Worker:
         except Exception as exc:  # noqa: BLE001  (a connector bug becomes a verdict, never a dead worker)
             verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
-
-    def _pacing(self, verdicts: list[Verdict], now: float) -> None:
-        breaker = self.breaker
-        if any(v.outcome is Outcome.OK for v in verdicts):
-            if breaker.success() and self._opened_at is not None:
-                self._probed.clear()
-                self._spawn(self._expedite(self._opened_at))
-                self._opened_at = None
-        elif any(v.outcome is Outcome.RETRY for v in verdicts) and breaker.failure():
-            self._probed.clear()
-            if breaker.trips == 1:  # closed -> open: once per outage at WARNING
-                self._opened_at = now
-                log.warning("target %s: circuit open: %d of %d attempts in the last %.0f s failed; deliveries wait "
-                            "(their retries unused), probes in %.0f s", self.name, breaker.failures, breaker.attempts,
-                            breaker.window, breaker.cooldown)
-            else:
-                log.info("target %s: circuit still open: %d probe(s) failed; next probes in %.0f s", self.name,
-                         breaker.probes, breaker.cooldown)
-        self._circuit.set(1 if breaker.state != "closed" else 0)
-        waits = [v.retry_after for v in verdicts if v.retry_after and v.status == 429]
-        if waits:
-            self.paused_until = max(self.paused_until, time.monotonic() + min(max(waits), 3600.0))
 
     async def close(self, grace: float = 10.0) -> None:
         self._closing = True
