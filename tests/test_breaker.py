@@ -121,7 +121,8 @@ async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(
 
 def breaker_config(tmp_path: Path, block: str) -> Any:
     path = tmp_path / "hub.yaml"
-    path.write_text(f"targets:\n  hook:\n    type: webhook\n    url: https://hooks.internal\n    circuit_breaker: {block}\n")
+    path.write_text("targets:\n  hook:\n    type: webhook\n    url: https://hooks.internal\n"
+                    f"    circuit_breaker: {block}\n")
     return load_config(path, {}).targets["hook"].circuit_breaker
 
 

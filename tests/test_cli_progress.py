@@ -69,6 +69,7 @@ def test_a_terminal_gets_a_bar_then_the_summary(tmp_path, terminal):
     out = run("deliveries", "replay", "--state", "dead", "--page", "2", "--config", config)
     assert "replaying" in out and "5/5" in out and out.endswith("5 delivery(ies) queued again\n")
     out = run("prune", "--config", config)
-    assert "pruning" in out and out.rstrip().splitlines()[-1].startswith("pruned 4 deliveries, 0 events")  # the rest went back to pending
+    # the rest went back to pending
+    assert "pruning" in out and out.rstrip().splitlines()[-1].startswith("pruned 4 deliveries, 0 events")
     total = 9 + 7  # max seq of deliveries and events; no audit rows
     assert f"{total}/{total}" in out

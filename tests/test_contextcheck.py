@@ -59,7 +59,8 @@ def test_a_misspelt_field_in_when_fails_check_config_at_the_line_of_the_when_key
      'finding.external_refs["linear"].idd: unknown field "idd" of finding.external_refs[...]; did you mean "id"?'),
 ])
 def test_when_checks_fields_and_names_against_what_the_routes_kinds_provide(tmp_path, when, on, message):
-    assert problems(tmp_path, config(tmp_path, when, on)) == [f"hub.yaml:{when_line(tmp_path)}: routes[0].when: {message}"]
+    found = problems(tmp_path, config(tmp_path, when, on))
+    assert found == [f"hub.yaml:{when_line(tmp_path)}: routes[0].when: {message}"]
 
 
 def when_line(tmp_path: Path) -> int:

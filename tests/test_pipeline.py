@@ -130,7 +130,8 @@ async def test_a_route_whose_when_fails_is_skipped_and_the_catch_all_still_deliv
     caplog.set_level("WARNING", logger="hub.routing")
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path)
-    data["routes"] = [{"name": "scored", "on": ["finding.created"], "when": "finding.cvss_score > 7", "to": ["archive"]},
+    data["routes"] = [{"name": "scored", "on": ["finding.created"], "when": "finding.cvss_score > 7",
+                       "to": ["archive"]},
                       {"name": "everything", "on": ["finding.created"], "to": ["hook"]}]
     async with harness(tmp_path, data, Scripted(app)) as h:
         await h.send([item(1), item(2)])

@@ -52,7 +52,8 @@ async def _post(client: httpx.AsyncClient, n: int) -> int:
 
     body = b'{"n": %d}' % n
     sig = hmac.new(HMAC_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    r = await client.post("/hooks/se", content=body, headers={"content-type": "application/json", "x-se-signature": sig})
+    headers = {"content-type": "application/json", "x-se-signature": sig}
+    r = await client.post("/hooks/se", content=body, headers=headers)
     return r.status_code
 
 

@@ -76,7 +76,8 @@ async def test_stored_headers_never_keep_secrets(client, hub):
 
 
 async def test_invalid_signature_is_401_and_nothing_is_stored(client, hub, caplog):
-    r = await client.post("/hooks/se", content=BODY, headers={**se_headers(BODY, "wrong"), "authorization": "Bearer zzz"})
+    headers = {**se_headers(BODY, "wrong"), "authorization": "Bearer zzz"}
+    r = await client.post("/hooks/se", content=BODY, headers=headers)
     assert_error(r, 401, "invalid_signature")
     assert rows(hub) == []
     logged = "\n".join(rec.getMessage() for rec in caplog.records)

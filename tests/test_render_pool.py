@@ -81,9 +81,8 @@ async def test_a_template_error_in_the_child_fails_its_item_alone(tmp_path):
     folder = tmp_path / "mapping"
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
     template = folder / "event.json.j2"
-    template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}',
-                                                     '{%- set asset = finding["raw"]["nope"] if finding["title"] == "poison" '
-                                                     'else finding["asset"] -%}'))
+    poisoned = '{%- set asset = finding["raw"]["nope"] if finding["title"] == "poison" else finding["asset"] -%}'
+    template.write_text(template.read_text().replace('{%- set asset = finding["asset"] -%}', poisoned))
     app = fake_hec()
     async with harness(tmp_path, siem_config(tmp_path, mapping=str(folder)), app) as h:
         await started(h)

@@ -58,7 +58,8 @@ def test_a_repeated_delivery_key_keeps_the_first_snapshot():
            for snap in ('{"v": 1}', '{"v": 2}')]
     assert outbox.insert(db.conn, new[:1], "2026-11-22T10:00:00.000Z") == 1
     assert outbox.insert(db.conn, new[1:], "2026-11-22T10:00:00.000Z") == 0
-    assert [r.snapshot for r in outbox.claim(db.conn, "t", "2026-11-22T10:00:01.000Z", 10, "2026-11-22T10:02:01.000Z")] == ['{"v": 1}']
+    claimed = outbox.claim(db.conn, "t", "2026-11-22T10:00:01.000Z", 10, "2026-11-22T10:02:01.000Z")
+    assert [r.snapshot for r in claimed] == ['{"v": 1}']
 
 
 def test_event_queries_in_memory():

@@ -53,7 +53,8 @@ def test_invalid_json_output_is_reported(tmp_path):
 
 
 def test_tojson_escapes_and_vars(tmp_path):
-    m = load_mapping("webhook", mapping_dir(tmp_path, '{"t": {{ finding.title | tojson }}, "l": {{ vars.label | tojson }}}'))
+    body = '{"t": {{ finding.title | tojson }}, "l": {{ vars.label | tojson }}}'
+    m = load_mapping("webhook", mapping_dir(tmp_path, body))
     out = m.render_json("body", {"finding": {"title": 'quote " and </script> \\ newline\n'}, "vars": m.vars})
     assert out == {"t": 'quote " and </script> \\ newline\n', "l": "sec"}
 
@@ -98,4 +99,5 @@ def test_builtin_mapping_golden_examples(type_name):
 
 def test_every_builtin_connector_ships_a_mapping():
     for type_name in connector_paths():
-        assert (BUILTIN_ROOT / type_name / "mapping.yaml").is_file(), f"hub/builtin_mappings/{type_name}/mapping.yaml is missing"
+        mapping = BUILTIN_ROOT / type_name / "mapping.yaml"
+        assert mapping.is_file(), f"hub/builtin_mappings/{type_name}/mapping.yaml is missing"

@@ -11,7 +11,8 @@ as ``YYYY-MM-DDTHH:MM:SSZ``, ``per_page`` 1-100, ``page`` from 1, newest created
 ``lose_creates`` (the next N creates are stored but answered 502: a lost answer), ``closure_required``,
 ``required_fields``, ``tag_filter`` (False: filtering by tag answers 400), ``remaining``/``total``, ``clock``
 (epoch seconds, stamps ``created_at``/``updated_at``), ``now`` (due dates must be
-later, ISO; default: the clock; ``fr_due_by`` no later than ``due_by``). ``app.state.agent_edit(id, **fields)`` is a person
+later, ISO; default: the clock; ``fr_due_by`` no later than ``due_by``).
+``app.state.agent_edit(id, **fields)`` is a person
 changing a ticket in the portal (its ``updated_at`` moves); ``calls`` lists every request as (method, path).
 """
 

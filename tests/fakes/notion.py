@@ -246,7 +246,8 @@ def notion_app(state: NotionState | None = None) -> Starlette:
             if not isinstance(body, dict):
                 return error(400, "validation_error", "body failed validation: body should be an object.")
             if "archived" in body and state.version >= "2026-03-11":
-                return error(400, "validation_error", "body failed validation: `archived` is `in_trash` since 2026-03-11.")
+                return error(400, "validation_error",
+                             "body failed validation: `archived` is `in_trash` since 2026-03-11.")
         state.requests.append((request.method, request.url.path))
         try:
             return route(request.method, request.url.path.removeprefix("/v1/").split("/"), body)

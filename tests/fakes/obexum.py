@@ -77,7 +77,8 @@ def bundle(engagement: dict[str, Any]) -> dict[str, Any]:
                 if target not in seen:
                     seen.add(target)
                     objects.append({"type": kind, "spec_version": "2.1", "id": target, "name": name})
-                objects.append({"type": "relationship", "spec_version": "2.1", "id": stix_id("relationship", fid + target),
+                objects.append({"type": "relationship", "spec_version": "2.1",
+                                "id": stix_id("relationship", fid + target),
                                 "relationship_type": rel, "source_ref": fid, "target_ref": target})
     return {"type": "bundle", "id": stix_id("bundle", engagement["id"]), "spec_version": "2.1", "objects": objects}
 
@@ -132,7 +133,8 @@ def obexum(clock: Callable[[], float] = time.monotonic) -> Starlette:
         return found if found is not None and found["owner"] == holder["user"] else None
 
     def engagements(request: Request, holder: dict[str, Any]) -> JSONResponse:
-        mine = [{"id": e["id"], "name": e["name"]} for e in state["engagements"].values() if e["owner"] == holder["user"]]
+        mine = [{"id": e["id"], "name": e["name"]} for e in state["engagements"].values()
+                if e["owner"] == holder["user"]]
         return paged(request, mine)
 
     def findings(request: Request, holder: dict[str, Any]) -> JSONResponse:

@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+ISO_8601 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"
+
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "0f9e8d7c-6b5a-4321-9fed-cba987654321"
 CLIENT_SECRET = "s3cr3t~client~value"
@@ -200,8 +202,7 @@ def _type_errors(row: dict[str, Any], declared: dict[str, str]) -> list[str]:
         elif (kind == "string" and not isinstance(value, str)) or \
                 (kind == "real" and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             errors.append(f"{key}: {value!r} is not {kind}")
-        elif kind == "datetime" and not (isinstance(value, str) and
-                                         re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value)):
+        elif kind == "datetime" and not (isinstance(value, str) and re.fullmatch(ISO_8601, value)):
             errors.append(f"{key}: {value!r} is not an ISO 8601 datetime")
     if not row.get("TimeGenerated"):
         errors.append("TimeGenerated: missing")
