@@ -223,7 +223,8 @@ class Walker:
             if base is None or base.fields is None or key in base.fields or key in DICT_METHODS:
                 continue
             hint = " (a secret: templates never see secrets)" if key in base.hidden else ""
-            out.append((node.lineno, chain(node), _unknown("field", key, list(base.fields), f" of {base.label}") + hint))
+            unknown = _unknown("field", key, list(base.fields), f" of {base.label}")
+            out.append((node.lineno, chain(node), unknown + hint))
         return out
 
     def shape(self, node: nodes.Node, roots: dict[str, Shape | None], depth: int = 0) -> Shape | None:

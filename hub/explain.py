@@ -131,8 +131,8 @@ def _verdict(route: Route, kind: str, source: str, context: dict[str, Any]) -> R
     try:
         matched = route.matches(kind, source, context)
     except TemplateError as exc:
-        return RouteVerdict(route.name, False, f"`when` failed: {str(exc).removeprefix(f'route {route.name}: `when` failed: ')}",
-                            [], read)
+        reason = str(exc).removeprefix(f"route {route.name}: `when` failed: ")
+        return RouteVerdict(route.name, False, f"`when` failed: {reason}", [], read)
     if matched:
         return RouteVerdict(route.name, True, f"matched: `{route.when_text}` is true", list(route.targets), read)
     return RouteVerdict(route.name, False, f"`{route.when_text}` is false", [], read)

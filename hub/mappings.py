@@ -123,7 +123,8 @@ def load_mapping(type_name: str, folder: Path, required: tuple[str, ...] = ()) -
         payloads[name] = Payload(name, spec["template"], tuple(kinds) if kinds else None)
     for name in required:
         if name not in raw_payloads:
-            problems.append(doc.problem(("payloads",), f"missing payload {name!r} (the {type_name} connector needs it)"))
+            problems.append(doc.problem(("payloads",),
+                                        f"missing payload {name!r} (the {type_name} connector needs it)"))
     mapping = Mapping(type_name, folder, payloads, dict(data.get("vars") or {}))
     for payload in payloads.values():
         try:

@@ -44,8 +44,9 @@ class Metrics:
         self.dropped = Counter("hub_connections_dropped_total", "Connections the edge refused or closed, by reason "
                                "(over_capacity, header_timeout, body_timeout, headers_too_large, idle).", ["reason"],
                                registry=r)
-        self.circuit_open = Gauge("hub_target_circuit_open", "1 while a target's circuit breaker is open or probing (half-open).",
-                                  ["target"], registry=r)
+        self.circuit_open = Gauge("hub_target_circuit_open",
+                                  "1 while a target's circuit breaker is open or probing (half-open).", ["target"],
+                                  registry=r)
         self.anonymous_limited = Counter("hub_api_anonymous_limited_total", "API requests without a valid token "
                                          "answered 429 (and not audited): past their address's budget.", registry=r)
 

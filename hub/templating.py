@@ -128,6 +128,11 @@ def evaluate(expr: Callable[..., Any], **context: Any) -> Any:
 _globals: weakref.WeakKeyDictionary[jinja2.Template, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
+def _message(exc: Exception) -> str:
+    """Jinja's own message, else the exception's type and text (a filter's bug says what it was)."""
+    return exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
+
+
 def render(template: jinja2.Template, context: dict[str, Any]) -> str:
     """Render; any failure becomes a TemplateError naming the template file and line.
 
@@ -142,8 +147,7 @@ def render(template: jinja2.Template, context: dict[str, Any]) -> str:
         raise TemplateError(exc.message or "syntax error", exc.filename or template.name or "", exc.lineno) from None
     except Exception as exc:  # noqa: BLE001  (undefined fields, filter errors, sandbox violations ...)
         file, line = _template_frame(exc, template)
-        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
-        raise TemplateError(message, file, line) from None
+        raise TemplateError(_message(exc), file, line) from None
 
 
 def render_json(template: jinja2.Template, context: dict[str, Any]) -> Any:
@@ -200,8 +204,7 @@ def _traced(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, li
             pos += len(chunk)
     except Exception as exc:  # noqa: BLE001  (the same errors render() reports, with file and line)
         file, line = _template_frame(exc, template)
-        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
-        raise TemplateError(message, file, line) from None
+        raise TemplateError(_message(exc), file, line) from None
     return "".join(out), marks
 
 

@@ -148,7 +148,8 @@ def _walk(
             line = key_node.start_mark.line + 1
             if key in seen:
                 doc.problems.append(
-                    Problem(doc.file, line, format_path((*loc, key)), f"duplicate key (first defined on line {seen[key]})")
+                    Problem(doc.file, line, format_path((*loc, key)),
+                            f"duplicate key (first defined on line {seen[key]})")
                 )
             seen[key] = line
             doc.lines[(*loc, key)] = line

@@ -24,7 +24,8 @@ WHERE d.target = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
                   AND e.seq < d.seq AND e.state IN ('pending', 'in_flight'))
 ORDER BY d.next_attempt_at, d.seq LIMIT ?"""
 _FIELDS = ("seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, order_key, idempotency_key, "
-           "(SELECT snapshot FROM delivery_snapshots WHERE delivery = seq) AS snapshot, payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
+           "(SELECT snapshot FROM delivery_snapshots WHERE delivery = seq) AS snapshot, payload, state, attempts, "
+           "created_at, next_attempt_at, last_attempt_at, last_status, last_error, done_at, "
            "remote_id")
 _CLAIMED = ("seq, route, target, kind, finding_id, event_id, idempotency_key, attempts, created_at, "
             "next_attempt_at")  # what the dispatcher reads of a claimed row: less to copy out for 1,000 rows
@@ -165,7 +166,8 @@ def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> Non
             conn.execute(
                 f"UPDATE deliveries SET state = ?, next_attempt_at = coalesce(?, next_attempt_at), last_status = ?, "
                 f"last_error = ?, done_at = ?, remote_id = coalesce(?, remote_id) "
-                f"WHERE seq IN ({','.join('?' * len(chunk))})", (state, next_at, status, error, done_at, remote_id, *chunk))
+                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                (state, next_at, status, error, done_at, remote_id, *chunk))
     conn.executemany(
         "INSERT INTO delivery_attempts (delivery, at, duration_ms, status, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
         [(r.seq, now, round(r.duration_ms, 3), r.status, r.outcome, r.reason) for r in results])

@@ -54,7 +54,8 @@ def _old(cutoffs: dict[str, str | None], at: str) -> tuple[str, dict[str, str]]:
 
 
 def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | None, dead_before: str | None) -> Step:
-    """Delete prunable deliveries (with their attempt logs and snapshots) among the ``STEP`` rows after seq ``after``."""
+    """Delete prunable deliveries (with their attempt logs and snapshots) among the ``STEP`` rows after seq
+    ``after``."""
     cutoffs = {"done": done_before, "dead": dead_before}
     if (rng := _range(conn, "deliveries", "created_at", after, cutoffs)) is None:
         return Step(0, None)
