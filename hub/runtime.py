@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from hub.api.base import ApiContext
 from hub.connector import Connector, SupportsStatus
 from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
-from hub.delivery.dispatcher import render_pool
+from hub.delivery.dispatcher import render_pool_for
 from hub.metrics import Metrics
 from hub.parsing import SourceParsers
 from hub.pipeline import Pipeline
@@ -45,7 +46,7 @@ def build_connector(config: Settings, name: str) -> Connector:
 
 
 class Hub:
-    def __init__(self, config: Settings, *, clock: Any = time.time,
+    def __init__(self, config: Settings, *, clock: Callable[[], float] = time.time,
                  transports: dict[str, httpx.AsyncBaseTransport] | None = None, scheduler: bool = True):
         self.config, self.clock = config, clock
         transports = transports or {}
@@ -60,7 +61,7 @@ class Hub:
         self.dispatcher = dispatcher = Dispatcher(
             connectors, store, metrics, clock=clock, lease_secs=config.pipeline.claim_lease_secs,
             route_dead=DeadLetters(router).route, transports=transports,
-            render_pool=render_pool(connectors, config.pipeline.render_process, config.resolve(".")))
+            render_pool=render_pool_for(connectors, config.pipeline.render_process, config.resolve(".")))
         self.pipeline = pipeline = Pipeline(
             store, SourceParsers(config), recorder, remote, config.sla, clock=clock,
             batch_events=config.pipeline.batch_events, processed=metrics.events_processed,

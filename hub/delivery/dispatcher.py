@@ -78,7 +78,7 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def render_pool(connectors: Mapping[str, Connector], wanted: bool | None, base_dir: Path) -> RenderPool | None:
+def render_pool_for(connectors: Mapping[str, Connector], wanted: bool | None, base_dir: Path) -> RenderPool | None:
     """A render process for the batch targets whose connector ``encodes_apart``, if ``pipeline.render_process``
     (or, when unset, the CPU count) wants one."""
     if wanted is False or (wanted is None and (os.cpu_count() or 1) < 2):
