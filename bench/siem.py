@@ -116,8 +116,8 @@ def write_backlog(db: Path, rows: list[tuple[str, dict[str, Any]]]) -> None:
 def build_batches(config: Path, rows: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The requests the hub would send, rendered by its own connector: claims of max_events, split by max_bytes."""
     from connectors.splunk_hec import GZIP_LEVEL
-    from hub.batching import encode_all, gzip_body, split
     from hub.connector import Item
+    from hub.connector.batching import encode_all, gzip_body, split
     from hub.registry import connector_class
     from hub.settings import load_config
 

@@ -15,8 +15,9 @@ import httpx
 import orjson
 from pydantic import Field
 
-from hub.batching import encode_all
-from hub.connector import BatchConfig, BatchConnector, Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.connector import Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.connector.batching import BatchConnector, encode_all
+from hub.connector.config import BatchConfig
 
 
 class FileConfig(TargetConfig):

@@ -20,20 +20,9 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.connector import (
-    HttpConnector,
-    Item,
-    Outbound,
-    Outcome,
-    Ref,
-    RemoteStatus,
-    SyncConfig,
-    TargetConfig,
-    Verdict,
-    classify_status,
-    json_object,
-    short_body,
-)
+from hub.connector import Item, Outbound, Outcome, Ref, RemoteStatus, TargetConfig, Verdict
+from hub.connector.config import SyncConfig
+from hub.connector.http import HttpConnector, classify_status, json_object, short_body
 from hub.errors import HubError
 from hub.models import FINDING_EVENTS
 from hub.strict import Loc, StrictModel

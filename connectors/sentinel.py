@@ -22,20 +22,10 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
-from hub.connector import (
-    BatchConfig,
-    BatchConnector,
-    Item,
-    Outbound,
-    Outcome,
-    TargetConfig,
-    Verdict,
-    classify_status,
-    json_object,
-    retry_after_secs,
-    verdict_for_exception,
-)
+from hub.connector import Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.connector.batching import BatchConnector, Encoded, deliver_chunks, gzip_request, halves_on_413
+from hub.connector.config import BatchConfig
+from hub.connector.http import classify_status, json_object, retry_after_secs, verdict_for_exception
 from hub.errors import TemplateError
 from hub.ids import iso
 from hub.strict import Loc, StrictModel

@@ -21,19 +21,10 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr
 
-from hub.batching import Encoded, deliver_chunks, gzip_request, halves_on_413
-from hub.connector import (
-    BatchConfig,
-    BatchConnector,
-    Item,
-    Outbound,
-    Outcome,
-    TargetConfig,
-    Verdict,
-    json_object,
-    retry_after_secs,
-    short_body,
-)
+from hub.connector import Item, Outbound, Outcome, TargetConfig, Verdict
+from hub.connector.batching import BatchConnector, Encoded, deliver_chunks, gzip_request, halves_on_413
+from hub.connector.config import BatchConfig
+from hub.connector.http import json_object, retry_after_secs, short_body
 from hub.errors import TemplateError
 from hub.strict import StrictModel
 

@@ -16,7 +16,8 @@ import orjson
 from pydantic import Field, SecretStr
 
 from hub import signatures
-from hub.connector import HttpConnector, Item, Outbound, TargetConfig
+from hub.connector import Item, Outbound, TargetConfig
+from hub.connector.http import HttpConnector
 from hub.redact import is_secret_header
 from hub.strict import Loc
 

@@ -27,7 +27,8 @@ import orjson
 
 from hub import pollmarks
 from hub.config import PollConfig
-from hub.connector import USER_AGENT, retry_after_secs, short_body
+from hub.connector import USER_AGENT
+from hub.connector.http import retry_after_secs, short_body
 from hub.ids import iso
 from hub.pacing import SlidingWindow
 from hub.store import Store, sync_state

@@ -25,8 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.batching import encode_one
 from hub.connector import Connector, TargetConfig, Verdict
+from hub.connector.batching import encode_one
 from hub.items import item_from
 from hub.mappings import Mapping
 from hub.store.deliveries import ClaimedDelivery

@@ -151,7 +151,7 @@ def test_vendor_rate_limit_headers_in_other_digits_are_ignored_not_errors(value:
     """What a vendor sends back goes through the same parser: a header that is not ASCII seconds is unreadable
     (the retry schedule decides), never an exception inside the delivery."""
     from connectors.linear import _reset_secs
-    from hub.connector import retry_after_secs
+    from hub.connector.http import retry_after_secs
 
     raw = value.encode()  # as the bytes a vendor sends
     response = httpx.Response(429, headers=[(b"retry-after", raw), (b"x-ratelimit-requests-reset", raw)])

@@ -9,13 +9,14 @@ from pydantic import BaseModel
 
 from hub import config, connector
 from hub.cli import main
+from hub.connector import config as target_config
 from hub.registry import connector_class, connector_paths
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def models() -> list[type[BaseModel]]:
-    return [m for mod in (config, connector) for m in vars(mod).values()
+    return [m for mod in (config, target_config) for m in vars(mod).values()
             if isinstance(m, type) and issubclass(m, config.StrictModel) and m is not config.StrictModel]
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from hub.connector import Outcome, RetryConfig, Verdict
+from hub.connector import Outcome, Verdict
+from hub.connector.config import RetryConfig
 from hub.errors import is_transient
 from hub.ids import iso, parse_iso
 from hub.pacing import retry_delay

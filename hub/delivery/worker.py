@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 
 from hub import logs
-from hub.connector import Connector, SupportsBatch, Verdict, verdict_for_exception
+from hub.connector import Connector, SupportsBatch, Verdict
+from hub.connector.http import verdict_for_exception
 from hub.delivery.health import TargetHealth
 from hub.delivery.items import ItemSource
 from hub.delivery.verdicts import RouteDead, VerdictLog

@@ -28,7 +28,8 @@ import yaml
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.connector import Connector, Item, Outcome, Ref, SupportsBatch, Verdict, verdict_for_exception
+from hub.connector import Connector, Item, Outcome, Ref, SupportsBatch, Verdict
+from hub.connector.http import verdict_for_exception
 from hub.goldens import item_for
 from hub.mappings import BUILTIN_ROOT, example_from, load_mapping
 from hub.registry import connector_class

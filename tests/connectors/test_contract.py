@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+import hub.connector
 from connectors import BUILTIN
 from connectors.webhook import WebhookConnector
-from hub.connector import Outcome, Verdict, classify_status
+from hub.connector import Outcome, Verdict
+from hub.connector.http import classify_status
 from tests.connectors.contract import CHECKS, ContractEntry, check_rate_limited, check_secrets_hidden, check_unavailable
 from tests.fakes import webhook
 from tests.fakes.elastic import elasticsearch
@@ -88,6 +90,16 @@ ENTRIES: dict[str, ContractEntry] = {e.type_name: e for e in [
 
 def test_every_builtin_http_connector_has_an_entry() -> None:
     assert set(ENTRIES) == set(BUILTIN) - {"file"}
+
+
+def test_hub_connector_is_the_contract_only() -> None:
+    """What plugins import from ``hub.connector``: the contract (and USER_AGENT, which its clients send), plus
+    TargetConfig (every connector's Config subclasses it); config blocks and helpers are in its submodules."""
+    defined = {name for name, value in vars(hub.connector).items()
+               if getattr(value, "__module__", None) == "hub.connector" and not name.startswith("_")}
+    assert set(hub.connector.__all__) == defined | {"USER_AGENT", "TargetConfig"} == {
+        "Outcome", "Verdict", "Ref", "Item", "Outbound", "RemoteStatus", "Connector", "USER_AGENT", "TargetConfig",
+        "SupportsBatch", "SupportsStatus", "SupportsSyncBookmark"}
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

@@ -1,4 +1,4 @@
-"""Helpers for ``SupportsBatch`` connectors (SIEMs): encode items, split into requests, gzip.
+"""Helpers for ``SupportsBatch`` connectors (SIEMs): ``BatchConnector``, encode items, split into requests, gzip.
 
 A batch is acknowledged item by item: an item whose template fails is PERMANENT on its own; items
 are split into requests by ``max_events`` and ``max_bytes``; each request's answer becomes one verdict
@@ -12,8 +12,22 @@ import gzip
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from hub.connector import BatchConfig, Item, Outcome, Verdict, verdict_for_exception
+import httpx
+
+from hub.connector import Connector, Item, Outcome, Verdict
+from hub.connector.config import BatchConfig
+from hub.connector.http import verdict_for_exception
 from hub.errors import TemplateError
+
+
+class BatchConnector(Connector):
+    """Many items per request, one verdict per item (``SupportsBatch``); a single delivery is a batch of one."""
+
+    async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:
+        return (await self.deliver_batch(client, [item]))[0]
+
+    async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
+        raise NotImplementedError
 
 
 @dataclass(slots=True)  # not frozen: made per item, and a frozen __init__ costs several times more
