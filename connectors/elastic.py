@@ -93,7 +93,6 @@ class ElasticConnector(BatchConnector):
     name: ClassVar[str] = "elastic"
     Config = ElasticConfig
     payloads = ("document",)
-    encodes_apart = True
     kinds = None  # every event type: raw event.received, finding lifecycle, delivery.dead
 
     def __init__(self, *args: Any, **kwargs: Any):

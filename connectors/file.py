@@ -37,15 +37,17 @@ class FileConnector(BatchConnector):
         assert isinstance(self.config, FileConfig)
         return str(self.base_dir / os.path.expanduser(self.config.path))
 
-    def encode(self, item: Item) -> bytes:
+    def line(self, item: Item) -> bytes:
+        """This item's line. Not named ``encode``: a batch connector with that method is ``SupportsEncode`` and has
+        its big batches rendered in the render process, which a file target has never been."""
         doc = self.mapping.render_json("line", self.context(item))
         return orjson.dumps(doc) + b"\n"
 
     def render(self, item: Item) -> list[Outbound]:
-        return [Outbound("APPEND", f"file://{self.path}", {}, self.encode(item))]
+        return [Outbound("APPEND", f"file://{self.path}", {}, self.line(item))]
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
-        encoded, verdicts = encode_all(items, self.encode)
+        encoded, verdicts = encode_all(items, self.line)
         if encoded:
             try:
                 await asyncio.to_thread(self._append, b"".join(e.data for e in encoded))

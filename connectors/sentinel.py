@@ -79,7 +79,6 @@ class SentinelConnector(BatchConnector):
     name: ClassVar[str] = "sentinel"
     Config = SentinelConfig
     payloads = ("row",)
-    encodes_apart = True
     kinds = None  # every event type (raw event.received and finding lifecycle): routes choose
     default_rate_limit = 200.0  # 12,000 requests/min per DCR
 

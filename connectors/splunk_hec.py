@@ -72,7 +72,6 @@ class SplunkHecConnector(BatchConnector):
     name: ClassVar[str] = "splunk_hec"
     Config = SplunkHecConfig
     payloads = ("event",)
-    encodes_apart = True
     config: SplunkHecConfig
 
     @cached_property

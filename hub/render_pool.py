@@ -1,7 +1,7 @@
 """Render SIEM batches in a child process, so the event loop's core only moves rows and bytes.
 
 Rendering a mapping costs a SIEM event about half of what the hub spends on it, all on the event loop's
-core while the machine's other core idles. Connectors that say ``encodes_apart`` (their ``deliver_batch``
+core while the machine's other core idles. Connectors that are ``SupportsEncode`` (their ``deliver_batch``
 reads an item only through ``encode()``) can have their items encoded here instead: the child gets the
 stored rows (snapshot JSON, raw event rows) and returns each item's bytes, or its template error.
 
@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.connector import Connector, TargetConfig, Verdict
+from hub.connector import Connector, SupportsEncode, TargetConfig, Verdict
 from hub.connector.batching import encode_one
 from hub.items import item_from
 from hub.mappings import Mapping
@@ -52,8 +52,9 @@ Encoded = bytes | Verdict  # an item's bytes, or its own verdict (its template f
 
 def encode_rows(connector: Connector, rows: list[Row]) -> list[Encoded]:
     """Each row's bytes, as the loop would encode its Item (``hub.items.item_from``, the same function)."""
-    encode = connector.encode  # type: ignore[attr-defined]
-    return [encode_one(item_from(connector.target, row, event), encode) for row, event in rows]
+    if not isinstance(connector, SupportsEncode):
+        raise TypeError(f"{type(connector).__name__} does not encode items apart from delivering them")
+    return [encode_one(item_from(connector.target, row, event), connector.encode) for row, event in rows]
 
 
 _connectors: dict[str, Connector] = {}  # the child's, built once by _start

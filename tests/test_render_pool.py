@@ -9,6 +9,7 @@ import pickle
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import orjson
 import pytest
 
 from hub import render_pool, signatures
-from hub.delivery import Worker
+from hub.connector import Item, Outcome, SupportsEncode, TargetConfig, Verdict
+from hub.connector.batching import BatchConnector
+from hub.delivery import Worker, dispatcher
 from hub.mappings import BUILTIN_ROOT
 from hub.models import Finding
 from hub.registry import connector_class
@@ -164,7 +167,7 @@ def test_every_shipped_siem_target_travels_to_the_child(kind):
     for name, target in config.targets.items():
         spec = pickle.loads(pickle.dumps(Spec(target, config.mappings[name], config.resolve("."))))
         connector = connector_class(spec.config.type)(name, spec.config, spec.mapping, spec.base_dir)
-        assert connector.encodes_apart
+        assert isinstance(connector, SupportsEncode)
         finding = {**Finding(source="scanner", title="t", severity="high", status="open", first_seen=SEEN,
                              last_seen=SEEN).model_dump(mode="json"), "id": "fnd_1", "fingerprint": "f" * 32}
         row = ClaimedDelivery(1, "r", name, "finding.created", "fnd_1", None, "key-1", 1, SEEN, SEEN,
@@ -175,7 +178,30 @@ def test_every_shipped_siem_target_travels_to_the_child(kind):
 
 def test_only_connectors_that_read_items_through_encode_go_to_the_child():
     assert {t for t in ("splunk_hec", "sentinel", "elastic", "webhook", "linear", "notion", "file")
-            if connector_class(t).encodes_apart} == set(SIEM_TYPES)
+            if issubclass(connector_class(t), SupportsEncode)} == set(SIEM_TYPES)
+
+
+class Lines(BatchConnector):
+    name = "lines"
+
+    async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
+        return [Verdict(Outcome.OK)] * len(items)
+
+
+class EncodedLines(Lines):
+    def encode(self, item: Item) -> bytes:
+        return item.idempotency_key.encode()
+
+
+def test_the_dispatcher_sends_to_the_child_only_targets_whose_connector_encodes():
+    """A batch target goes to the child by what its connector is (``SupportsEncode``), not by its type name."""
+    cfg = TargetConfig(type="lines")
+    plain, encoded = Lines("plain", cfg, None), EncodedLines("encoded", cfg, None)
+    assert dispatcher.render_pool_for({"plain": plain}, True, Path(".")) is None
+    pool = dispatcher.render_pool_for({"plain": plain, "encoded": encoded}, True, Path("."))
+    assert pool is not None and set(pool.specs) == {"encoded"}
+    with pytest.raises(TypeError):
+        render_pool.encode_rows(plain, [])
 
 
 

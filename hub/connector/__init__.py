@@ -3,8 +3,9 @@
 A connector renders an ``Item`` (one delivery) through its mapping into exact requests, sends them
 and classifies the answer into a ``Verdict``: OK, RETRY or PERMANENT. Transport errors never reach
 ``classify``; the dispatcher turns them into RETRY. Optional capabilities are Protocols checked with
-``isinstance``: ``SupportsBatch`` (many items per request, one verdict per item), ``SupportsStatus``
-(read ticket state back for sync) and ``SupportsSyncBookmark``.
+``isinstance``: ``SupportsBatch`` (many items per request, one verdict per item), ``SupportsEncode``
+(a batch whose items may be encoded in another process), ``SupportsStatus`` (read ticket state back
+for sync) and ``SupportsSyncBookmark``.
 
 This module is the contract only. Beside it: ``hub.connector.config`` (the config blocks every target has;
 ``TargetConfig`` is re-exported here, being what a connector's Config subclasses), ``hub.connector.http``
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from hub.mappings import Mapping
 
 __all__ = ["USER_AGENT", "Connector", "Item", "Outbound", "Outcome", "Ref", "RemoteStatus", "SupportsBatch",
-           "SupportsStatus", "SupportsSyncBookmark", "TargetConfig", "Verdict"]
+           "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark", "TargetConfig", "Verdict"]
 
 USER_AGENT = "findings-hub/0.1 (+https://github.com/findings-hub)"  # every client a connector makes sends it
 
@@ -114,10 +115,6 @@ class Connector:
     payloads: ClassVar[tuple[str, ...]] = ()  # payload names its mapping must provide
     work_items: ClassVar[bool] = False  # one remote object per finding, linked through external_refs
     default_rate_limit: ClassVar[float | None] = None  # requests/s when the config sets none
-
-    # deliver_batch reads an item only through encode() (or item.encoded, set when the dispatcher's render
-    # process encoded it already): the dispatcher may then render this target's big batches on another core.
-    encodes_apart: ClassVar[bool] = False
     kinds: ClassVar[frozenset[str] | None] = None  # event types it can deliver (None: all)
 
     def __init__(self, target: str, config: TargetConfig, mapping: Mapping, base_dir: Path | None = None):
@@ -171,6 +168,17 @@ class Connector:
 class SupportsBatch(Protocol):
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         """One verdict per item, in order: a failed item is retried or dead-lettered alone."""
+        ...
+
+
+@runtime_checkable
+class SupportsEncode(SupportsBatch, Protocol):
+    """A batch connector whose ``deliver_batch`` reads an item only through ``encode()`` (or ``item.encoded``,
+    set when the dispatcher's render process encoded it already, as ``batching.deliver_chunks`` does): its items
+    may be encoded in another process, so the dispatcher may render its big batches on another core."""
+
+    def encode(self, item: Item) -> bytes:
+        """The item's bytes in the request body; raises TemplateError when its template fails."""
         ...
 
 

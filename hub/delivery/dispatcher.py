@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from hub.connector import Connector, SupportsBatch
+from hub.connector import Connector, SupportsEncode
 from hub.delivery.verdicts import RouteDead
 from hub.delivery.worker import Worker
 from hub.ids import iso
@@ -79,10 +79,10 @@ class Dispatcher:
 
 
 def render_pool_for(connectors: Mapping[str, Connector], wanted: bool | None, base_dir: Path) -> RenderPool | None:
-    """A render process for the batch targets whose connector ``encodes_apart``, if ``pipeline.render_process``
+    """A render process for the targets whose connector is ``SupportsEncode``, if ``pipeline.render_process``
     (or, when unset, the CPU count) wants one."""
     if wanted is False or (wanted is None and (os.cpu_count() or 1) < 2):
         return None
     specs = {name: Spec(c.config, c.mapping, base_dir) for name, c in connectors.items()
-             if c.encodes_apart and isinstance(c, SupportsBatch)}
+             if isinstance(c, SupportsEncode)}
     return RenderPool(specs) if specs else None

@@ -99,7 +99,7 @@ def test_hub_connector_is_the_contract_only() -> None:
                if getattr(value, "__module__", None) == "hub.connector" and not name.startswith("_")}
     assert set(hub.connector.__all__) == defined | {"USER_AGENT", "TargetConfig"} == {
         "Outcome", "Verdict", "Ref", "Item", "Outbound", "RemoteStatus", "Connector", "USER_AGENT", "TargetConfig",
-        "SupportsBatch", "SupportsStatus", "SupportsSyncBookmark"}
+        "SupportsBatch", "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark"}
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
