@@ -87,7 +87,7 @@ class ElasticConfig(TargetConfig):
             yield ("document_id",), "document_id finding needs op_type index (create would drop every later step)"
 
 
-class ElasticConnector(BatchConnector):
+class ElasticConnector(BatchConnector[ElasticConfig]):
     """Batched, gzip-compressed bulk `create` of ECS documents; one verdict per item from the bulk answer."""
 
     name: ClassVar[str] = "elastic"
@@ -97,8 +97,7 @@ class ElasticConnector(BatchConnector):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        assert isinstance(self.config, ElasticConfig)
-        cfg = self.cfg = self.config
+        cfg = self.config
         query = {"filter_path": FILTER_PATH, **({"pipeline": cfg.pipeline} if cfg.pipeline else {})}
         self.bulk_url = f"{self.base_url}/_bulk?{urlencode(query, safe=',*')}"
         self.headers = {"content-type": "application/x-ndjson", "accept": "application/json"}
@@ -117,14 +116,14 @@ class ElasticConnector(BatchConnector):
                for k, v in doc.items() if v is not None}  # nulls of the first two levels: raw bodies stay as they are
         if "@timestamp" not in doc:  # data streams require it
             doc["@timestamp"] = iso()
-        latest = self.cfg.document_id == "finding" and item.finding and item.kind.startswith("finding.")
+        latest = self.config.document_id == "finding" and item.finding and item.kind.startswith("finding.")
         doc_id = item.finding["id"] if latest else item.idempotency_key  # type: ignore[index]
         return self._action + orjson.dumps(doc_id) + b"}}\n" + orjson.dumps(doc) + b"\n"
 
     def outbound(self, body: bytes, compressed: bool) -> Outbound:
         headers = {**self.headers, "content-encoding": "gzip"} if compressed else dict(self.headers)
         return Outbound("POST", self.bulk_url, headers, body, frozenset({"authorization"}),
-                        {"gzip": self.cfg.batch.compression})
+                        {"gzip": self.config.batch.compression})
 
     def render(self, item: Item) -> list[Outbound]:
         """A bulk request of one, shown before gzip (``meta.gzip`` says whether the real request is compressed)."""
@@ -132,12 +131,12 @@ class ElasticConnector(BatchConnector):
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:
         send = partial(self._send, client)
-        return await deliver_chunks(items, self.encode, self.cfg.batch,
+        return await deliver_chunks(items, self.encode, self.config.batch,
                                     lambda chunk: halves_on_413(chunk, send, lambda vs: vs[0].status == 413))
 
     async def _send(self, client: httpx.AsyncClient, chunk: list[Encoded]) -> list[Verdict]:
         body = b"".join(e.data for e in chunk)
-        if compress := self.cfg.batch.compression:
+        if compress := self.config.batch.compression:
             body = await gzip_request(body)
         out = self.outbound(body, compress)
         return self.verdicts(await client.post(out.url, headers=out.headers, content=out.body), len(chunk))
@@ -161,7 +160,7 @@ class ElasticConnector(BatchConnector):
         status = int(result.get("status") or 0)
         if 200 <= status < 300:
             return self._ok
-        if status == 409 and self.cfg.op_type == "create":
+        if status == 409 and self.config.op_type == "create":
             return Verdict(Outcome.OK, "already indexed (409: an earlier attempt had arrived)", status=409)
         error = result.get("error") or {}
         what = f"item HTTP {status} {error.get('type', '')}: {str(error.get('reason', ''))[:300]}"
@@ -186,8 +185,8 @@ class ElasticConnector(BatchConnector):
         return Verdict(verdict.outcome, f"HTTP {code}: {what}{hint}", retry_after=verdict.retry_after, status=code)
 
     def _credential(self) -> str:
-        auth = self.cfg.auth
+        auth = self.config.auth
         where = f"targets.{self.target}.auth"
         if auth is None:
             return f"{where}: the cluster wants credentials and none are set"
-        return f"{where}.{auth.field()} (valid, not expired, with the create_doc privilege on {self.cfg.index})"
+        return f"{where}.{auth.field()} (valid, not expired, with the create_doc privilege on {self.config.index})"

@@ -27,14 +27,13 @@ class FileConfig(TargetConfig):
                                description="Lines per write.")
 
 
-class FileConnector(BatchConnector):
+class FileConnector(BatchConnector[FileConfig]):
     name: ClassVar[str] = "file"
     Config = FileConfig
     payloads = ("line",)
 
     @property
     def path(self) -> str:
-        assert isinstance(self.config, FileConfig)
         return str(self.base_dir / os.path.expanduser(self.config.path))
 
     def line(self, item: Item) -> bytes:
@@ -51,9 +50,9 @@ class FileConnector(BatchConnector):
         if encoded:
             try:
                 await asyncio.to_thread(self._append, b"".join(e.data for e in encoded))
-                ok = Verdict(Outcome.OK, f"appended to {self.config.path}")  # type: ignore[attr-defined]
+                ok = Verdict(Outcome.OK, f"appended to {self.config.path}")
             except OSError as exc:
-                ok = Verdict(Outcome.RETRY, f"cannot write {self.config.path}: {exc.strerror}")  # type: ignore[attr-defined]
+                ok = Verdict(Outcome.RETRY, f"cannot write {self.config.path}: {exc.strerror}")
             verdicts.update((e.index, ok) for e in encoded)
         return [verdicts[i] for i in range(len(items))]
 
@@ -64,7 +63,7 @@ class FileConnector(BatchConnector):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if self.config.fsync:  # type: ignore[attr-defined]
+            if self.config.fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)

@@ -124,7 +124,7 @@ class FreshserviceConfig(TargetConfig):
                 yield ("correlation_query",), "must use {tag} or {finding_id} (no other braces, no double quotes)"
 
 
-class FreshserviceConnector(HttpConnector):
+class FreshserviceConnector(HttpConnector[FreshserviceConfig]):
     """Tickets API v2: create, update (+ private note), resolve/reopen by status code, read back by GET."""
 
     name: ClassVar[str] = "freshservice"
@@ -142,14 +142,9 @@ class FreshserviceConnector(HttpConnector):
         self.sync_paused_until = 0.0
         self.run: _SyncRun | None = None  # between begin_sync and end_sync
 
-    @property
-    def cfg(self) -> FreshserviceConfig:
-        assert isinstance(self.config, FreshserviceConfig)
-        return self.config
-
     def marker(self, finding_id: str) -> str:
         """The correlation tag; ``fnd_`` is dropped so it stays within 32 characters."""
-        return self.cfg.correlation_tag_prefix + finding_id.removeprefix("fnd_")
+        return self.config.correlation_tag_prefix + finding_id.removeprefix("fnd_")
 
     def ticket_url(self, ticket_id: str) -> str:
         """The agent portal page of a ticket."""
@@ -158,7 +153,7 @@ class FreshserviceConnector(HttpConnector):
     def request(self, method: str, path: str, op: str, body: Any = None, params: dict[str, Any] | None = None
                 ) -> Outbound:
         """An API v2 request with Basic ``<api_key>:X`` auth (masked in ``hub render``)."""
-        key = self.cfg.auth.api_key.get_secret_value()
+        key = self.config.auth.api_key.get_secret_value()
         headers = {"authorization": "Basic " + base64.b64encode(f"{key}:X".encode()).decode()}
         if body is not None:
             headers["content-type"] = "application/json"
@@ -196,8 +191,8 @@ class FreshserviceConnector(HttpConnector):
                                                                                   self.clock())):
             out.append(self.request("PUT", f"/tickets/{ticket}", "update", body))
         elif item.kind == "finding.resolved":
-            cf = self.cfg.resolve_custom_fields
-            body = {"status": self.cfg.resolved_status, **({"custom_fields": cf} if cf else {})}
+            cf = self.config.resolve_custom_fields
+            body = {"status": self.config.resolved_status, **({"custom_fields": cf} if cf else {})}
             out.append(self.request("PUT", f"/tickets/{ticket}", "resolve", body))
         elif item.kind == "finding.reopened" and not fresh:
             out.append(self.request("PUT", f"/tickets/{ticket}", "reopen", {"status": OPEN, **self.due_dates(item)}))
@@ -215,7 +210,7 @@ class FreshserviceConnector(HttpConnector):
         """Find or create the finding's ticket, then apply this lifecycle step to it."""
         ticket, how = item.linked_id, "ticket"
         doc: dict[str, Any] = {}
-        if ticket is None and item.ref is not None and self.cfg.correlation_query \
+        if ticket is None and item.ref is not None and self.config.correlation_query \
                 and (item.attempt > 1 or item.kind != "finding.created"):  # an earlier attempt may have created it
             verdict, doc = await self.find(client, item)
             if verdict is not None:
@@ -239,8 +234,9 @@ class FreshserviceConnector(HttpConnector):
     async def find(self, client: httpx.AsyncClient, item: Item) -> tuple[Verdict | None, dict[str, Any]]:
         """The oldest ticket carrying this finding's correlation tag (made by an attempt whose answer was lost)."""
         fid = item.finding["id"] if item.finding else ""
-        query = (self.cfg.correlation_query or "").format(tag=self.marker(fid), finding_id=fid)
-        params = {"query": f'"{query}"', **({"workspace_id": self.cfg.workspace_id} if self.cfg.workspace_id else {})}
+        query = (self.config.correlation_query or "").format(tag=self.marker(fid), finding_id=fid)
+        workspace = self.config.workspace_id
+        params = {"query": f'"{query}"', **({"workspace_id": workspace} if workspace else {})}
         response = await self.send(client, self.request("GET", "/tickets/filter", "find", params=params))
         verdict = self.classify(response)
         if verdict.outcome is not Outcome.OK:
@@ -340,13 +336,13 @@ class FreshserviceConnector(HttpConnector):
                     run.covered.add(rid)
                 if not found:
                     continue
-            out.append(RemoteStatus(rid, _status_name(status) or "?", status in self.cfg.closed_statuses,
+            out.append(RemoteStatus(rid, _status_name(status) or "?", status in self.config.closed_statuses,
                                     self.ticket_url(rid)))
         return out
 
     def budget_left(self) -> bool:
         """False (and the sync paused for the rest of the minute) when the account's budget is down to the reserve."""
-        if self.remaining is not None and self.remaining < self.cfg.rate_limit_reserve:
+        if self.remaining is not None and self.remaining < self.config.rate_limit_reserve:
             self.sync_paused_until, self.remaining = time.monotonic() + 60, None
             return False
         return True
@@ -361,7 +357,7 @@ class FreshserviceConnector(HttpConnector):
                     self.run.complete = False
                 return None
             params = {"updated_since": stamp, "per_page": PER_PAGE, "page": page,
-                      **({"workspace_id": self.cfg.workspace_id} if self.cfg.workspace_id else {})}
+                      **({"workspace_id": self.config.workspace_id} if self.config.workspace_id else {})}
             response = await self.send(client, self.request("GET", "/tickets", "list", params=params))
             if (tickets := self.checked(response, "listing tickets updated since " + stamp)) is None:
                 return None

@@ -72,7 +72,7 @@ def client_id(*parts: str) -> str:
     return str(uuid.UUID(bytes=uuid.uuid5(NAMESPACE, ":".join(parts)).bytes, version=4))
 
 
-class LinearConnector(HttpConnector):
+class LinearConnector(HttpConnector[LinearConfig]):
     """Linear GraphQL API: issueCreate / issueUpdate / commentCreate, issue states read back for sync."""
 
     name: ClassVar[str] = "linear"
@@ -87,19 +87,14 @@ class LinearConnector(HttpConnector):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        cfg = self.cfg
+        cfg = self.config
         self._states = {t: s for t, s in (("completed", cfg.resolved_state_id), ("unstarted", cfg.open_state_id)) if s}
-
-    @property
-    def cfg(self) -> LinearConfig:
-        assert isinstance(self.config, LinearConfig)
-        return self.config
 
     # --- requests ------------------------------------------------------------------------------------
 
     def request(self, query: str, variables: dict[str, Any], op: str, **meta: Any) -> Outbound:
         """One GraphQL POST; ``op`` names the root field whose answer matters."""
-        auth = self.cfg.auth
+        auth = self.config.auth
         key = auth.api_key.get_secret_value() if auth.api_key else \
             "Bearer " + (auth.oauth_token.get_secret_value() if auth.oauth_token else "")
         body = orjson.dumps({"query": query, "variables": variables})
@@ -135,7 +130,7 @@ class LinearConnector(HttpConnector):
         return out
 
     def _state_lookup(self, state_type: str) -> Outbound:
-        return self.request(STATES, {"team": self.cfg.team_id, "type": state_type}, "workflowStates")
+        return self.request(STATES, {"team": self.config.team_id, "type": state_type}, "workflowStates")
 
     # --- delivering ----------------------------------------------------------------------------------
 
@@ -188,7 +183,7 @@ class LinearConnector(HttpConnector):
         nodes = sorted((answer or {}).get("nodes") or [], key=lambda n: n.get("position", 0))
         if not nodes:
             key = "resolved_state_id" if state_type == "completed" else "open_state_id"
-            return None, Verdict(Outcome.PERMANENT, f"team {self.cfg.team_id} has no workflow state of type "
+            return None, Verdict(Outcome.PERMANENT, f"team {self.config.team_id} has no workflow state of type "
                                                     f"{state_type}: check team_id or set {key}")
         self._states[state_type] = nodes[0]["id"]
         return nodes[0]["id"], None
@@ -202,9 +197,9 @@ class LinearConnector(HttpConnector):
             return Verdict(Outcome.RETRY, f"rate limited by Linear (HTTP {code}) {message}".strip(),
                            retry_after=retry_after_secs(response) or _reset_secs(response), status=429)
         if is_auth(response):
-            which = "API key (auth.api_key" if self.cfg.auth.api_key else "OAuth token (auth.oauth_token"
+            which = "API key (auth.api_key" if self.config.auth.api_key else "OAuth token (auth.oauth_token"
             return Verdict(Outcome.PERMANENT, f"HTTP {code}: {message or 'not authenticated'}: check the Linear "
-                           f"{which} of target {self.target}) and that it may write to team {self.cfg.team_id}",
+                           f"{which} of target {self.target}) and that it may write to team {self.config.team_id}",
                            status=code)
         if not kind and not message:
             return classify_status(response)

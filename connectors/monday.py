@@ -96,7 +96,7 @@ class MondayError(Exception):
     """A read-back request failed (the sync job logs it and tries again next run)."""
 
 
-class MondayConnector(HttpConnector):
+class MondayConnector(HttpConnector[MondayConfig]):
     """monday.com GraphQL: the documents live here, the column values in hub/builtin_mappings/monday/."""
 
     name: ClassVar[str] = "monday"
@@ -108,27 +108,23 @@ class MondayConnector(HttpConnector):
     default_rate_limit = 2.0  # deliveries/s, each 1-3 calls: under the per-minute and mutation limits
     status_batch: ClassVar[int] = 50  # ids per items() query (monday takes up to 100)
 
-    @property
-    def cfg(self) -> MondayConfig:
-        assert isinstance(self.config, MondayConfig)
-        return self.config
-
     def call(self, op: str, query: str, variables: dict[str, Any]) -> Outbound:
         """One GraphQL request."""
-        headers = {"content-type": "application/json", "authorization": self.cfg.auth.token.get_secret_value(),
-                   "api-version": self.cfg.api_version}
+        headers = {"content-type": "application/json", "authorization": self.config.auth.token.get_secret_value(),
+                   "api-version": self.config.api_version}
         body = orjson.dumps({"query": query, "variables": variables})
         return Outbound("POST", f"{self.base_url}/v2", headers, body, frozenset({"authorization"}), {"op": op})
 
     def create(self, item: Item) -> Outbound:
         """``create_item`` with the mapped columns plus the status and the finding-id marker."""
         doc = self.mapping.render_json("item", self.context(item))
-        label = self.cfg.status_labels.resolved if item.kind == "finding.resolved" else self.cfg.status_labels.open
-        cols = {**doc.get("column_values", {}), self.cfg.columns.status: {"label": label},
-                self.cfg.columns.finding_id: (item.finding or {}).get("id", "")}
-        return self.call("create_item", CREATE, {"board": self.cfg.board_id, "group": self.cfg.group_id,
+        labels = self.config.status_labels
+        label = labels.resolved if item.kind == "finding.resolved" else labels.open
+        cols = {**doc.get("column_values", {}), self.config.columns.status: {"label": label},
+                self.config.columns.finding_id: (item.finding or {}).get("id", "")}
+        return self.call("create_item", CREATE, {"board": self.config.board_id, "group": self.config.group_id,
                                                  "name": doc["item_name"], "cols": self._encode(cols),
-                                                 "labels": self.cfg.create_labels_if_missing})
+                                                 "labels": self.config.create_labels_if_missing})
 
     def steps(self, item: Item, item_id: str, created: bool) -> list[Outbound]:
         """What this lifecycle step changes on an item that exists (``created``: made by this delivery)."""
@@ -138,11 +134,11 @@ class MondayConnector(HttpConnector):
         if not created and self.mapping.applies("fields", item.kind):
             cols.update(self.mapping.render_json("fields", ctx).get("column_values", {}))
         if not created and item.kind in ("finding.resolved", "finding.reopened"):
-            cols[self.cfg.columns.status] = {"label": self._status_after(item.kind, created)}
+            cols[self.config.columns.status] = {"label": self._status_after(item.kind, created)}
         if cols:
             out.append(self.call("change_multiple_column_values", CHANGE, {
-                "board": self.cfg.board_id, "item": item_id, "cols": self._encode(cols),
-                "labels": self.cfg.create_labels_if_missing}))
+                "board": self.config.board_id, "item": item_id, "cols": self._encode(cols),
+                "labels": self.config.create_labels_if_missing}))
         if self.mapping.applies("comment", item.kind) and (body := self.mapping.render_json("comment", ctx)["body"]):
             out.append(self.call("create_update", COMMENT, {"item": item_id, "body": body}))
         return out
@@ -160,7 +156,7 @@ class MondayConnector(HttpConnector):
         # earlier delivery whose create got through but whose answer was lost. Look before creating.
         if item_id is None and item.ref is not None and (item.attempt > 1 or item.kind != "finding.created"):
             verdict, data = await self._call(client, self.call("items_page_by_column_values", FIND, {
-                "board": self.cfg.board_id, "col": self.cfg.columns.finding_id, "value": item.ref.finding_id}))
+                "board": self.config.board_id, "col": self.config.columns.finding_id, "value": item.ref.finding_id}))
             if verdict.outcome is not Outcome.OK:
                 return verdict
             if found := (data.get("items_page_by_column_values") or {}).get("items"):
@@ -182,7 +178,7 @@ class MondayConnector(HttpConnector):
 
     def _status_after(self, kind: str, created: bool) -> str | None:
         """The status label this step leaves on the item (None: untouched)."""
-        labels = self.cfg.status_labels
+        labels = self.config.status_labels
         if kind == "finding.resolved":
             return labels.resolved
         return labels.open if created or kind in ("finding.created", "finding.reopened") else None
@@ -194,7 +190,7 @@ class MondayConnector(HttpConnector):
         for start in range(0, len(ids), self.status_batch):
             chunk = ids[start:start + self.status_batch]
             verdict, data = await self._call(client, self.call("items", STATUS, {
-                "ids": chunk, "limit": len(chunk), "cols": [self.cfg.columns.status]}))
+                "ids": chunk, "limit": len(chunk), "cols": [self.config.columns.status]}))
             if verdict.outcome is not Outcome.OK:
                 raise MondayError(verdict.reason)
             out += [self._remote(it) for it in data.get("items") or [] if it]
@@ -203,9 +199,9 @@ class MondayConnector(HttpConnector):
     def _remote(self, it: dict[str, Any]) -> RemoteStatus:
         state = it.get("state") or "active"
         if state in ("archived", "deleted"):  # a human removed it: only resolves when configured
-            return RemoteStatus(str(it["id"]), state, self.cfg.archived_is_closed, it.get("url"))
+            return RemoteStatus(str(it["id"]), state, self.config.archived_is_closed, it.get("url"))
         value: dict[str, Any] = next(
-            (c for c in it.get("column_values") or [] if c.get("id") == self.cfg.columns.status), {})
+            (c for c in it.get("column_values") or [] if c.get("id") == self.config.columns.status), {})
         return RemoteStatus(str(it["id"]), value.get("label") or value.get("text") or "", value.get("is_done") is True,
                             it.get("url"))
 
@@ -217,9 +213,9 @@ class MondayConnector(HttpConnector):
 
     def _encode(self, cols: dict[str, Any]) -> str:
         """``column_values`` is a JSON-encoded string; long text is cut to monday's limit."""
-        text = cols.get(self.cfg.columns.description or "")
+        text = cols.get(self.config.columns.description or "")
         if isinstance(text, dict) and len(text.get("text") or "") > LONG_TEXT_MAX:
-            cols[self.cfg.columns.description or ""] = {"text": text["text"][:LONG_TEXT_MAX - len(CUT)] + CUT}
+            cols[self.config.columns.description or ""] = {"text": text["text"][:LONG_TEXT_MAX - len(CUT)] + CUT}
         return orjson.dumps(cols).decode()
 
     def classify(self, response: httpx.Response) -> Verdict:
@@ -256,12 +252,12 @@ class MondayConnector(HttpConnector):
         status: int = code_status if isinstance(code_status, int) else http
         if status >= 500 or status in (408, 423) or http >= 500:  # 423: board locked by a concurrent change
             return Verdict(Outcome.RETRY, what, retry_after=retry_after_secs(response), status=http)
-        return Verdict(Outcome.PERMANENT, f"{what} (check board_id {self.cfg.board_id}, the column ids and status "
+        return Verdict(Outcome.PERMANENT, f"{what} (check board_id {self.config.board_id}, the column ids and status "
                        f"labels of target {self.target})", status=http)
 
     def _check_token(self) -> str:
         return (f"check auth.token of target {self.target}: the token must be valid and not revoked, and its user "
-                f"must be able to write to board {self.cfg.board_id}")
+                f"must be able to write to board {self.config.board_id}")
 
 
 def _ext(error: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class NotionConfig(TargetConfig):
                                        "finding at the next sync")
 
 
-class NotionConnector(HttpConnector):
+class NotionConnector(HttpConnector[NotionConfig]):
     """Notion pages as tickets: created once per finding, updated, commented, closed, read back."""
 
     name: ClassVar[str] = "notion"
@@ -81,7 +81,6 @@ class NotionConnector(HttpConnector):
     # 1 (create) to 4 (lookup, create, update, comment) requests, about 2 on average.
     default_rate_limit = 1.5
     status_batch = MAX_ITEMS  # finding ids per `or` filter of one data source query
-    config: NotionConfig
 
     _done: frozenset[str] | None = None  # done_statuses looked up once per connector instance
 

@@ -73,7 +73,7 @@ class _TokenFailed(Exception):
         self.verdict = verdict
 
 
-class SentinelConnector(BatchConnector):
+class SentinelConnector(BatchConnector[SentinelConfig]):
     """Batches rows into Logs Ingestion API calls; one cached Entra token serves every call of the target."""
 
     name: ClassVar[str] = "sentinel"
@@ -84,7 +84,7 @@ class SentinelConnector(BatchConnector):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        cfg = self.cfg
+        cfg = self.config
         self.ingest_url = (f"{cfg.url.rstrip('/')}/dataCollectionRules/{quote(cfg.dcr_immutable_id)}"
                            f"/streams/{quote(cfg.stream)}?api-version={API_VERSION}")
         self.token_url = cfg.token_url.replace("{tenant_id}", cfg.tenant_id)
@@ -92,11 +92,6 @@ class SentinelConnector(BatchConnector):
         self._token: tuple[str, float] | None = None  # (access token, monotonic time to refresh at)
         self._lock = asyncio.Lock()
         self._columns_ok: set[tuple[str, ...]] = set()
-
-    @property
-    def cfg(self) -> SentinelConfig:
-        assert isinstance(self.config, SentinelConfig)
-        return self.config
 
     # --- rows --------------------------------------------------------------------------------------------
 
@@ -120,7 +115,7 @@ class SentinelConnector(BatchConnector):
     def _outbound(self, body: bytes, token: str) -> Outbound:
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
                    "x-ms-client-request-id": str(uuid.uuid4())}  # a new GUID per call: Azure support traces it
-        if self.cfg.batch.compression:
+        if self.config.batch.compression:
             headers["content-encoding"] = "gzip"
         return Outbound("POST", self.ingest_url, headers, body, frozenset({"authorization"}))
 
@@ -136,7 +131,7 @@ class SentinelConnector(BatchConnector):
         async def send(chunk: list[Encoded]) -> list[Verdict]:
             return await halves_on_413(chunk, partial(self._bisect, client, budget), lambda v: v[0].status == 413)
 
-        return await deliver_chunks(items, self.encode, self.cfg.batch, send, separator=1, overhead=2)
+        return await deliver_chunks(items, self.encode, self.config.batch, send, separator=1, overhead=2)
 
     async def _bisect(self, client: httpx.AsyncClient, budget: list[int], chunk: list[Encoded]) -> list[Verdict]:
         """A 400 rejects the whole call: split it to deliver the good rows and pin the error on the bad ones."""
@@ -151,7 +146,7 @@ class SentinelConnector(BatchConnector):
 
     async def _call(self, client: httpx.AsyncClient, rows: list[bytes]) -> Verdict:
         body = b"[" + b",".join(rows) + b"]"
-        if self.cfg.batch.compression:
+        if self.config.batch.compression:
             body = await gzip_request(body)
         try:
             token = await self.token(client)
@@ -161,7 +156,7 @@ class SentinelConnector(BatchConnector):
         except _TokenFailed as exc:
             return exc.verdict
         except httpx.TransportError as exc:  # a verdict, not an exception: the other half of a split keeps its own
-            return verdict_for_exception(exc, self.cfg.request.timeout_secs)
+            return verdict_for_exception(exc, self.config.request.timeout_secs)
         return self.classify(response)
 
     async def _post(self, client: httpx.AsyncClient, body: bytes, token: str) -> httpx.Response:
@@ -178,7 +173,8 @@ class SentinelConnector(BatchConnector):
         hint = {400: "the rows do not fit the stream declaration (check hub/builtin_mappings/sentinel and the DCR)",
                 401: "token rejected after a refresh: check the app registration / client secret "
                      "(tenant_id, auth.client_id, auth.client_secret) and the scope audience",
-                403: f"grant the app (client id {self.cfg.auth.client_id}) 'Monitoring Metrics Publisher' on the DCR",
+                403: f"grant the app (client id {self.config.auth.client_id}) 'Monitoring Metrics Publisher' "
+                     "on the DCR",
                 404: "check dcr_immutable_id, stream and that url is the DCE/DCR endpoint of the DCR's region"}
         reason = f"HTTP {code} {error}: {hint.get(code, 'unexpected answer')}"
         if verdict.outcome is Outcome.RETRY:
@@ -200,7 +196,7 @@ class SentinelConnector(BatchConnector):
             return self._token[0]
 
     async def _fetch_token(self, client: httpx.AsyncClient) -> tuple[str, float]:
-        cfg = self.cfg
+        cfg = self.config
         form = {"client_id": cfg.auth.client_id, "client_secret": cfg.auth.client_secret.get_secret_value(),
                 "grant_type": "client_credentials", "scope": cfg.scope}
         where = f"token endpoint {httpx.URL(self.token_url).host}"

@@ -66,13 +66,12 @@ class SplunkHecConfig(TargetConfig):
                                description="Events per request; 1 MB at most by default (Splunk Cloud's limit).")
 
 
-class SplunkHecConnector(BatchConnector):
+class SplunkHecConnector(BatchConnector[SplunkHecConfig]):
     """Splunk HEC event endpoint: one verdict per event, a rejected event fails alone."""
 
     name: ClassVar[str] = "splunk_hec"
     Config = SplunkHecConfig
     payloads = ("event",)
-    config: SplunkHecConfig
 
     @cached_property
     def channel(self) -> str:

@@ -46,14 +46,13 @@ class WebhookConfig(TargetConfig):
                 yield ("secret",), str(exc)
 
 
-class WebhookConnector(HttpConnector):
+class WebhookConnector(HttpConnector[WebhookConfig]):
     name: ClassVar[str] = "webhook"
     Config = WebhookConfig
     payloads = ("body",)
 
     def render(self, item: Item) -> list[Outbound]:
         cfg = self.config
-        assert isinstance(cfg, WebhookConfig)
         body = orjson.dumps(self.mapping.render_json("body", self.context(item)))
         headers = {"content-type": "application/json", **cfg.headers, "webhook-id": item.idempotency_key}
         secret: frozenset[str] = frozenset()

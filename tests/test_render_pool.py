@@ -181,7 +181,7 @@ def test_only_connectors_that_read_items_through_encode_go_to_the_child():
             if issubclass(connector_class(t), SupportsEncode)} == set(SIEM_TYPES)
 
 
-class Lines(BatchConnector):
+class Lines(BatchConnector[TargetConfig]):
     name = "lines"
 
     async def deliver_batch(self, client: httpx.AsyncClient, items: Sequence[Item]) -> list[Verdict]:

@@ -8,9 +8,9 @@ and classifies the answer into a ``Verdict``: OK, RETRY or PERMANENT. Transport 
 for sync) and ``SupportsSyncBookmark``.
 
 This module is the contract only. Beside it: ``hub.connector.config`` (the config blocks every target has;
-``TargetConfig`` is re-exported here, being what a connector's Config subclasses), ``hub.connector.http``
-(classifying HTTP answers, ``HttpConnector``) and ``hub.connector.batching`` (encode/split/gzip,
-``BatchConnector``).
+``TargetConfig`` is re-exported here, being what a connector's Config subclasses and ``Connector``'s type
+parameter is bound to), ``hub.connector.http`` (classifying HTTP answers, ``HttpConnector``) and
+``hub.connector.batching`` (encode/split/gzip, ``BatchConnector``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -30,8 +30,8 @@ from hub.connector.config import TargetConfig
 if TYPE_CHECKING:
     from hub.mappings import Mapping
 
-__all__ = ["USER_AGENT", "Connector", "Item", "Outbound", "Outcome", "Ref", "RemoteStatus", "SupportsBatch",
-           "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark", "TargetConfig", "Verdict"]
+__all__ = ["USER_AGENT", "ConfigT", "Connector", "Item", "Outbound", "Outcome", "Ref", "RemoteStatus",
+           "SupportsBatch", "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark", "TargetConfig", "Verdict"]
 
 USER_AGENT = "findings-hub/0.1 (+https://github.com/findings-hub)"  # every client a connector makes sends it
 
@@ -106,8 +106,13 @@ class Outbound:
         return {k: ("********" if k.lower() in secret else v) for k, v in self.headers.items()}
 
 
-class Connector:
-    """Base of every connector. Subclasses set ``name``, ``Config`` and implement ``deliver``."""
+ConfigT = TypeVar("ConfigT", bound=TargetConfig)
+
+
+class Connector(Generic[ConfigT]):
+    """Base of every connector: ``class ChatConnector(Connector[ChatConfig])`` types ``self.config`` as a
+    ChatConfig. Subclasses set ``name``, ``Config`` (the same class: the config loader validates a target's
+    block with it) and implement ``deliver``."""
 
     name: ClassVar[str]
     Config: ClassVar[type[TargetConfig]] = TargetConfig
@@ -117,7 +122,7 @@ class Connector:
     default_rate_limit: ClassVar[float | None] = None  # requests/s when the config sets none
     kinds: ClassVar[frozenset[str] | None] = None  # event types it can deliver (None: all)
 
-    def __init__(self, target: str, config: TargetConfig, mapping: Mapping, base_dir: Path | None = None):
+    def __init__(self, target: str, config: ConfigT, mapping: Mapping, base_dir: Path | None = None):
         self.target, self.config, self.mapping = target, config, mapping
         self.base_dir = base_dir or Path(".")
 

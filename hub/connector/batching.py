@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from hub.connector import Connector, Item, Outcome, Verdict
+from hub.connector import ConfigT, Connector, Item, Outcome, Verdict
 from hub.connector.config import BatchConfig
 from hub.connector.http import verdict_for_exception
 from hub.errors import TemplateError
 
 
-class BatchConnector(Connector):
+class BatchConnector(Connector[ConfigT]):
     """Many items per request, one verdict per item (``SupportsBatch``); a single delivery is a batch of one."""
 
     async def deliver(self, client: httpx.AsyncClient, item: Item) -> Verdict:

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from hub.connector import Connector, Item, Outbound, Outcome, Verdict
+from hub.connector import ConfigT, Connector, Item, Outbound, Outcome, Verdict
 from hub.ids import parse_uint
 
 
-class HttpConnector(Connector):
+class HttpConnector(Connector[ConfigT]):
     """Render -> send each request -> classify; the first answer that is not OK decides."""
 
     async def send(self, client: httpx.AsyncClient, out: Outbound) -> httpx.Response:

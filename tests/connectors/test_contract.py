@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from connectors import BUILTIN
 from connectors.webhook import WebhookConnector
 from hub.connector import Outcome, Verdict
 from hub.connector.http import classify_status
+from hub.registry import connector_class
 from tests.connectors.contract import CHECKS, ContractEntry, check_rate_limited, check_secrets_hidden, check_unavailable
 from tests.fakes import webhook
 from tests.fakes.elastic import elasticsearch
@@ -94,12 +95,20 @@ def test_every_builtin_http_connector_has_an_entry() -> None:
 
 def test_hub_connector_is_the_contract_only() -> None:
     """What plugins import from ``hub.connector``: the contract (and USER_AGENT, which its clients send), plus
-    TargetConfig (every connector's Config subclasses it); config blocks and helpers are in its submodules."""
+    TargetConfig (every connector's Config subclasses it and ``Connector``'s type parameter is bound to it); config
+    blocks and helpers are in its submodules."""
     defined = {name for name, value in vars(hub.connector).items()
                if getattr(value, "__module__", None) == "hub.connector" and not name.startswith("_")}
     assert set(hub.connector.__all__) == defined | {"USER_AGENT", "TargetConfig"} == {
-        "Outcome", "Verdict", "Ref", "Item", "Outbound", "RemoteStatus", "Connector", "USER_AGENT", "TargetConfig",
-        "SupportsBatch", "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark"}
+        "Outcome", "Verdict", "Ref", "Item", "Outbound", "RemoteStatus", "Connector", "ConfigT", "USER_AGENT",
+        "TargetConfig", "SupportsBatch", "SupportsEncode", "SupportsStatus", "SupportsSyncBookmark"}
+
+
+@pytest.mark.parametrize("type_name", sorted(BUILTIN))
+def test_a_connector_is_typed_with_the_config_it_is_validated_with(type_name: str) -> None:
+    """``class XConnector(HttpConnector[XConfig])`` types ``self.config``; the loader validates with ``Config``."""
+    cls = connector_class(type_name)
+    assert [get_args(base) for base in cls.__orig_bases__] == [(cls.Config,)]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

@@ -340,7 +340,7 @@ async def test_sync_keeps_the_reserve_and_reads_tickets_alone_when_too_many_chan
         app.state.agent_edit(2, status=5)
         got, saved = await sync_run(fs, c, refs[:3], None, time.time())
         assert (lists(app), views(app), got) == (1, 3, {"1": False, "2": True, "3": False}) and saved is not None
-        app.state.remaining = fs.cfg.rate_limit_reserve  # the account's minute is nearly used up
+        app.state.remaining = fs.config.rate_limit_reserve  # the account's minute is nearly used up
         got, saved = await sync_run(fs, c, refs[:3], None, time.time())
         assert (lists(app), views(app), got, saved) == (2, 3, {}, None) and fs.sync_paused_until > time.monotonic()
 
