@@ -79,7 +79,8 @@ class TargetConfig(StrictModel):
     rate_limit: RateLimitConfig | None = Field(None, description="Token bucket; default: the connector's.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry schedule.")
     request: RequestConfig = Field(default_factory=RequestConfig, description="HTTP request settings.")
-    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="When to stop trying for a while.")
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                           description="When to stop trying for a while.")
 
     @model_validator(mode="before")
     @classmethod

@@ -62,8 +62,8 @@ def classify_status(response: httpx.Response) -> Verdict:
     if 200 <= code < 300:
         return Verdict(Outcome.OK, f"HTTP {code}", status=code)
     if code in (408, 425, 429) or (code >= 500 and code != 501):
-        return Verdict(Outcome.RETRY, f"HTTP {code}: {short_body(response, 200)}", retry_after=retry_after_secs(response),
-                       status=code)
+        return Verdict(Outcome.RETRY, f"HTTP {code}: {short_body(response, 200)}",
+                       retry_after=retry_after_secs(response), status=code)
     return Verdict(Outcome.PERMANENT, f"HTTP {code}: {short_body(response)}", status=code)
 
 
