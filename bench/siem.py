@@ -72,9 +72,9 @@ class Result:
 
 def config_text(vendor: str, sink_port: int, hub_port: int, batch: int, in_flight: int, render: str = "auto") -> str:
     kind, auth, index = TARGETS[vendor]  # max_bytes left out: the type's own default applies
-    return hub_yaml(hub_port, "./siem.db", "siem", f'{{type: {kind}, url: "http://127.0.0.1:{sink_port}", auth: {auth}, '
-                    f'index: {index}, batch: {{max_events: {batch}, timeout_secs: 1, in_flight: {in_flight}, '
-                    'compression: true}}',
+    return hub_yaml(hub_port, "./siem.db", "siem", f'{{type: {kind}, url: "http://127.0.0.1:{sink_port}", '
+                    f'auth: {auth}, index: {index}, batch: {{max_events: {batch}, timeout_secs: 1, '
+                    f'in_flight: {in_flight}, compression: true}}}}',
                     "" if render == "auto" else f"render_process: {'true' if render == 'on' else 'false'}")
 
 

@@ -76,8 +76,9 @@ api: {{rate_limit_per_min: 100000}}
         start = time.perf_counter()
         with httpx.Client(timeout=60, headers={"authorization": f"Bearer {token}"}) as client:
             for b in range(0, args.findings, args.batch):
-                items = [{"id": f"bulk-{i}", "title": f"Finding {i}", "severity": "high", "asset_identifier": f"h{i % 50}",
-                          "description": "x" * 300, "file": f"/src/app/{i}.py", "cve": [f"CVE-2026-{i:05d}"]}
+                items = [{"id": f"bulk-{i}", "title": f"Finding {i}", "severity": "high",
+                          "asset_identifier": f"h{i % 50}", "description": "x" * 300, "file": f"/src/app/{i}.py",
+                          "cve": [f"CVE-2026-{i:05d}"]}
                          for i in range(b, min(b + args.batch, args.findings))]
                 r = client.post(url, json={"scanner_name": "bench", "project_id": "p", "findings": items})
                 assert r.status_code == 202, r.text

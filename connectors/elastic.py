@@ -40,7 +40,8 @@ class ElasticAuth(StrictModel):
                                       "sent as `Authorization: ApiKey <encoded>`; `id:api_key` is encoded for you.")
     username: str | None = Field(None, description="Basic auth user (with `password`).")
     password: SecretStr | None = Field(None, description="Basic auth password (with `username`).")
-    bearer: SecretStr | None = Field(None, description="A bearer token (OAuth2/JWT realm): `Authorization: Bearer ...`.")
+    bearer: SecretStr | None = Field(None,
+                                     description="A bearer token (OAuth2/JWT realm): `Authorization: Bearer ...`.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         basic = self.username is not None or self.password is not None

@@ -279,8 +279,8 @@ class FreshserviceConnector(HttpConnector[FreshserviceConfig]):
         if code == 400 and (errors := json_object(response).get("errors")):
             text = "; ".join(f"{e.get('field') or '?'}: {e.get('message', '')} ({e.get('code', '')})"
                              for e in errors[:5] if isinstance(e, dict))
-            return Verdict(Outcome.PERMANENT, f"HTTP 400 {json_object(response).get('description', 'Validation failed')}: "
-                           f"{text}", status=code)
+            described = json_object(response).get("description", "Validation failed")
+            return Verdict(Outcome.PERMANENT, f"HTTP 400 {described}: {text}", status=code)
         if code == 429:
             return Verdict(Outcome.RETRY, "HTTP 429: the account's per-minute API limit is used up (shared by every "
                            "integration on the account)", retry_after=retry_after_secs(response), status=code)

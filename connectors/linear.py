@@ -141,7 +141,8 @@ class LinearConnector(HttpConnector[LinearConfig]):
             if failed is not None:
                 return failed
         ref, done = item.ref, []
-        link: dict[str, Any] = {"remote_id": ref.remote_id, "remote_url": ref.url} if ref and ref.state == "linked" else {}
+        linked = ref is not None and ref.state == "linked"
+        link: dict[str, Any] = {"remote_id": ref.remote_id, "remote_url": ref.url} if ref and linked else {}
         for out in self.plan(item, state_id):
             verdict, answer = await self._call(client, out)
             if verdict.outcome is not Outcome.OK:

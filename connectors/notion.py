@@ -54,7 +54,8 @@ class NotionConfig(TargetConfig):
     data_source_id: str = Field(min_length=1, description="The data source pages are created in (from "
                                                           "`GET /v1/databases/{database_id}`: `data_sources[].id`).")
     notion_version: str = Field("2026-03-11", pattern=r"^\d{4}-\d{2}-\d{2}$", description="Notion-Version header.")
-    properties: NotionProperties = Field(default_factory=NotionProperties, description="Property names in the database.")
+    properties: NotionProperties = Field(default_factory=NotionProperties,
+                                         description="Property names in the database.")
     open_status: str = Field("Not started", description="Status option of an open (or reopened) finding.")
     resolved_status: str = Field("Done", description="Status option a resolved finding moves its page to.")
     done_statuses: list[str] | None = Field(None, description="Status options that count as closed for sync-back; "

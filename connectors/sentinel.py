@@ -1,4 +1,5 @@
-"""``sentinel``: rows into a Log Analytics table that Microsoft Sentinel reads, via the Azure Monitor Logs Ingestion API.
+"""``sentinel``: rows into a Log Analytics table that Microsoft Sentinel reads, via the Azure Monitor Logs Ingestion
+API.
 
 ``POST {url}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01``, a gzipped JSON
 array of rows, ``Authorization: Bearer`` with an Entra client-credentials token; 204 is success. ``url`` is the
@@ -58,8 +59,8 @@ class SentinelConfig(TargetConfig):
                                        "login.microsoftonline.us (US Gov) or login.chinacloudapi.cn (21Vianet).")
     scope: str = Field("https://monitor.azure.com//.default", description="Token scope; monitor.azure.us (US Gov) "
                        "or monitor.azure.cn (21Vianet) audiences in sovereign clouds.")
-    batch: BatchConfig = Field(BATCH, description="Rows per call: at most 1 MB of JSON per call (counted uncompressed); "
-                               "keys left out keep this connector's defaults.")
+    batch: BatchConfig = Field(BATCH, description="Rows per call: at most 1 MB of JSON per call (counted "
+                               "uncompressed); keys left out keep this connector's defaults.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:
         yield from super().problems()
@@ -217,8 +218,9 @@ class SentinelConnector(BatchConnector[SentinelConfig]):
         if code in (408, 429) or code >= 500:
             raise _TokenFailed(Verdict(Outcome.RETRY, f"{where}: HTTP {code} {error}",
                                        retry_after=retry_after_secs(response), status=code))
-        raise _TokenFailed(Verdict(Outcome.PERMANENT, f"{where}: HTTP {code} {error}: check tenant_id, auth.client_id "
-                                   "and auth.client_secret (expired secrets are a common cause) and scope", status=code))
+        raise _TokenFailed(Verdict(Outcome.PERMANENT, f"{where}: HTTP {code} {error}: check tenant_id, "
+                                   "auth.client_id and auth.client_secret (expired secrets are a common cause) and "
+                                   "scope", status=code))
 
 
 def _error(response: httpx.Response) -> str:

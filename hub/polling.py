@@ -7,9 +7,9 @@ that a run stopped early (an error, a rate-limit wait longer than ``max_wait_sec
 killed) resumes after the last page it stored. ``X-RateLimit-Remaining: 0`` waits for
 ``X-RateLimit-Reset``; 429 honours ``Retry-After``; ``rate_limit`` keeps the platform's sliding
 window on our side. With ``parents`` the run lists the parents (e.g. Obexum's engagements) and pages
-through ``url`` once per parent id. A complete run of a ``full_import`` source ends
-with a ``PollComplete`` mark (hub/pollmarks.py) that resolves the open findings the run did not see. One run per source at
-a time. ``mode: secuprobe`` lists scans, waits for ``completed`` ones, then reads their vulnerabilities.
+through ``url`` once per parent id. A complete run of a ``full_import`` source ends with a ``PollComplete`` mark
+(hub/pollmarks.py) that resolves the open findings the run did not see. One run per source at a time.
+``mode: secuprobe`` lists scans, waits for ``completed`` ones, then reads their vulnerabilities.
 """
 
 from __future__ import annotations

@@ -135,7 +135,8 @@ class RenderPool:
             log.info("render process %d started for %s", self.pid, ", ".join(self.specs))
 
     async def encode(self, target: str, rows: list[Row]) -> list[Encoded] | None:
-        """Each row's bytes or its verdict (template error), from the child; None if the child is gone (encode in the loop)."""
+        """Each row's bytes or its verdict (template error), from the child; None if the child is gone (encode in the
+        loop)."""
         pool = self._pool
         if pool is None:
             return None

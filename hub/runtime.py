@@ -106,7 +106,8 @@ class Hub:
                 Job("dead-letters", report_dead, every(3600))]
         for name, poller in self.pollers.items():
             cfg = poller.cfg
-            jobs.append(Job(f"poll:{name}", poller.run, crontab(cfg.cron) if cfg.cron else every(cfg.every_secs or 300)))
+            trigger = crontab(cfg.cron) if cfg.cron else every(cfg.every_secs or 300)
+            jobs.append(Job(f"poll:{name}", poller.run, trigger))
         for name, sync in self.syncs.items():
             sync_cfg = getattr(self.dispatcher.workers[name].cfg, "sync", None)
             jobs.append(Job(f"sync:{name}", sync.run, every(sync_cfg.interval_secs if sync_cfg is not None else 300)))

@@ -33,8 +33,9 @@ from hub.errors import AdapterError, TemplateError
 from hub.models import Asset, Finding
 from hub.strict import Loc, StrictModel
 
-FINDING_FIELDS = {n for n in Finding.model_fields if n not in ("id", "fingerprint", "external_refs", "status",
-                                                                 "first_seen", "last_seen", "resolved_at", "sla_due_at")}
+KEPT_BY_THE_HUB = ("id", "fingerprint", "external_refs", "status", "first_seen", "last_seen", "resolved_at",
+                   "sla_due_at")
+FINDING_FIELDS = {n for n in Finding.model_fields if n not in KEPT_BY_THE_HUB}
 FIELD_NAMES = FINDING_FIELDS | {f"asset.{n}" for n in Asset.model_fields}
 RESOLVED_WORDS = {"resolved", "fixed", "closed", "remediated", "done", "deleted", "false_positive", "true"}
 
@@ -44,7 +45,8 @@ class GenericOptions(StrictModel):
     fields: dict[str, str] = Field(description="Finding field (asset.* allowed) -> expression over item/body/event.")
     status: str | None = Field(None, description="Expression; true or resolved/fixed/closed resolves the finding.")
     full_import: bool = Field(False, description="The list is complete: open findings of this scope not in it resolve.")
-    scope: str | None = Field(None, description="Expression naming the set a full import replaces (default: the source).")
+    scope: str | None = Field(None,
+                              description="Expression naming the set a full import replaces (default: the source).")
     severity_scale: str = Field("auto", pattern="^(auto|cvss|level)$",
                                 description="How numbers are read: auto, cvss (0-10) or level (1-5, 5 = critical).")
 

@@ -184,7 +184,8 @@ class Api:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if not header:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (create one with `hub tokens create`)",
+            raise ApiError(401, "unauthorized",
+                           "send Authorization: Bearer <token> (create one with `hub tokens create`)",
                            headers={"WWW-Authenticate": "Bearer"})
         ident = tokens.token_id(value.strip()) if scheme.lower() == "bearer" else None
         row = token_rows.by_id(self.ctx.store.conn, ident) if ident else None

@@ -45,7 +45,8 @@ def json_answer(status: int, doc: Any) -> Callable[[], httpx.Response]:
 
 ENTRIES: dict[str, ContractEntry] = {e.type_name: e for e in [
     ContractEntry(
-        "webhook", {"url": "http://receiver.test/hook", "secret": WHSEC, "headers": {"authorization": f"Bearer {WH_TOKEN}"}},
+        "webhook", {"url": "http://receiver.test/hook", "secret": WHSEC,
+                    "headers": {"authorization": f"Bearer {WH_TOKEN}"}},
         (WHSEC, WHSEC.removeprefix("whsec_"), WH_TOKEN), lambda: webhook.receiver(WHSEC),
         json_answer(400, {"error": "body: field required: finding.id"})),
     ContractEntry(
@@ -53,7 +54,8 @@ ENTRIES: dict[str, ContractEntry] = {e.type_name: e for e in [
                          "requester_email": "vuln-bot@example.com"},
         (FS_KEY, base64.b64encode(f"{FS_KEY}:X".encode()).decode()), lambda: fake_freshservice(FS_KEY),
         json_answer(400, {"description": "Validation failed", "errors": [
-            {"field": "priority", "message": "It should be one of these values: '1,2,3,4'", "code": "invalid_value"}]})),
+            {"field": "priority", "message": "It should be one of these values: '1,2,3,4'",
+             "code": "invalid_value"}]})),
     ContractEntry(
         "linear", {"auth": {"api_key": LIN_KEY}, "team_id": TEAM}, (LIN_KEY,), lambda: FakeLinear(LIN_KEY).app,
         json_answer(400, {"errors": [{"message": "Argument Validation Error", "extensions": {
@@ -79,7 +81,8 @@ ENTRIES: dict[str, ContractEntry] = {e.type_name: e for e in [
                      "auth": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, "dcr_immutable_id": DCR,
                      "stream": STREAM},
         (CLIENT_SECRET,), lambda: fake_sentinel(),
-        json_answer(400, {"error": {"code": "InvalidStream", "message": f"Stream {STREAM} is not declared in the DCR."}}),
+        json_answer(400, {"error": {"code": "InvalidStream",
+                                    "message": f"Stream {STREAM} is not declared in the DCR."}}),
         delivery=lambda request: "/oauth2/" not in request.url.path),  # the token call is not the delivery
     ContractEntry(
         "elastic", {"url": "http://es.test:9200", "auth": {"api_key": ES_KEY}}, (ES_KEY,),

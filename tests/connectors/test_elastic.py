@@ -148,7 +148,8 @@ async def test_bulk_request_is_gzipped_ndjson_with_api_key_and_ecs_documents():
     assert docs[items[1].idempotency_key]["findings_hub"]["changed_fields"] == ["severity", "cvss_score"]
     assert docs[items[2].idempotency_key]["@timestamp"] == "2026-11-25T08:30:00.000Z"
     raw = docs[items[3].idempotency_key]
-    assert raw["event"]["kind"] == "event" and raw["findings_hub"]["event"]["body"] == example("received")["event"]["body"]
+    assert raw["event"]["kind"] == "event"
+    assert raw["findings_hub"]["event"]["body"] == example("received")["event"]["body"]
     assert raw["findings_hub"]["event"]["verified_by"] == "hmac-sha256" and raw["event"]["id"] == "evt_42"
     minimal = docs[items[4].idempotency_key]
     assert "host" not in minimal and "score" not in minimal["vulnerability"]  # nulls are left out
@@ -318,7 +319,8 @@ async def test_raw_bodies_nest_under_one_flattened_object_or_go_to_event_origina
     assert all(v.outcome is Outcome.OK for v in await deliver(connector(folder), httpx.ASGITransport(app=app), items))
     docs = app.state.cluster.docs["logs-findings-default"]
     assert orjson.loads(docs["fh_raw_0"]["event"]["original"]) == wild[0].event["body"]  # type: ignore[index]
-    assert docs["fh_raw_50"]["event"]["original"] == "plain text body" and docs["fh_raw_51"]["event"]["original"] == "[1,2]"
+    assert docs["fh_raw_50"]["event"]["original"] == "plain text body"
+    assert docs["fh_raw_51"]["event"]["original"] == "[1,2]"
     assert all(ecs_problems(d) == [] for d in docs.values())
 
 
@@ -331,7 +333,8 @@ async def test_dead_letter_documents_and_document_id_per_finding():
     assert all(v.outcome is Outcome.OK for v in await deliver(connector(), httpx.ASGITransport(app=app),
                                                               [with_finding, without]))
     docs = app.state.cluster.docs["logs-findings-default"]
-    assert docs["fh_dead_1"]["event"]["kind"] == "pipeline_error" and docs["fh_dead_1"]["event"]["reason"] == "HTTP 400: bad"
+    assert docs["fh_dead_1"]["event"]["kind"] == "pipeline_error"
+    assert docs["fh_dead_1"]["event"]["reason"] == "HTTP 400: bad"
     assert docs["fh_dead_2"]["findings_hub"]["dead"]["id"] == "dlv_7" and "@timestamp" in docs["fh_dead_2"]
     assert all(ecs_problems(d) == [] for d in docs.values())
 

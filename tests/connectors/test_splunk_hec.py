@@ -284,8 +284,8 @@ def test_render_shows_the_request_with_the_token_masked(tmp_path):
 def hub_config(tmp_path: Path, **target: Any) -> dict[str, Any]:
     return {
         "storage": {"path": str(tmp_path / "hub.db")},
-        "sources": {"scanner": scanner_source({
-            "title": "item.title", "severity": "item.severity", "tool_id": "item.id", "asset.identifier": "item.host"})},
+        "sources": {"scanner": scanner_source({"title": "item.title", "severity": "item.severity", "tool_id": "item.id",
+                                               "asset.identifier": "item.host"})},
         "routes": [{"name": "siem", "on": ["event.received", "finding.created"], "to": ["splunk"]}],
         "targets": {"splunk": {"type": "splunk_hec", "url": URL, "auth": {"token": TOKEN}, "index": "security",
                                "retry": {"schedule_secs": [0.05] * 6, "jitter": 0},
