@@ -188,7 +188,10 @@ async def test_csrf_token_is_checked_on_every_action(console):
     await sent(c)
     [dead, _] = delivery_rows.listing(c.hub.store.conn, state="dead")
     other = csrf(await c.client.get("/ui/login"))  # another session's token (the login form's)
-    await c.login(c.token("admin"))
+    admin = c.token("admin")
+    r = await c.client.post("/ui/login", data={"csrf": "forged", "token": admin, "next": "/ui/"})
+    assert r.status_code == 403 and (await c.client.get("/ui/")).status_code == 303  # the login form has one too
+    await c.login(admin)
     page = await c.page(f"/ui/deliveries/{dead['id']}")
     for form in ({}, {"csrf": ""}, {"csrf": csrf(page)[:-2] + "xx"}):
         r = await c.client.post(f"/ui/deliveries/{dead['id']}/replay", data=form)
@@ -349,3 +352,23 @@ async def test_the_overview_counts_the_last_hour_per_source_and_target(console):
     c.skew[0] = 3601  # an hour later nothing is left in the window but the dead letters
     html = await c.page("/ui/")
     assert "<rect" not in html and "no attempts in the last hour" in html
+
+
+async def test_a_page_reads_a_fixed_number_of_queries_however_many_rows_it_shows(console):
+    c = console
+    await sent(c)
+    await c.login(c.token("read"))
+    statements: list[str] = []
+    c.hub.store.conn.set_trace_callback(statements.append)
+
+    async def count(path: str) -> int:
+        statements.clear()
+        await c.page(path)
+        return len(statements)
+
+    pages = ["/ui/", "/ui/events", "/ui/findings", "/ui/deliveries"]
+    few = [await count(p) for p in [*pages, "/ui/events/evt_1"]]
+    await c.harness.send([{"id": f"M{n}", "title": f"More {n}", "sev": "low", "host": "web-3"} for n in range(6)])
+    await c.harness.until(lambda: c.harness.states("ok") == {"done": 8})
+    many = [await count(p) for p in [*pages, "/ui/events/evt_2"]]  # evt_2 made 6 findings and 12 deliveries
+    assert many == few
