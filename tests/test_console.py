@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hub import tokens
 from hub.app import create_app
 from hub.cli import main
+from hub.errors import StoreUnavailableError
 from hub.explain import explain
 from hub.runtime import Hub
 from hub.settings import load_config
@@ -372,3 +373,19 @@ async def test_a_page_reads_a_fixed_number_of_queries_however_many_rows_it_shows
     await c.harness.until(lambda: c.harness.states("ok") == {"done": 8})
     many = [await count(p) for p in [*pages, "/ui/events/evt_2"]]  # evt_2 made 6 findings and 12 deliveries
     assert many == few
+
+
+async def test_an_action_the_store_cannot_commit_is_a_503_and_changes_nothing(console, monkeypatch):
+    c = console
+    await sent(c)
+    [dead, _] = delivery_rows.listing(c.hub.store.conn, state="dead")
+    await c.login(c.token("admin"))
+    page = await c.page(f"/ui/deliveries/{dead['id']}")
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("disk full")
+
+    monkeypatch.setattr(c.hub.store, "write", refused)
+    r = await c.client.post(f"/ui/deliveries/{dead['id']}/replay", data={"csrf": csrf(page)})
+    assert r.status_code == 503 and "cannot commit" in r.text
+    assert c.state(dead["id"]) == "dead" and not c.audit("console.deliveries.replay")

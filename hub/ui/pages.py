@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from hub import jsonlimits, tokens
 from hub.api.anonymous import AnonymousLimiter
 from hub.api.base import REFUSED
-from hub.errors import HubError
+from hub.errors import HubError, StoreUnavailableError
 from hub.explain import explain
 from hub.ids import iso
 from hub.items import item_from
@@ -27,7 +27,7 @@ from hub.ui import overview
 from hub.ui.context import ConsoleContext
 from hub.ui.lists import Listing, listings
 from hub.ui.session import COOKIE
-from hub.ui.web import Denied, Viewer, Web, permalink
+from hub.ui.web import UNAVAILABLE, Denied, Viewer, Web, permalink
 
 MAX_BODY_SHOWN = 262_144  # a stored body is shown up to this many characters
 
@@ -65,11 +65,16 @@ class Pages:
         return self._login_form(request)
 
     async def login(self, request: Request) -> Response:
-        web, now = self.web, self.ctx.clock()
         try:
-            form = await web.form(request)
+            return await self._login(request)
         except Denied as exc:
-            return web.error(request, None, exc.status, exc.message)
+            return self.web.error(request, None, exc.status, exc.message)
+        except StoreUnavailableError:  # the login is not audited, so it is not made either
+            return self.web.error(request, None, 503, UNAVAILABLE)
+
+    async def _login(self, request: Request) -> Response:
+        web, now = self.web, self.ctx.clock()
+        form = await web.form(request)
         session = web.sessions.read(request.cookies.get(COOKIE), now)
         if session is None or not web.sessions.csrf_ok(session, form.get("csrf")):
             return self._login_form(request, 403, "The login form expired; try again.", form.get("next"))

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hub import tokens
 from hub.api.anonymous import AnonymousLimiter
+from hub.errors import StoreUnavailableError
 from hub.ids import iso, parse_iso
 from hub.store import tokens as token_rows
 from hub.ui.context import ConsoleContext
@@ -29,6 +30,7 @@ from hub.ui.session import COOKIE, Session, Sessions
 
 HERE = Path(__file__).resolve().parent
 MAX_FORM_BYTES = 65_536
+UNAVAILABLE = "The store cannot commit now (see /readyz); try again in a few seconds."
 HEADERS = [
     (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                  b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
@@ -156,6 +158,8 @@ class Web:
                 return await handler(request, viewer)
             except Denied as exc:
                 return self.error(request, viewer, exc.status, exc.message)
+            except StoreUnavailableError:
+                return self.error(request, viewer, 503, UNAVAILABLE)
 
         return endpoint
 
@@ -175,6 +179,8 @@ class Web:
                 return await handler(request, viewer, form)
             except Denied as exc:
                 return self.error(request, viewer, exc.status, exc.message)
+            except StoreUnavailableError:  # nothing was changed: the change and its audit row are one write
+                return self.error(request, viewer, 503, UNAVAILABLE)
 
         return endpoint
 
