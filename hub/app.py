@@ -52,11 +52,12 @@ def create_app(hub: Hub) -> Any:
         finally:
             await hub.aclose()
 
-    from hub import api
+    from hub import api, ui
 
     app = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
-                *(api.routes(hub.api) if hub.config.api.enabled else [])],
+                *(api.routes(hub.api) if hub.config.api.enabled else []),
+                *(ui.routes(hub.console) if hub.config.console.enabled else [])],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

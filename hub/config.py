@@ -256,6 +256,15 @@ class ApiConfig(StrictModel):
     max_body_bytes: int = Field(10_485_760, gt=0, description="Largest POST /api/v1/findings body.")
 
 
+class ConsoleConfig(StrictModel):
+    enabled: bool = Field(True, description="Serve the operator console at /ui/ (log in with an API token); off: "
+                          "/ui/ is 404.")
+    session_hours: float = Field(12, gt=0, le=720, description="How long a console login lasts.")
+    session_secret: SecretStr | None = Field(None, min_length=32, description="Key that signs console sessions "
+                                             "(32+ characters, e.g. from ${HUB_CONSOLE_SECRET}); unset: a random "
+                                             "key per process start, so every restart ends the sessions.")
+
+
 class LoggingConfig(StrictModel):
     format: Literal["text", "json"] = Field("text", description="text: one readable line per record; json: one "
                                             "JSON object per line (ts, level, logger, message, and event_id, "
@@ -274,6 +283,7 @@ class HubConfig(StrictModel):
     sla: SlaConfig = Field(SlaConfig(), description="Days to fix, by severity: sets sla_due_at.")
     pipeline: PipelineConfig = Field(PipelineConfig(), description="Event processing settings.")
     api: ApiConfig = Field(ApiConfig(), description="The hub's own HTTP API.")
+    console: ConsoleConfig = Field(ConsoleConfig(), description="The operator console at /ui/.")
     logging: LoggingConfig = Field(LoggingConfig(), description="Log format and level.")
 
     def problems(self) -> Iterator[tuple[Loc, str]]:

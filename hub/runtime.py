@@ -36,6 +36,7 @@ from hub.settings import Settings
 from hub.sla_breaches import SlaBreaches
 from hub.store import Store
 from hub.sync import StatusSync
+from hub.ui.context import ConsoleContext
 
 log = logging.getLogger("hub")
 
@@ -76,6 +77,8 @@ class Hub:
         self.receiver = Receiver(config.sources, config.server, store, metrics, clock=clock, on_stored=pipeline.wake)
         self.api = ApiContext(store, config.api, metrics, clock, on_stored=pipeline.wake,
                               wake_deliveries=dispatcher.wake)
+        self.console = ConsoleContext(store, config, metrics, clock, connectors, on_stored=pipeline.wake,
+                                      wake_deliveries=dispatcher.wake)
         self.use_scheduler = scheduler
         self.scheduler: Any = None
         self.started = False

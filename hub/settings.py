@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from hub import adapters, contextcheck, registry, templating
 from hub.config import (
     ApiConfig,
+    ConsoleConfig,
     HubConfig,
     LoggingConfig,
     PipelineConfig,
@@ -81,6 +82,10 @@ class Settings:
     @property
     def api(self) -> ApiConfig:
         return self.config.api
+
+    @property
+    def console(self) -> ConsoleConfig:
+        return self.config.console
 
     @property
     def logging(self) -> LoggingConfig:

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from hub.ids import iso
+from hub.ids import iso, parse_iso
 from hub.store import tokens as token_rows
 
 SCOPES = ("ingest", "read", "replay", "admin")  # admin may do everything
@@ -52,6 +52,27 @@ def token_id(token: str) -> str | None:
 
 def matches(token: str, stored_digest: str) -> bool:
     return hmac.compare_digest(digest(token).encode(), stored_digest.encode())
+
+
+def check(conn: sqlite3.Connection, token: str, now: float) -> tuple[dict[str, Any] | None, str]:
+    """The token's row if it authenticates at ``now``, else None and why: ``invalid_token`` (malformed, unknown or
+    a wrong secret), ``token_revoked`` or ``token_expired``. The API and the console's login both ask this."""
+    ident = token_id(token)
+    row = token_rows.by_id(conn, ident) if ident else None
+    if row is None or not matches(token, row["hash"]):
+        return None, "invalid_token"
+    refused = refusal(row, now)
+    return (None, refused) if refused else (row, "")
+
+
+def refusal(row: dict[str, Any], now: float) -> str | None:
+    """Why a token's row no longer authenticates (``token_revoked``, ``token_expired``), None while it does: a
+    console session asks this again on every page, so revoking the token ends the session."""
+    if row["revoked_at"]:
+        return "token_revoked"
+    if row["expires_at"] and parse_iso(row["expires_at"]) <= now:
+        return "token_expired"
+    return None
 
 
 def allows(scopes: list[str], needed: str) -> bool:

@@ -246,8 +246,8 @@ def test_installed_wheel_checks_every_example_and_serves(installed, tmp_path):
         assert out.returncode == 0, f"{path.name}: {out.stdout}{out.stderr}"
 
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hub" / "builtin_mappings").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
+    shipped = {p.relative_to(ROOT).as_posix() for folder in ("builtin_mappings", "ui")
+               for p in (ROOT / "hub" / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert shipped and not shipped - names, f"the wheel lacks {sorted(shipped - names)[:5]}"
 
     port, log = free_port(), tmp_path / "serve.log"
@@ -257,6 +257,8 @@ def test_installed_wheel_checks_every_example_and_serves(installed, tmp_path):
                                 stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path, env=installed.env())
     try:
         wait_healthy(proc, f"http://127.0.0.1:{port}", log)
+        login = httpx.get(f"http://127.0.0.1:{port}/ui/login", timeout=10)  # the console's templates are installed
+        assert login.status_code == 200 and 'name="token"' in login.text, login.text[:300]
         sent = subprocess.run([str(installed.bin / "hub"), "send-test", "--config", str(config), "--source",
                                "secureendpoint", "--url", f"http://127.0.0.1:{port}/hooks/secureendpoint"],
                               capture_output=True, text=True, timeout=30, cwd=tmp_path, env=installed.env())

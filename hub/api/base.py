@@ -25,12 +25,14 @@ from hub import jsonlimits, tokens
 from hub.api.anonymous import AnonymousLimiter
 from hub.config import ApiConfig
 from hub.errors import StoreUnavailableError, error_json, format_path
-from hub.ids import iso, parse_iso, parse_uint
+from hub.ids import iso, parse_uint
 from hub.metrics import Metrics
 from hub.store import Store
 from hub.store import tokens as token_rows
 
 M = TypeVar("M", bound=BaseModel)
+REFUSED = {"invalid_token": "the token is not valid", "token_revoked": "the token was revoked",
+           "token_expired": "the token has expired"}  # tokens.check's reasons, as the API and the console say them
 
 
 class ApiError(Exception):
@@ -187,14 +189,10 @@ class Api:
             raise ApiError(401, "unauthorized",
                            "send Authorization: Bearer <token> (create one with `hub tokens create`)",
                            headers={"WWW-Authenticate": "Bearer"})
-        ident = tokens.token_id(value.strip()) if scheme.lower() == "bearer" else None
-        row = token_rows.by_id(self.ctx.store.conn, ident) if ident else None
-        if row is None or not tokens.matches(value.strip(), row["hash"]):
-            raise ApiError(401, "invalid_token", "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
-        if row["revoked_at"]:
-            raise ApiError(401, "token_revoked", "the token was revoked", headers={"WWW-Authenticate": "Bearer"})
-        if row["expires_at"] and parse_iso(row["expires_at"]) <= self.ctx.clock():
-            raise ApiError(401, "token_expired", "the token has expired", headers={"WWW-Authenticate": "Bearer"})
+        given = value.strip() if scheme.lower() == "bearer" else ""
+        row, refused = tokens.check(self.ctx.store.conn, given, self.ctx.clock())
+        if row is None:
+            raise ApiError(401, refused, REFUSED[refused], headers={"WWW-Authenticate": "Bearer"})
         return Principal(row["id"], row["name"], row["scopes"])
 
     async def _touch(self, principal: Principal) -> None:

@@ -109,13 +109,16 @@ def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
 
 
 def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,
-            limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
-    """Newest first, without bodies; page with ``before`` = the last ``seq`` seen."""
+            limit: int = 50, before: int | None = None, since: str | None = None,
+            until: str | None = None) -> list[dict[str, Any]]:
+    """Newest first, without bodies; page with ``before`` = the last ``seq`` seen. ``since``/``until``: received
+    at or after / before these times."""
     where: list[str] = []
     args: list[Any] = []
-    for column, value in (("source", source), ("state", state)):
+    for clause, value in (("source = ?", source), ("state = ?", state), ("received_at >= ?", since),
+                          ("received_at < ?", until)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(clause)
             args.append(value)
     if before is not None:
         where.append("seq < ?")

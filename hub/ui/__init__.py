@@ -1,0 +1,49 @@
+"""The operator console at ``/ui/``: server-rendered pages (Jinja templates in ``templates/``, one stylesheet and
+one small script in ``static/``) over the same store queries as the CLI, behind a login with an API token.
+
+``routes(ctx)`` is all the app mounts; docs/console.md describes the pages and the security model.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from hub.ui.context import ConsoleContext
+from hub.ui.pages import Pages
+from hub.ui.web import HERE, secured
+
+__all__ = ["ConsoleContext", "routes"]
+
+
+def routes(ctx: ConsoleContext) -> list[BaseRoute]:
+    pages = Pages(ctx)
+    web = pages.web
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/ui/", status_code=307)
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:  # an HTML page, with the headers
+        request = Request(scope, receive)
+        await web.error(request, web.viewer(request), 404, "No such page.")(scope, receive, send)
+
+    console = Router(routes=[
+        Route("/", web.view(pages.home)),
+        Route("/login", pages.login_page, methods=["GET"]),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", web.action(pages.logout, admin=False), methods=["POST"]),
+        Route("/go", web.view(pages.go)),
+        Route("/explain", web.view(pages.explain)),
+        *(Route(f"/{name}", web.view(pages.listing_page(name))) for name in pages.lists),
+        *(Route(f"/{name}.csv", web.view(pages.listing_csv(name))) for name in pages.lists),
+        Route("/events/{ident}", web.view(pages.event)),
+        Route("/events/{ident}/reprocess", web.action(pages.reprocess), methods=["POST"]),
+        Route("/findings/{ident}", web.view(pages.finding)),
+        Route("/deliveries/{ident}", web.view(pages.delivery)),
+        Route("/deliveries/{ident}/replay", web.action(pages.replay), methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=HERE / "static")),
+    ], default=not_found)
+    return [Route("/", root), Mount("/ui", app=secured(console))]
