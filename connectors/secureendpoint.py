@@ -58,6 +58,7 @@ class SecureEndpointConnector(HttpConnector):
         if status in (401, 403):
             reason += f" (check token of target {self.target}: an API key of the organization, allowed to dismiss)"
         retry_after = verdict.retry_after
-        if status == 429 and retry_after is None and (reset := parse_uint(response.headers.get("x-ratelimit-reset", ""))):
+        reset = parse_uint(response.headers.get("x-ratelimit-reset", ""))
+        if status == 429 and retry_after is None and reset is not None:
             retry_after = max(0.0, reset - time.time())
         return Verdict(verdict.outcome, reason, retry_after=retry_after, status=status)
