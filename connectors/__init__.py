@@ -10,4 +10,6 @@ BUILTIN: dict[str, str] = {
     "splunk_hec": "connectors.splunk_hec:SplunkHecConnector",
     "sentinel": "connectors.sentinel:SentinelConnector",
     "elastic": "connectors.elastic:ElasticConnector",
+    "secureendpoint": "connectors.secureendpoint:SecureEndpointConnector",
+    "neuro": "connectors.neuro:NeuroConnector",
 }

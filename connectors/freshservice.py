@@ -31,7 +31,7 @@ from hub.connector.config import SyncConfig
 from hub.connector.http import HttpConnector, classify_status, json_object, retry_after_secs, short_body
 from hub.errors import HubError, TemplateError
 from hub.ids import id_time, iso, parse_iso, parse_uint
-from hub.models import FINDING_EVENTS
+from hub.models import TICKET_KINDS
 from hub.strict import Loc, StrictModel
 from hub.urlpath import segment
 
@@ -131,7 +131,7 @@ class FreshserviceConnector(HttpConnector[FreshserviceConfig]):
     Config = FreshserviceConfig
     payloads = ("ticket", "update", "note")
     work_items = True
-    kinds = frozenset(FINDING_EVENTS)
+    kinds = TICKET_KINDS
     default_rate_limit = 0.5  # deliveries/s: Starter allows 100 calls/min per account, 50 creates (targets.md)
     status_batch = 100  # refs are matched to one listing per run; a ticket read alone still checks the reserve
     clock: Callable[[], float] = time.time  # decides whether a due date is already past (tests move it)

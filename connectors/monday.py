@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr, field_validator
 from hub.connector import Item, Outbound, Outcome, Ref, RemoteStatus, TargetConfig, Verdict
 from hub.connector.config import SyncConfig
 from hub.connector.http import HttpConnector, classify_status, json_object, retry_after_secs, short_body
-from hub.models import FINDING_EVENTS
+from hub.models import TICKET_KINDS
 from hub.strict import Loc, StrictModel
 
 CREATE = ("mutation CreateItem($board: ID!, $group: String, $name: String!, $cols: JSON, $labels: Boolean) {"
@@ -104,7 +104,7 @@ class MondayConnector(HttpConnector[MondayConfig]):
     default_url = "https://api.monday.com"
     payloads = ("item", "fields", "comment")
     work_items = True
-    kinds = frozenset(FINDING_EVENTS)
+    kinds = TICKET_KINDS
     default_rate_limit = 2.0  # deliveries/s, each 1-3 calls: under the per-minute and mutation limits
     status_batch: ClassVar[int] = 50  # ids per items() query (monday takes up to 100)
 

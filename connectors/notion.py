@@ -24,7 +24,7 @@ from hub.connector import Item, Outbound, Outcome, Ref, RemoteStatus, TargetConf
 from hub.connector.config import SyncConfig
 from hub.connector.http import HttpConnector, classify_status, json_object, short_body
 from hub.errors import HubError
-from hub.models import FINDING_EVENTS
+from hub.models import TICKET_KINDS
 from hub.strict import Loc, StrictModel
 from hub.urlpath import segment
 
@@ -77,7 +77,7 @@ class NotionConnector(HttpConnector[NotionConfig]):
     default_url = "https://api.notion.com"
     payloads = ("page", "update", "comment")
     work_items = True
-    kinds = frozenset(FINDING_EVENTS)
+    kinds = TICKET_KINDS
     # Notion allows an average of 3 requests/s per connection; the hub paces deliveries, and a delivery here is
     # 1 (create) to 4 (lookup, create, update, comment) requests, about 2 on average.
     default_rate_limit = 1.5

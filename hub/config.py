@@ -22,7 +22,7 @@ from hub.strict import Loc, Name, StrictModel, translate, unknown_message
 from hub.yamlsrc import YamlDoc
 
 EventType = Literal["event.received", "finding.created", "finding.updated", "finding.resolved", "finding.reopened",
-                    "finding.sla_breached", "delivery.dead"]
+                    "finding.sla_breached", "finding.dismissed", "delivery.dead"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 

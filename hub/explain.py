@@ -23,7 +23,7 @@ from jinja2.parser import Parser
 
 from hub import templating
 from hub.errors import TemplateError
-from hub.models import FINDING_EVENTS
+from hub.models import FINDING_EVENTS, SYNCED_KINDS
 from hub.registry import connector_class
 from hub.routing import Route, Router
 from hub.settings import Settings
@@ -32,7 +32,6 @@ from hub.store import findings as finding_rows
 
 MAX_STEPS = 20  # a finding's most recent routable steps explained (a long-lived finding has hundreds)
 MISSING = "<missing>"  # a field the `when` read that the context does not have
-SYNCED_KINDS = frozenset(FINDING_EVENTS) - {"finding.created"}  # as hub.pipeline: once linked, always synced
 
 
 @dataclass(frozen=True)

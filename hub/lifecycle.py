@@ -4,6 +4,11 @@ new -> ``finding.created``; changed tracked fields -> ``finding.updated``; repor
 from a full re-import) -> ``finding.resolved``; seen again after resolution -> ``finding.reopened``;
 identical -> nothing. Events are often partial (a "resolved" webhook carries only an id), so an empty
 value in the incoming finding never erases a stored one.
+
+A ticket closed by a person in a "won't fix" state -> ``finding.dismissed`` (``dismiss``). Reports do not undo a
+person's decision: a dismissed finding stays dismissed until its source says it is new again, that is, reports it
+with an open status after having reported it closed (resolved or dismissed) since the dismissal. Its
+``resolved_at`` is the time of that closing report (None until then), which is all the memory the rule needs.
 """
 
 from __future__ import annotations
@@ -120,7 +125,15 @@ def apply(existing: Finding | None, incoming: Finding, now: float, sla: SlaConfi
         update["sla_due_at"] = sla_due(merged.severity, merged.first_seen, sla)
     kind: str | None = "finding.updated" if changes else None
     if existing.status == "dismissed":
-        kind = None  # a human decided; reports do not reopen it
+        kind = None  # a human decided: field changes are recorded, nothing is delivered
+        if incoming.status != "open" and existing.resolved_at is None:
+            update["resolved_at"] = stamp  # the source says closed too (the write-back arrived, or it was fixed)
+            changes["source_status"] = {"old": None, "new": incoming.status}
+        elif "status" in incoming.model_fields_set and incoming.status == "open" and existing.resolved_at:
+            # new again at the source: it says open (a report that names no status says nothing)
+            kind, update["status"], update["resolved_at"] = "finding.reopened", "open", None
+            update["sla_due_at"] = sla_due(merged.severity, stamp, sla)
+            changes["status"] = {"old": "dismissed", "new": "open"}
     elif existing.status == "open" and incoming.status == "resolved":
         kind, update["status"], update["resolved_at"] = "finding.resolved", "resolved", stamp
         changes["status"] = {"old": "open", "new": "resolved"}
@@ -141,3 +154,10 @@ def resolve_absent(existing: Finding, now: float, reason: str) -> Change:
     stamp = iso(now)
     f = existing.model_copy(update={"status": "resolved", "resolved_at": stamp, "last_seen": existing.last_seen})
     return Change("finding.resolved", f, {"status": {"old": "open", "new": "resolved"}, "reason": reason})
+
+
+def dismiss(existing: Finding, now: float) -> Change:
+    """An open finding whose ticket a person closed as not to be fixed. ``resolved_at`` stays empty: it records when
+    the source, too, calls the finding closed (see the module's docstring)."""
+    f = existing.model_copy(update={"status": "dismissed", "resolved_at": None})
+    return Change("finding.dismissed", f, {"status": {"old": "open", "new": "dismissed"}})

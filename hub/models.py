@@ -14,8 +14,13 @@ SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 SEVERITY_RANK: dict[str, int] = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # critical 5 ... info 1
 
 FINDING_EVENTS = ("finding.created", "finding.updated", "finding.resolved", "finding.reopened",
-                  "finding.sla_breached")
+                  "finding.sla_breached", "finding.dismissed")
 EVENT_TYPES = ("event.received", *FINDING_EVENTS, "delivery.dead")
+# What a finding's tickets are told once linked, whatever the routes' `when`. Not ``finding.dismissed``: a person
+# decided it in one ticket, and it goes only where a route sends it (the source platform's write-back).
+SYNCED_KINDS = frozenset(FINDING_EVENTS) - {"finding.created", "finding.dismissed"}
+# What a ticketing connector renders: every lifecycle step but the dismissal its own ticket caused.
+TICKET_KINDS = frozenset(FINDING_EVENTS) - {"finding.dismissed"}
 
 _WORDS: dict[str, Severity] = {
     "critical": "critical", "crit": "critical", "urgent": "critical", "emergency": "critical", "blocker": "critical",

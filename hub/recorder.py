@@ -14,13 +14,10 @@ from typing import Any
 import orjson
 
 from hub import lifecycle
-from hub.models import FINDING_EVENTS, Finding
+from hub.models import SYNCED_KINDS, Finding
 from hub.routing import Router
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
-
-# Lifecycle kinds a linked ticket keeps receiving when its finding no longer matches the route's `when`.
-SYNCED_KINDS = frozenset(FINDING_EVENTS) - {"finding.created"}
 
 
 def delivery_key(route: str, target: str, what: str) -> str:

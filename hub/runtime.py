@@ -28,7 +28,7 @@ from hub.polling import Poller
 from hub.receiver import Receiver
 from hub.recorder import Recorder
 from hub.registry import connector_class
-from hub.remote_status import RemoteStatuses
+from hub.remote_status import RemoteStatuses, dismiss_states
 from hub.retention import prune
 from hub.routing import Router
 from hub.scheduler import Job, build_scheduler, crontab, every
@@ -58,7 +58,7 @@ class Hub:
         router = Router(config.routes, metrics.route_errors)
         connectors = {name: build_connector(config, name) for name in config.targets}
         recorder = Recorder(router, frozenset(name for name, c in connectors.items() if c.work_items))
-        remote = RemoteStatuses(recorder, config.sla)
+        remote = RemoteStatuses(recorder, config.sla, dismiss_states(config.targets))
         self.dispatcher = dispatcher = Dispatcher(
             connectors, store, metrics, clock=clock, lease_secs=config.pipeline.claim_lease_secs,
             route_dead=DeadLetters(router).route, transports=transports,

@@ -113,7 +113,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Setti
     targets, mappings, target_problems = _targets(config, doc, base_dir)
     options, option_problems = _options(config, doc)
     problems += [*_when_problems(config, doc), *target_problems, *_kind_problems(config, doc, targets),
-                 *option_problems]
+                 *option_problems, *_writeback_problems(config, doc, targets)]
     if problems := _shown(doc, problems):
         raise ConfigError(problems)
     return Settings(config, doc.file, base_dir, MappingProxyType(targets), MappingProxyType(mappings),
@@ -209,6 +209,25 @@ def _kind_problems(config: HubConfig, doc: YamlDoc, targets: Mapping[str, Target
             if routed and kinds is not None and (unsupported := [k for k in route.on if k not in kinds]):
                 problems.append(doc.problem(("routes", i, "to", j), f"target {name} ({routed.type}) cannot deliver "
                                             f"{', '.join(unsupported)}; it takes {', '.join(sorted(kinds))}"))
+    return problems
+
+
+def _writeback_problems(config: HubConfig, doc: YamlDoc, targets: Mapping[str, TargetConfig]) -> list[Problem]:
+    """A write-back target (``secureendpoint``, ``neuro``) addresses findings by that platform's ids: a route to it
+    must come only from sources of that platform's adapter, or another tool's id would dismiss the wrong finding."""
+    problems = []
+    for i, route in enumerate(config.routes):
+        for name in route.to:
+            routed = targets.get(name)
+            platform = getattr(registry.connector_class(routed.type), "writes_back_to", None) if routed else None
+            if platform is None:
+                continue
+            others = [s for s in route.from_ or [] if (src := config.sources.get(s)) is None
+                      or (src.adapter or (src.poll.adapter if src.poll else None)) != platform]
+            if route.from_ is None or others:
+                problems.append(doc.problem(("routes", i, "from"), f"target {name} writes back to {platform}: list "
+                                            f"only sources with adapter {platform} in from"
+                                            + (f" (not {', '.join(others)})" if others else "")))
     return problems
 
 

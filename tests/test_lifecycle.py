@@ -110,11 +110,29 @@ def test_partial_events_do_not_erase_what_is_known():
     assert set(change.changes) == {"status"}
 
 
-def test_first_seen_resolved_is_kept_but_not_delivered_and_dismissed_stays():
+def test_first_seen_resolved_is_kept_but_not_delivered():
     c = lifecycle.apply(None, f(status="resolved"), NOW, SLA)
     assert c.kind is None and c.created and c.finding.status == "resolved"
-    dismissed = c.finding.model_copy(update={"status": "dismissed"})
-    assert lifecycle.apply(dismissed, f(severity="critical"), NOW, SLA).kind is None
+
+
+def test_a_dismissed_finding_stays_dismissed_until_its_source_says_closed_then_open():
+    opened = lifecycle.apply(None, f(), NOW, SLA).finding
+    d = lifecycle.dismiss(opened, NOW + 1)
+    assert (d.kind, d.finding.status, d.finding.resolved_at) == ("finding.dismissed", "dismissed", None)
+    assert d.changes == {"status": {"old": "open", "new": "dismissed"}}
+    assert lifecycle.apply(d.finding, f(status="open"), NOW + 2, SLA).kind is None  # open, as before: no news
+    again = lifecycle.apply(d.finding, f(severity="critical"), NOW + 2, SLA)  # a later finding.created / update
+    assert again.kind is None and again.finding.status == "dismissed" and "severity" in again.changes
+    closed = lifecycle.apply(again.finding, f(status="dismissed"), NOW + 3, SLA)  # the write-back arrived
+    assert closed.kind is None and closed.finding.status == "dismissed"
+    assert closed.finding.resolved_at == iso(NOW + 3) and closed.changes["source_status"]["new"] == "dismissed"
+    assert lifecycle.apply(closed.finding, f(status="resolved"), NOW + 4, SLA).finding.resolved_at == iso(NOW + 3)
+    assert lifecycle.apply(closed.finding, f(severity="critical"), NOW + 5, SLA).kind is None  # says no status
+    new_again = lifecycle.apply(closed.finding, f(severity="critical", status="open"), NOW + 5, SLA)
+    assert (new_again.kind, new_again.finding.status, new_again.finding.resolved_at) == \
+        ("finding.reopened", "open", None)
+    assert new_again.changes["status"] == {"old": "dismissed", "new": "open"}
+    assert new_again.finding.sla_due_at == lifecycle.sla_due("critical", iso(NOW + 5), SLA)
 
 
 def test_untitled_first_report_gets_a_title_and_absent_resolution():

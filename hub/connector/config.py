@@ -67,6 +67,19 @@ class BatchConfig(StrictModel):
 
 class SyncConfig(StrictModel):
     interval_secs: int = Field(300, ge=10, description="How often ticket status is read back.")
+    dismiss_states: list[str] = Field(default_factory=list, description="Ticket states (the vendor's names, any "
+                                      "case) in which a person closed it as not to be fixed, e.g. [\"Won't Fix\", "
+                                      "\"Canceled\"]: the finding is dismissed, not resolved.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        seen: set[str] = set()
+        for i, state in enumerate(self.dismiss_states):
+            if not state.strip():
+                yield ("dismiss_states", i), "an empty state name matches no ticket"
+            elif state.strip().casefold() in seen:
+                yield ("dismiss_states", i), f"{state!r} is listed twice (names are compared without case)"
+            seen.add(state.strip().casefold())
 
 
 class TargetConfig(StrictModel):

@@ -27,6 +27,7 @@ from tests.fakes.monday import fake_monday
 from tests.fakes.notion import DATA_SOURCE, NotionState, notion_app
 from tests.fakes.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, TENANT, fake_sentinel
 from tests.fakes.splunk_hec import fake_hec
+from tests.fakes.writeback import neuro, secureendpoint
 
 # distinctive secrets: a leak of any of them anywhere is unmistakable
 WHSEC = "whsec_" + base64.b64encode(b"contract-webhook-signing-key!").decode()
@@ -37,6 +38,8 @@ MON_TOKEN = "contract-monday-token-Zk81Pq"
 NTN_TOKEN = "ntn_contractSECRET4242abcdefFAKEfake0123456789"
 HEC_TOKEN = "c0417ac7-5ec2-4e7a-9b1d-00c0417ac7e5"
 ES_KEY = base64.b64encode(b"contract-id:contract-es-api-key-secret").decode()
+SE_KEY = "se_live_contractSECRET9f8e7d"
+NEURO_TOKEN = "neuro-contract-token-4c2b1a"
 
 
 def json_answer(status: int, doc: Any) -> Callable[[], httpx.Response]:
@@ -89,6 +92,15 @@ ENTRIES: dict[str, ContractEntry] = {e.type_name: e for e in [
         lambda: elasticsearch(api_key=ES_KEY),
         json_answer(400, {"error": {"root_cause": [{"type": "x_content_parse_exception", "reason": "[1:1] Malformed"}],
                                     "type": "x_content_parse_exception", "reason": "[1:1] Malformed"}, "status": 400})),
+    ContractEntry(
+        "secureendpoint", {"url": "http://se.test/v1", "token": SE_KEY}, (SE_KEY,),
+        lambda: secureendpoint(SE_KEY, "fnd_8xkQ2p").app,
+        json_answer(400, {"code": "bad_request", "message": "Invalid parameters or malformed JSON"}), case="dismissed"),
+    ContractEntry(
+        "neuro", {"url": "http://neuro.test/api/v1", "token": NEURO_TOKEN}, (NEURO_TOKEN,),
+        lambda: neuro(NEURO_TOKEN, "find_789").app,
+        json_answer(400, {"success": False, "error": {"code": "VALIDATION_ERROR", "message": "Invalid field value"}}),
+        case="dismissed"),
 ]}
 
 
