@@ -20,6 +20,7 @@ from hub.connector import Connector, SupportsStatus
 from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
 from hub.delivery.dispatcher import render_pool
+from hub.enrichment import Enricher, Enrichment
 from hub.metrics import Metrics
 from hub.parsing import SourceParsers
 from hub.pipeline import Pipeline
@@ -61,10 +62,15 @@ class Hub:
             connectors, store, metrics, clock=clock, lease_secs=config.pipeline.claim_lease_secs,
             route_dead=DeadLetters(router).route, transports=transports,
             render_pool=render_pool(connectors, config.pipeline.render_process, config.resolve(".")))
+        parsers = SourceParsers(config)
+        self.enrichment = Enrichment({
+            name: Enricher(name, src.enrich, parsers.adapters[name], clock=clock,  # type: ignore[arg-type]
+                           transport=transports.get(f"enrich:{name}"))
+            for name, src in config.sources.items() if src.enrich is not None})
         self.pipeline = pipeline = Pipeline(
-            store, SourceParsers(config), recorder, remote, config.sla, clock=clock,
+            store, parsers, recorder, remote, config.sla, clock=clock,
             batch_events=config.pipeline.batch_events, processed=metrics.events_processed,
-            on_deliveries=dispatcher.wake)
+            on_deliveries=dispatcher.wake, enrich=self.enrichment)
         self.sla = SlaBreaches(store, recorder, clock, dispatcher.wake)
         self.pollers = {name: Poller(name, src.poll, store, clock=clock, on_stored=pipeline.wake,
                                      transport=transports.get(f"poll:{name}"))
@@ -134,6 +140,7 @@ class Hub:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         await self.pipeline.close()
+        await self.enrichment.aclose()
         await self.dispatcher.close()
         await self.store.close()
         self.started = False
