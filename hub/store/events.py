@@ -143,12 +143,9 @@ _READY = ("SELECT {row} FROM events e WHERE state = 'pending' AND (wait_until IS
           "AND w.seq < e.seq AND w.state = 'pending' AND w.wait_until > ?) ORDER BY seq LIMIT ?")
 
 
-def pending(conn: sqlite3.Connection, limit: int, now: str | None = None) -> list[EventRow]:
-    """The oldest pending events, in commit order, with bodies. Given ``now``, without the events that wait past
-    it, nor the later events of their source (a finding's steps are applied in order)."""
-    if now is None:
-        return [EventRow(*r) for r in
-                conn.execute(f"SELECT {_ROW} FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,))]
+def pending(conn: sqlite3.Connection, limit: int, now: str) -> list[EventRow]:
+    """The oldest pending events, in commit order, with bodies; not those waiting past ``now``, nor the later
+    events of their source (a finding's steps are applied in order)."""
     return [EventRow(*r) for r in conn.execute(_READY.format(row=_ROW), (now, now, limit))]
 
 
