@@ -231,7 +231,7 @@ async def test_while_the_platform_is_down_events_wait_in_order_visibly_and_other
 
 
 async def test_after_wait_max_secs_the_event_is_processed_unenriched_and_says_so(tmp_path):
-    async with running(tmp_path, sources()) as (h, se_api, _, clock, _):
+    async with running(tmp_path, sources()) as (h, se_api, _, clock, path):
         se_api.state.s["down"] = True
         await post(h, "se", se_hook(7))
         await h.until(lambda: len(events(h, "waiting")) == 1)
@@ -247,6 +247,8 @@ async def test_after_wait_max_secs_the_event_is_processed_unenriched_and_says_so
         assert found.severity == "critical" and found.cvss_score == 9.8  # what the webhook had
         assert found.raw["enrichment"]["enriched"] is False
         assert "wait_max_secs" in found.raw["enrichment"]["reason"] and "503" in found.raw["enrichment"]["reason"]
+        shown = CliRunner().invoke(main, ["findings", "show", found.id, "--config", str(path)]).output
+        assert '"enriched":false' in shown
 
 
 async def test_a_cached_record_spares_the_second_get(tmp_path):
