@@ -144,8 +144,8 @@ class Enricher:
             records = {ident: [await self._get(fetch) for fetch in fetches] for ident, fetches in wanted.items()}
         except Unavailable as exc:
             deadline = parse_iso(event.received_at) + self.cfg.wait_max_secs
-            if exc.retry_at is not None and now < deadline:
-                raise EnrichmentWait(min(max(exc.retry_at, now), deadline), exc.reason) from None
+            if exc.retry_at is not None and now < deadline:  # at least a second: a Retry-After of 0 must not spin
+                raise EnrichmentWait(min(max(exc.retry_at, now + 1.0), deadline), exc.reason) from None
             why = exc.reason if exc.retry_at is None else \
                 f"gave up after {self.cfg.wait_max_secs:.0f} s (wait_max_secs): {exc.reason}"
             log.warning("%s: %s processed without enrichment: %s", self.source, event.id, why)

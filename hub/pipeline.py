@@ -50,6 +50,7 @@ log = logging.getLogger("hub.pipeline")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between rounds while the store refuses writes
 WAITING = "waiting"  # _process's outcome for an event held back until its source's API answers
+IN_ORDER_SECS = 1.0  # longest a round spends on one enriching source's events
 
 
 @dataclass
@@ -128,8 +129,9 @@ class Pipeline:
                 log.exception("processing stopped; next try in %.1f s", backoff)
 
     async def process_pending(self) -> Round:
-        """Process one round of pending events: each one is processed, failed (for good, with the reason), or
-        left pending by a transient fault (the store could not commit), to be taken again later."""
+        """Process one round of pending events: each one is processed, failed (for good, with the reason), marked
+        waiting (its source's API cannot complete it now), or left pending by a transient fault (the store could not
+        commit), to be taken again later."""
         rows = event_rows.pending(self.store.conn, self.batch_events, iso(self.clock()))
         done = Round(taken=len(rows))
         if not rows:
@@ -164,12 +166,16 @@ class Pipeline:
             return [(row, exc)]
 
     async def _in_order(self, rows: list[EventRow]) -> list[tuple[EventRow, object]]:
-        """A source's events one after another; after one that waits or is left pending, the rest stay pending."""
+        """A source's events one after another; after one that waits or is left pending, the rest stay pending.
+        A slow API holds the round at most ``IN_ORDER_SECS`` (and one request): the rest go in the next round, so
+        the other sources' events taken with them are not held for a whole batch of reads."""
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + IN_ORDER_SECS
         out: list[tuple[EventRow, object]] = []
         for row in rows:
             [(_, result)] = await self._one(row)
             out.append((row, result))
-            if result is WAITING or isinstance(result, Exception):
+            if result is WAITING or isinstance(result, Exception) or loop.time() > stop:
                 break
         return out
 

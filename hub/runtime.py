@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -20,7 +20,7 @@ from hub.connector import Connector, SupportsStatus
 from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
 from hub.delivery.dispatcher import render_pool
-from hub.enrichment import Enricher, Enrichment
+from hub.enrichment import Enrichable, Enricher, Enrichment
 from hub.metrics import Metrics
 from hub.parsing import SourceParsers
 from hub.pipeline import Pipeline
@@ -63,8 +63,8 @@ class Hub:
             route_dead=DeadLetters(router).route, transports=transports,
             render_pool=render_pool(connectors, config.pipeline.render_process, config.resolve(".")))
         parsers = SourceParsers(config)
-        self.enrichment = Enrichment({
-            name: Enricher(name, src.enrich, parsers.adapters[name], clock=clock,  # type: ignore[arg-type]
+        self.enrichment = Enrichment({  # settings.py admits enrich: only where the adapter is Enrichable
+            name: Enricher(name, src.enrich, cast(Enrichable, parsers.adapters[name]), clock=clock,
                            transport=transports.get(f"enrich:{name}"))
             for name, src in config.sources.items() if src.enrich is not None})
         self.pipeline = pipeline = Pipeline(

@@ -308,7 +308,8 @@ async def test_the_credentials_appear_in_no_log_line_error_or_repr(tmp_path, cap
       "adapter": "secureendpoint", "enrich": SE_ENRICH}, "enrichment completes webhook events"),
 ])
 def test_enrich_is_refused_where_it_cannot_work_with_file_and_line(tmp_path, source, message):
-    path = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")}, "sources": {"x": source}})
+    data = {"storage": {"path": str(tmp_path / "hub.db")}, "sources": {"x": source}}
+    path = write_config(tmp_path / "hub.yaml", data)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     [problem] = [p for p in caught.value.problems if "enrich" in str(p)]

@@ -83,7 +83,7 @@ class NeuroAdapter:
 
 def _lookups(event: StoredEvent) -> dict[str, list[Fetch]]:
     body = event.data
-    if not isinstance(body, dict) or body.get("event") not in ENRICHED_EVENTS or not isinstance(body.get("data"), dict):
+    if not (isinstance(body, dict) and body.get("event") in ENRICHED_EVENTS and isinstance(body.get("data"), dict)):
         return {}
     data = body["data"]
     tool_id = text(first(data, "id", "finding_id"))

@@ -69,7 +69,7 @@ class SecureEndpointAdapter:
     def lookups(self, event: StoredEvent) -> dict[str, list[Fetch]]:
         """A created or re-scored finding's record and its assets; nothing for other events."""
         body = event.data
-        if not isinstance(body, dict) or body.get("event") not in ENRICHED_EVENTS or not isinstance(body.get("data"), dict):
+        if not (isinstance(body, dict) and body.get("event") in ENRICHED_EVENTS and isinstance(body.get("data"), dict)):
             return {}
         tool_id = text(first(body["data"], "finding_id", "id"))
         if tool_id is None:

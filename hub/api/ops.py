@@ -143,7 +143,8 @@ NOT_FOUND = {404: "No such delivery"}
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/events", "events.list", "read", "Stored inbound events, newest first.", events_list,
              params=[Param("source", {"type": "string"}, "Source name."),
-                     Param("state", {"type": "string", "enum": ["pending", "waiting", "processed", "failed"]}, "State."), LIMIT]),
+                     Param("state", {"type": "string", "enum": ["pending", "waiting", "processed", "failed"]},
+                           "State."), LIMIT]),
     Endpoint("GET", "/api/v1/deliveries", "deliveries.list", "read", "Deliveries (the outbox), newest first.",
              deliveries_list, params=[Param("state", {"type": "string", "enum": STATES}, "State."),
                                       Param("target", {"type": "string"}, "Target name."), LIMIT]),
