@@ -191,6 +191,21 @@ class PollConfig(StrictModel):
             yield ("parents",), f"not used with mode {self.mode}; remove it"
 
 
+class EnrichConfig(StrictModel):
+    """The platform's API, read after a webhook is stored so the finding is built from the full record."""
+
+    url: str = Field(pattern=r"^https?://", description="The API's base URL, e.g. https://api.secureendpoint.io/v1.")
+    auth: PollAuth = Field(description="Credentials for the platform's API (bearer, or header and value).")
+    timeout_secs: float = Field(10.0, gt=0, description="Timeout of one request.")
+    cache_secs: float = Field(60.0, ge=0, description="A record fetched is reused for this long (0: never).")
+    wait_max_secs: float = Field(3600.0, ge=0, description="While the API fails, an event waits at most this long "
+                                                           "from its receipt, then is processed unenriched.")
+    retry_secs: float = Field(5.0, gt=0, description="First wait after a failure; doubles per failure ...")
+    retry_max_secs: float = Field(300.0, gt=0, description="... up to this.")
+    max_inline_wait_secs: float = Field(2.0, ge=0, description="A Retry-After or rate-limit reset up to this long is "
+                                                               "waited out in place; longer ones make the event wait.")
+
+
 class SourceConfig(StrictModel):
     verify: VerifyConfig | None = Field(None, description="How requests to /hooks/<name> are verified "
                                                           "(none: the source is only polled).")
@@ -200,6 +215,8 @@ class SourceConfig(StrictModel):
                                                     "(none: events are stored and forwarded as event.received only).")
     options: dict[str, Any] | None = Field(None, description="The adapter's settings (see docs/adapters.md).")
     fingerprint: FingerprintConfig = Field(default_factory=FingerprintConfig, description="How duplicates are found.")
+    enrich: EnrichConfig | None = Field(None, description="Fetch the full record from the platform's API before a "
+                                                          "webhook's finding is built (adapters that support it).")
 
     @field_validator("idempotency_key")
     @classmethod
@@ -214,6 +231,8 @@ class SourceConfig(StrictModel):
             yield (), "a source needs verify (webhooks), poll (API pulls) or both"
         if self.poll is not None and not (self.poll.adapter or self.adapter):
             yield ("poll", "adapter"), "polled pages need an adapter (here or in the source)"
+        if self.enrich is not None and self.verify is None:
+            yield ("enrich",), "enrichment completes webhook events: this source has no verify (webhooks)"
 
     def id_pointer(self) -> str | None:
         """The configured pointer, else the scheme's default (Stripe's event id); None if the scheme has an id header."""

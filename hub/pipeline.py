@@ -10,6 +10,11 @@ the encoder refuses), so the events behind it go on; or left pending when the st
 taken again once it can. Nothing of an event is half-applied, and ``hub events reprocess`` puts a failed one
 back after the fix. A round in which no event moved backs off instead of spinning. A route whose ``when``
 fails is skipped for that event alone (routing.py); the other routes still deliver.
+
+A source with ``enrich:`` has its events completed from its API before they are applied (hub/enrichment.py), one
+at a time in commit order. While that API fails, the event is marked waiting until its retry time and the rest of
+its source's events stay behind it (the pending read skips them); other sources go on, and a timer wakes the loop
+when the wait is over.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from prometheus_client import Counter
 from hub import lifecycle, logs
 from hub.adapters import Parsed
 from hub.config import SlaConfig
+from hub.enrichment import Enrich, EnrichmentWait
 from hub.errors import HubError, is_transient
 from hub.ids import iso
 from hub.parsing import SourceParsers
@@ -43,6 +49,8 @@ from hub.store.events import EventRow, StoredEvent
 log = logging.getLogger("hub.pipeline")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between rounds while the store refuses writes
+WAITING = "waiting"  # _process's outcome for an event held back until its source's API answers
+IN_ORDER_SECS = 1.0  # longest a round spends on one enriching source's events
 
 
 @dataclass
@@ -66,10 +74,13 @@ class Pipeline:
 
     def __init__(self, store: Store, parsers: SourceParsers, recorder: Recorder, remote: RemoteStatuses,
                  sla: SlaConfig, *, clock: Callable[[], float], batch_events: int, processed: Counter,
-                 on_deliveries: Callable[[set[str]], None]):
+                 on_deliveries: Callable[[set[str]], None], enrich: Enrich | None = None):
         self.store, self.parsers, self.recorder, self.remote, self.sla = store, parsers, recorder, remote, sla
         self.clock, self.batch_events, self.on_deliveries = clock, batch_events, on_deliveries
+        self.enrich = enrich
         self._processed = processed
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +95,8 @@ class Pipeline:
 
     async def close(self) -> None:
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._wake.set()
         self._stop.set()
         if self._task is not None:
@@ -116,15 +129,24 @@ class Pipeline:
                 log.exception("processing stopped; next try in %.1f s", backoff)
 
     async def process_pending(self) -> Round:
-        """Process one round of pending events: each one is processed, failed (for good, with the reason), or
-        left pending by a transient fault (the store could not commit), to be taken again later."""
-        rows = event_rows.pending(self.store.conn, self.batch_events)
+        """Process one round of pending events: each one is processed, failed (for good, with the reason), marked
+        waiting (its source's API cannot complete it now), or left pending by a transient fault (the store could not
+        commit), to be taken again later."""
+        rows = event_rows.pending(self.store.conn, self.batch_events, iso(self.clock()))
         done = Round(taken=len(rows))
         if not rows:
             return done
-        results = await asyncio.gather(*(self._process(row) for row in rows), return_exceptions=True)
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, Applied):
+        in_order = self.enrich.sources if self.enrich is not None else frozenset()
+        chains: dict[str, list[EventRow]] = {}
+        for row in rows:
+            if row.source in in_order:
+                chains.setdefault(row.source, []).append(row)
+        runs = await asyncio.gather(*(self._one(row) for row in rows if row.source not in in_order),
+                                    *(self._in_order(chain) for chain in chains.values()))
+        for row, result in (pair for run in runs for pair in run):
+            if result is WAITING:
+                done.settled += 1  # it moved: to waiting, with its retry time
+            elif isinstance(result, Applied):
                 done.targets |= result.targets
                 done.settled += 1
             elif result is None:
@@ -137,8 +159,29 @@ class Pipeline:
             self.on_deliveries(done.targets)
         return done
 
-    async def _process(self, row: EventRow) -> Applied | None:
+    async def _one(self, row: EventRow) -> list[tuple[EventRow, object]]:
+        try:
+            return [(row, await self._process(row))]
+        except HubError as exc:  # a transient fault (the only kind _process lets through): reported by the round
+            return [(row, exc)]
+
+    async def _in_order(self, rows: list[EventRow]) -> list[tuple[EventRow, object]]:
+        """A source's events one after another; after one that waits or is left pending, the rest stay pending.
+        A slow API holds the round at most ``IN_ORDER_SECS`` (and one request): the rest go in the next round, so
+        the other sources' events taken with them are not held for a whole batch of reads."""
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + IN_ORDER_SECS
+        out: list[tuple[EventRow, object]] = []
+        for row in rows:
+            [(_, result)] = await self._one(row)
+            out.append((row, result))
+            if result is WAITING or isinstance(result, Exception) or loop.time() > stop:
+                break
+        return out
+
+    async def _process(self, row: EventRow) -> Applied | str | None:
         """The event's outcome; None when it failed (stored as ``failed``, once) or was taken meanwhile.
+        ``WAITING`` when its source's API cannot complete it now (marked, with the reason and the retry time).
         Raises only a transient error, after which the event is still pending. Each runs in its own task
         (``gather``), so the ids bound here for its log lines are this event's alone (and cost under 1 us)."""
         logs.bind(event_id=row.id, source=row.source)
@@ -146,8 +189,12 @@ class Pipeline:
             event = row.event()
             parsed = self.parsers.parse(event)
             now = self.clock()
+            if self.enrich is not None and event.source in self.enrich.sources:
+                parsed = await self.enrich(event, parsed, now)
             ctx = contextvars.copy_context()  # the write job runs in the writer's batch: it logs with this event's ids
             outcome = await self.store.write(lambda conn: ctx.run(self.apply, conn, row.seq, event, parsed, now))
+        except EnrichmentWait as wait:
+            return await self._wait(row, wait)
         except Exception as exc:  # whatever fails this event fails it alone, visibly (or leaves it, if transient)
             if is_transient(exc):
                 raise
@@ -158,6 +205,24 @@ class Pipeline:
             log.debug("%s processed: %d finding(s), steps %s, deliveries to %s", row.id, outcome.findings,
                       outcome.kinds or "-", ", ".join(sorted(outcome.targets)) or "none")
         return outcome
+
+    async def _wait(self, row: EventRow, wait: EnrichmentWait) -> str:
+        """Mark the event waiting until ``wait.until`` and wake the loop then."""
+        until = iso(wait.until)
+        reason = f"waiting for enrichment until {until}: {wait.reason}"
+        await self.store.write(lambda conn: event_rows.wait(conn, row.seq, until, reason[:2000]))
+        log.warning("%s %s", row.id, clip(reason, 1024))
+        self._wake_at(wait.until)
+        return WAITING
+
+    def _wake_at(self, at: float) -> None:
+        """One timer, for the earliest wait: the round it starts reads what is due then."""
+        if self._timer is not None and not self._timer.cancelled() and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(max(at - self.clock(), 0.0), self.wake)
 
     async def _fail(self, seq: int, source: str, exc: BaseException) -> None:
         """Mark the event ``failed`` with the reason; a bug (not a HubError) is logged with its traceback, once."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -21,6 +21,7 @@ from hub.connector import Connector, SupportsStatus
 from hub.dead_letters import DeadLetters
 from hub.delivery import Dispatcher
 from hub.delivery.dispatcher import render_pool_for
+from hub.enrichment import Enrichable, Enricher, Enrichment
 from hub.metrics import Metrics
 from hub.parsing import SourceParsers
 from hub.pipeline import Pipeline
@@ -63,10 +64,15 @@ class Hub:
             connectors, store, metrics, clock=clock, lease_secs=config.pipeline.claim_lease_secs,
             route_dead=DeadLetters(router).route, transports=transports,
             render_pool=render_pool_for(connectors, config.pipeline.render_process, config.resolve(".")))
+        parsers = SourceParsers(config)
+        self.enrichment = Enrichment({  # settings.py admits enrich: only where the adapter is Enrichable
+            name: Enricher(name, src.enrich, cast(Enrichable, parsers.adapters[name]), clock=clock,
+                           transport=transports.get(f"enrich:{name}"))
+            for name, src in config.sources.items() if src.enrich is not None})
         self.pipeline = pipeline = Pipeline(
-            store, SourceParsers(config), recorder, remote, config.sla, clock=clock,
+            store, parsers, recorder, remote, config.sla, clock=clock,
             batch_events=config.pipeline.batch_events, processed=metrics.events_processed,
-            on_deliveries=dispatcher.wake)
+            on_deliveries=dispatcher.wake, enrich=self.enrichment)
         self.sla = SlaBreaches(store, recorder, clock, dispatcher.wake)
         self.pollers = {name: Poller(name, src.poll, store, clock=clock, on_stored=pipeline.wake,
                                      transport=transports.get(f"poll:{name}"))
@@ -139,6 +145,7 @@ class Hub:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         await self.pipeline.close()
+        await self.enrichment.aclose()
         await self.dispatcher.close()
         await self.store.close()
         self.started = False

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub import adapters, contextcheck, registry, templating
+from hub import adapters, contextcheck, enrichment, registry, templating
 from hub.config import (
     ApiConfig,
     ConsoleConfig,
@@ -113,7 +113,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Setti
     targets, mappings, target_problems = _targets(config, doc, base_dir)
     options, option_problems = _options(config, doc)
     problems += [*_when_problems(config, doc), *target_problems, *_kind_problems(config, doc, targets),
-                 *option_problems, *_writeback_problems(config, doc, targets)]
+                 *option_problems, *_writeback_problems(config, doc, targets), *_enrich_problems(config, doc)]
     if problems := _shown(doc, problems):
         raise ConfigError(problems)
     return Settings(config, doc.file, base_dir, MappingProxyType(targets), MappingProxyType(mappings),
@@ -265,6 +265,23 @@ def _options(config: HubConfig, doc: YamlDoc) -> tuple[dict[str, StrictModel], l
         problems += [doc.problem((*loc, "options", *sub), msg) for sub, msg in validated.problems()]
         options[name] = validated
     return options, problems
+
+
+def _enrich_problems(config: HubConfig, doc: YamlDoc) -> list[Problem]:
+    """``enrich`` only where the source's adapter knows its platform's API (hub/enrichment.py: Enrichable)."""
+    problems = []
+    for name, source in config.sources.items():
+        if source.enrich is None:
+            continue
+        try:
+            able = source.adapter is not None and enrichment.can_enrich(adapters.adapter_class(source.adapter))
+        except HubError:
+            continue  # an unknown adapter is reported at `adapter`
+        if not able:
+            which = f"the {source.adapter} adapter" if source.adapter else "a source without an adapter"
+            problems.append(doc.problem(("sources", name, "enrich"), f"{which} cannot enrich; adapters that can: "
+                                        f"{', '.join(enrichment.enriching_adapters())}"))
+    return problems
 
 
 def _split_platform_notes(config: HubConfig, doc: YamlDoc) -> list[Problem]:

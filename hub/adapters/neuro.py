@@ -11,6 +11,10 @@ Payloads handled:
 
 Severities are title case (``Critical`` ... ``Info``); statuses such as ``Open``, ``Confirmed`` stay
 open, ``Remediated``/``Fixed``/``Closed`` resolve, ``False Positive``/``Accepted Risk`` dismiss.
+
+Enrichment (a source's ``enrich:``, hub/enrichment.py): a ``finding.created`` or ``finding.updated`` whose data lacks
+the severity, description or remediation (NEURO's documented webhook carries only id, title and project) is built
+from ``GET /findings/{id}``, the record a poll lists; ``finding.deleted`` needs nothing more.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from typing import Any, ClassVar
 
 from hub.adapters import Parsed, StoredEvent
 from hub.adapters._util import finding as build
-from hub.adapters._util import first, ids, obj, objects, score, severity, status, strings, text
+from hub.adapters._util import first, ids, obj, objects, present, score, severity, status, strings, text
+from hub.enrichment import Fetch
 from hub.errors import AdapterError
 from hub.models import Finding
 from hub.strict import StrictModel
+from hub.urlpath import segment
 
 SCANNER = "NEURO"
 FINDING_EVENTS = ("finding.created", "finding.updated", "finding.deleted")
+ENRICHED_EVENTS = ("finding.created", "finding.updated")
+COMPLETE = ("severity", "description", "remediation")  # a webhook with all of these needs no GET
 
 
 class NeuroAdapter:
@@ -37,6 +45,14 @@ class NeuroAdapter:
 
     def __init__(self, source: str, options: StrictModel | None = None):
         self.source = source
+
+    def lookups(self, event: StoredEvent) -> dict[str, list[Fetch]]:
+        """A created or updated finding's record, when the webhook lacks its details."""
+        return _lookups(event)
+
+    def enriched(self, event: StoredEvent, records: dict[str, list[Any]]) -> Parsed:
+        """The finding as the poll gives it: from its record."""
+        return _enriched(records)
 
     def parse(self, event: StoredEvent) -> Parsed:
         """One stored webhook body or API response -> its findings."""
@@ -63,6 +79,29 @@ class NeuroAdapter:
             return Parsed([to_finding(body, "body", body, require_id=False)])
         raise AdapterError('NEURO body: expected a webhook ("event" and "data"), an API envelope '
                            '("success", "data") or a finding object')
+
+
+def _lookups(event: StoredEvent) -> dict[str, list[Fetch]]:
+    body = event.data
+    if not (isinstance(body, dict) and body.get("event") in ENRICHED_EVENTS and isinstance(body.get("data"), dict)):
+        return {}
+    data = body["data"]
+    tool_id = text(first(data, "id", "finding_id"))
+    if tool_id is None or all(present(data.get(key)) for key in COMPLETE):
+        return {}
+    return {tool_id: [Fetch(f"/findings/{segment(tool_id)}")]}
+
+
+def _enriched(records: dict[str, list[Any]]) -> Parsed:
+    found = []
+    for tool_id, (doc,) in records.items():
+        body = obj(doc, f"NEURO GET /findings/{tool_id}")
+        if body.get("success") is False:
+            error = body.get("error")
+            raise AdapterError(f"NEURO error response: {error.get('code') if isinstance(error, dict) else error}")
+        item = obj(body["data"], "NEURO finding data") if "data" in body else body
+        found.append(to_finding(item, f"GET /findings/{tool_id}", item))
+    return Parsed(found)
 
 
 def to_finding(item: dict[str, Any], where: str, raw: dict[str, Any], deleted: bool = False,

@@ -11,6 +11,11 @@ Payloads handled:
   ``asset``, as a one-element ``affected_assets`` list, or flat in the finding. Asset records on
   their own (``ast_...`` ids, ``os_eol``) are inventory, not findings: they give none.
 - an error body ``{"code", "message"}`` is an AdapterError.
+
+Enrichment (a source's ``enrich:``, hub/enrichment.py): ``finding.created`` and ``finding.severity_changed`` carry
+only the id, severity and CVSS, so the finding is built from ``GET /findings/{id}`` (the record a poll lists) and
+``GET /findings/{id}/assets`` (every page): the same finding the poll gives, with the host filled in when the
+finding has exactly one, and the assets listed in ``raw.assets``. ``finding.resolved`` needs nothing more.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from typing import Any, ClassVar
 from hub.adapters import Parsed, StoredEvent
 from hub.adapters._util import finding as build
 from hub.adapters._util import first, ids, obj, objects, score, severity, status, text
+from hub.enrichment import Fetch
 from hub.errors import AdapterError
 from hub.models import Finding
 from hub.strict import StrictModel
+from hub.urlpath import segment
 
 SCANNER = "SecureEndpoint"
 FINDING_EVENTS = ("finding.created", "finding.severity_changed", "finding.resolved")
+ENRICHED_EVENTS = ("finding.created", "finding.severity_changed")
 
 
 class SecureEndpointAdapter:
@@ -57,6 +65,30 @@ class SecureEndpointAdapter:
             raise AdapterError('SecureEndpoint body: expected a webhook ("event" and "data"), '
                                'a findings page ("data" list) or a finding object with "id"')
         return Parsed([to_finding(body, "body", body)])
+
+    def lookups(self, event: StoredEvent) -> dict[str, list[Fetch]]:
+        """A created or re-scored finding's record and its assets; nothing for other events."""
+        body = event.data
+        if not (isinstance(body, dict) and body.get("event") in ENRICHED_EVENTS and isinstance(body.get("data"), dict)):
+            return {}
+        tool_id = text(first(body["data"], "finding_id", "id"))
+        if tool_id is None:
+            return {}
+        path = f"/findings/{segment(tool_id)}"
+        return {tool_id: [Fetch(path), Fetch(f"{path}/assets", paged=True)]}
+
+    def enriched(self, event: StoredEvent, records: dict[str, list[Any]]) -> Parsed:
+        """The finding as the poll gives it (its record), with its host when it has one and its assets in raw."""
+        found = []
+        for tool_id, (record, assets) in records.items():
+            doc = obj(record, f"SecureEndpoint GET /findings/{tool_id}")
+            if "code" in doc and "message" in doc:
+                raise AdapterError(f"SecureEndpoint error response {doc['code']}: {doc['message']}")
+            item = obj(doc["data"], "SecureEndpoint finding data") if isinstance(doc.get("data"), dict) else doc
+            hosts = [a for a in assets if isinstance(a, dict)]
+            shaped = {**item, "affected_assets": hosts} if len(hosts) == 1 else item
+            found.append(to_finding(shaped, f"GET /findings/{tool_id}", {**item, "assets": hosts}))
+        return Parsed(found)
 
     def _webhook(self, body: dict[str, Any]) -> list[Finding]:
         name = body["event"]

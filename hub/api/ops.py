@@ -50,8 +50,8 @@ class TokenBody(Body):
 async def events_list(ctx: ApiContext, request: Request, principal: Principal) -> tuple[int, Any, dict[str, Any]]:
     q = request.query_params
     state = q.get("state")
-    if state is not None and state not in ("pending", "processed", "failed"):
-        raise ApiError(400, "invalid_parameter", "state must be pending, processed or failed")
+    if state is not None and state not in ("pending", "waiting", "processed", "failed"):
+        raise ApiError(400, "invalid_parameter", "state must be pending, waiting, processed or failed")
     rows = event_rows.listing(ctx.store.conn, source=q.get("source"), state=state,
                               limit=query_int(request, "limit", 50, 1, 500))
     return 200, {"ok": True, "data": rows}, {}
@@ -143,7 +143,8 @@ NOT_FOUND = {404: "No such delivery"}
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/events", "events.list", "read", "Stored inbound events, newest first.", events_list,
              params=[Param("source", {"type": "string"}, "Source name."),
-                     Param("state", {"type": "string", "enum": ["pending", "processed", "failed"]}, "State."), LIMIT]),
+                     Param("state", {"type": "string", "enum": ["pending", "waiting", "processed", "failed"]},
+                           "State."), LIMIT]),
     Endpoint("GET", "/api/v1/deliveries", "deliveries.list", "read", "Deliveries (the outbox), newest first.",
              deliveries_list, params=[Param("state", {"type": "string", "enum": STATES}, "State."),
                                       Param("target", {"type": "string"}, "Target name."), LIMIT]),

@@ -18,13 +18,14 @@ def events() -> None:
 @events.command("list")
 @config_option
 @click.option("--source", help="Only this source.")
-@click.option("--state", type=click.Choice(["pending", "processed", "failed"]), help="Only this processing state.")
+@click.option("--state", type=click.Choice(["pending", "waiting", "processed", "failed"]),
+              help="Only this processing state (waiting: pending, held until its source's API answers).")
 @click.option("--failed", is_flag=True, help="Only events whose processing failed (same as --state failed).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def events_list(config_path: str, source: str | None, state: str | None, failed: bool, limit: int,
                 as_json: bool) -> None:
-    """List events, newest first (failed ones show their error)."""
+    """List events, newest first (failed ones show their error, waiting ones why and until when)."""
     from hub.store import events as q
 
     state = "failed" if failed else state
@@ -34,7 +35,7 @@ def events_list(config_path: str, source: str | None, state: str | None, failed:
         return
     click.echo(f"{'ID':<12} {'SOURCE':<16} {'RECEIVED':<24} {'STATE':<10} {'SIZE':>7}  KEY / ERROR")
     for r in rows:
-        tail = r["error"] if r["state"] == "failed" else (r["idempotency_key"] or "-")
+        tail = r["error"] if r["state"] in ("failed", "waiting") else (r["idempotency_key"] or "-")
         click.echo(f"{r['id']:<12} {r['source']:<16.16} {r['received_at']:<24} {r['state']:<10} {r['size']:>7}  "
                    f"{tail}")
 

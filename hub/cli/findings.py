@@ -66,6 +66,8 @@ def findings_show(finding_id: str, config_path: str, as_json: bool) -> None:
     if found is None:
         fail(f"no finding {finding_id}")
     data = found.model_dump(mode="json", exclude={"raw"})
+    if "enrichment" in found.raw:  # whether its source's API completed it (hub/enrichment.py)
+        data["enrichment"] = found.raw["enrichment"]
     data["sla_breached_at"] = q.sla_breached_at(store.conn, finding_id)
     history = q.history(store.conn, finding_id)
     sent = dq.listing(store.conn, finding=finding_id, limit=10_000)
@@ -82,6 +84,8 @@ def findings_show(finding_id: str, config_path: str, as_json: bool) -> None:
     asset = data.get("asset") or {}
     if any(asset.values()):
         click.echo(f"{'asset:':<17} {orjson.dumps({k: v for k, v in asset.items() if v}).decode()}")
+    if "enrichment" in data:
+        click.echo(f"{'enrichment:':<17} {orjson.dumps(data['enrichment']).decode()}")
     click.echo("\nhistory:")
     for h in history:
         changes = orjson.dumps(h["changes"]).decode() if h["changes"] else ""

@@ -18,7 +18,9 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
-_SUMMARY = "seq, 'evt_' || seq AS id, source, received_at, idempotency_key, content_type, verified_by, state, attempts, error, processed_at, length(body) AS size"
+_STATE = "CASE WHEN state = 'pending' AND wait_until IS NOT NULL THEN 'waiting' ELSE state END AS state"
+_SUMMARY = (f"seq, 'evt_' || seq AS id, source, received_at, idempotency_key, content_type, verified_by, {_STATE}, "
+            "attempts, error, processed_at, wait_until, length(body) AS size")
 
 
 def event_id(seq: int) -> str:
@@ -112,9 +114,13 @@ def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str |
             limit: int = 50, before: int | None = None, since: str | None = None,
             until: str | None = None) -> list[dict[str, Any]]:
     """Newest first, without bodies; page with ``before`` = the last ``seq`` seen. ``since``/``until``: received
-    at or after / before these times."""
+    at or after / before these times. ``waiting`` is a pending event held back until ``wait_until`` (its source's
+    API is down; ``error`` says why)."""
     where: list[str] = []
     args: list[Any] = []
+    if state == "waiting":
+        where.append("state = 'pending' AND wait_until IS NOT NULL")
+        state = None
     for clause, value in (("source = ?", source), ("state = ?", state), ("received_at >= ?", since),
                           ("received_at < ?", until)):
         if value is not None:
@@ -131,25 +137,36 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
     seq = parse_id(ident)
     if seq is None:
         return None
-    rows = _rows(conn.execute("SELECT 'evt_' || seq AS id, * FROM events WHERE seq = ?", (seq,)))
+    rows = _rows(conn.execute(f"SELECT 'evt_' || seq AS id, *, {_STATE} FROM events WHERE seq = ?", (seq,)))
     return rows[0] if rows else None
 
 
-def pending(conn: sqlite3.Connection, limit: int) -> list[EventRow]:
-    """The oldest pending events, in commit order, with bodies."""
-    return [EventRow(*r) for r in
-            conn.execute(f"SELECT {_ROW} FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,))]
+_READY = ("SELECT {row} FROM events e WHERE state = 'pending' AND (wait_until IS NULL OR wait_until <= ?) "
+          "AND NOT EXISTS (SELECT 1 FROM events w WHERE w.wait_until IS NOT NULL AND w.source = e.source "
+          "AND w.seq < e.seq AND w.state = 'pending' AND w.wait_until > ?) ORDER BY seq LIMIT ?")
+
+
+def pending(conn: sqlite3.Connection, limit: int, now: str) -> list[EventRow]:
+    """The oldest pending events, in commit order, with bodies; not those waiting past ``now``, nor the later
+    events of their source (a finding's steps are applied in order)."""
+    return [EventRow(*r) for r in conn.execute(_READY.format(row=_ROW), (now, now, limit))]
+
+
+def wait(conn: sqlite3.Connection, seq: int, until: str, reason: str) -> bool:
+    """Hold a pending event back until ``until``, saying why; False if it is not pending any more."""
+    return conn.execute("UPDATE events SET wait_until = ?, error = ? WHERE seq = ? AND state = 'pending'",
+                        (until, reason, seq)).rowcount == 1
 
 
 def take(conn: sqlite3.Connection, seq: int, now: str) -> bool:
     """Mark a pending event processed (inside the transaction that applies it); False if it is not pending."""
     return conn.execute("UPDATE events SET state = 'processed', processed_at = ?, attempts = attempts + 1, "
-                        "error = NULL WHERE seq = ? AND state = 'pending'", (now, seq)).rowcount == 1
+                        "error = NULL, wait_until = NULL WHERE seq = ? AND state = 'pending'", (now, seq)).rowcount == 1
 
 
 def mark_failed(conn: sqlite3.Connection, seq: int, reason: str, now: str) -> None:
-    conn.execute("UPDATE events SET state = 'failed', error = ?, attempts = attempts + 1, processed_at = ? "
-                 "WHERE seq = ? AND state = 'pending'", (reason, now, seq))
+    conn.execute("UPDATE events SET state = 'failed', error = ?, attempts = attempts + 1, processed_at = ?, "
+                 "wait_until = NULL WHERE seq = ? AND state = 'pending'", (reason, now, seq))
 
 
 def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed: bool = False,
@@ -158,7 +175,8 @@ def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed:
     if ids:
         seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
         marks = ",".join("?" * len(seqs))
-        return conn.execute(f"UPDATE events SET state = 'pending', error = NULL WHERE seq IN ({marks})", seqs).rowcount
+        return conn.execute(f"UPDATE events SET state = 'pending', error = NULL, wait_until = NULL "
+                            f"WHERE seq IN ({marks})", seqs).rowcount
     if failed:
         sql, args = "UPDATE events SET state = 'pending', error = NULL WHERE state = 'failed'", []
         if source:

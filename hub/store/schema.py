@@ -202,3 +202,12 @@ def replay_guard(db: Database) -> None:
     _run(db, "CREATE TABLE replay_guard (digest BLOB PRIMARY KEY, expires_at REAL NOT NULL, "
              "event_seq INTEGER NOT NULL) WITHOUT ROWID",
          "CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, blob BLOB NOT NULL)")
+
+
+@migrations(name="0008_event_wait")
+def event_wait(db: Database) -> None:
+    """An event whose source's API is down waits (still ``pending``) until ``wait_until``, with the reason in
+    ``error``; later events of its source wait behind it. The index holds waiting rows only (a handful), so the
+    pending read's check for one costs a probe of an almost empty index."""
+    _run(db, "ALTER TABLE events ADD COLUMN wait_until TEXT",
+         "CREATE INDEX events_waiting ON events (source, seq) WHERE wait_until IS NOT NULL")
