@@ -29,7 +29,8 @@ assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 class ServerConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
-    max_body_bytes: int = Field(1_048_576, gt=0, le=104_857_600, description="Largest webhook body accepted (413 above).")
+    max_body_bytes: int = Field(1_048_576, gt=0, le=104_857_600,
+                                description="Largest webhook body accepted (413 above).")
     access_log: bool = Field(False, description="Log every request (costs about half the throughput).")
     max_pending_writes: int = Field(10_000, gt=0, description="Writes queued for the store before answering 503.")
     header_timeout_secs: float = Field(10, gt=0, le=300, description="From a request's first byte (or the accept) "
@@ -210,7 +211,8 @@ class SourceConfig(StrictModel):
     verify: VerifyConfig | None = Field(None, description="How requests to /hooks/<name> are verified "
                                                           "(none: the source is only polled).")
     poll: PollConfig | None = Field(None, description="Pull the platform's REST API on a schedule.")
-    idempotency_key: str | None = Field(None, description="JSON pointer to the sender's event id in the body, e.g. /id.")
+    idempotency_key: str | None = Field(None,
+                                        description="JSON pointer to the sender's event id in the body, e.g. /id.")
     adapter: Name | None = Field(None, description="Which adapter turns this source's events into findings "
                                                     "(none: events are stored and forwarded as event.received only).")
     options: dict[str, Any] | None = Field(None, description="The adapter's settings (see docs/adapters.md).")
@@ -235,7 +237,8 @@ class SourceConfig(StrictModel):
             yield ("enrich",), "enrichment completes webhook events: this source has no verify (webhooks)"
 
     def id_pointer(self) -> str | None:
-        """The configured pointer, else the scheme's default (Stripe's event id); None if the scheme has an id header."""
+        """The configured pointer, else the scheme's default (Stripe's event id); None if the scheme has an id
+        header."""
         if self.verify is None:
             return self.idempotency_key
         return self.idempotency_key or signatures.DEFAULT_ID_POINTER.get(self.verify.scheme)
@@ -364,7 +367,8 @@ def parse(doc: YamlDoc) -> tuple[HubConfig | None, list[Problem]]:
     if doc.data is None and problems:
         raise ConfigError(problems)
     if not isinstance(doc.data, dict):
-        raise ConfigError([Problem(doc.file, 1, "", "the config must be a mapping of keys (server, storage, sources, ...)")])
+        raise ConfigError([Problem(doc.file, 1, "",
+                                   "the config must be a mapping of keys (server, storage, sources, ...)")])
     try:
         config = HubConfig.model_validate(doc.data)
     except ValidationError as exc:
@@ -376,7 +380,8 @@ def _entry_problems(doc: YamlDoc) -> list[Problem]:
     out = []
     for section, model in SECTIONS.items():
         entries = doc.data.get(section)
-        items = entries.items() if isinstance(entries, dict) else enumerate(entries) if isinstance(entries, list) else []
+        items = entries.items() if isinstance(entries, dict) else \
+            enumerate(entries) if isinstance(entries, list) else []
         for key, raw in items:
             try:
                 entry = model.model_validate(raw)

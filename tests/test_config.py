@@ -73,8 +73,8 @@ sources:
 """)
     assert "hub.yaml:1: server.max_body_byte: unknown key; did you mean \"max_body_bytes\"?" in out
     assert "hub.yaml:1: server.port: Input should be less than or equal to 65535" in out
-    assert any(p.startswith("hub.yaml:5: sources.se.verify.scheme: must be one of") and 'did you mean "hmac-sha256"' in p
-               for p in out)
+    assert any(p.startswith("hub.yaml:5: sources.se.verify.scheme: must be one of")
+               and 'did you mean "hmac-sha256"' in p for p in out)
     assert any(p.startswith("hub.yaml:6: sources.se.verify.secrets[0]: environment variable SE_SECRET") for p in out)
     assert "hub.yaml:11: sources.gh.verify.secretz: unknown key; did you mean \"secrets\"?" in out
     assert "hub.yaml:9: sources.gh.verify.secrets: required key is missing" in out
@@ -117,7 +117,8 @@ def test_yaml_syntax_error_and_duplicate_keys(tmp_path):
 
 def test_bad_source_name_and_top_level_shape(tmp_path):
     assert problems(tmp_path, "sources:\n  'has space':\n    verify: {scheme: token, header: X, secrets: [a]}\n") == [
-        "hub.yaml:2: sources.has space: invalid name: use letters, digits, '_', '-' or '.', starting with a letter or digit"]
+        "hub.yaml:2: sources.has space: invalid name: use letters, digits, '_', '-' or '.', "
+        "starting with a letter or digit"]
     assert problems(tmp_path, "- just\n- a list\n") == [
         "hub.yaml:1: the config must be a mapping of keys (server, storage, sources, ...)"]
 

@@ -46,7 +46,8 @@ def test_default_fingerprint_uses_asset_rule_and_location():
     assert a != lifecycle.fingerprint(f(asset={"identifier": "web-02"}), "s")
     assert a != lifecycle.fingerprint(f(location="/search"), "s")
     no_rule = f(rule_id=None, cve=["cve-2026-1"])
-    assert lifecycle.fingerprint(no_rule, "s") == lifecycle.fingerprint(f(rule_id=None, cve=["CVE-2026-1"], title="x"), "s")
+    same_cve = f(rule_id=None, cve=["CVE-2026-1"], title="x")
+    assert lifecycle.fingerprint(no_rule, "s") == lifecycle.fingerprint(same_cve, "s")
     by_title = f(rule_id=None)
     assert lifecycle.fingerprint(by_title, "s") == lifecycle.fingerprint(f(rule_id=None, title="  sql INJECTION"), "s")
 

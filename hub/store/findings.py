@@ -49,7 +49,8 @@ def get(conn: sqlite3.Connection, finding_id: str) -> Finding | None:
 
 def save(conn: sqlite3.Connection, f: Finding, scope: str | None, now: str) -> None:
     values = [getattr(f, k) for k in _PLAIN]
-    values += [orjson.dumps(getattr(f, field) if field != "asset" else f.asset.model_dump()).decode() for field in _JSON]
+    values += [orjson.dumps(getattr(f, field) if field != "asset" else f.asset.model_dump()).decode()
+               for field in _JSON]
     conn.execute(_UPSERT, (*values, scope, now))
 
 
@@ -108,7 +109,8 @@ def reporters(conn: sqlite3.Connection, finding_id: str) -> set[str]:
 
 def due_for_sla(conn: sqlite3.Connection, now: str, limit: int = 500) -> list[Finding]:
     rows = _rows(conn.execute("SELECT * FROM findings WHERE status = 'open' AND sla_breached_at IS NULL "
-                              "AND sla_due_at IS NOT NULL AND sla_due_at <= ? ORDER BY sla_due_at LIMIT ?", (now, limit)))
+                              "AND sla_due_at IS NOT NULL AND sla_due_at <= ? ORDER BY sla_due_at LIMIT ?",
+                              (now, limit)))
     return [from_row(r) for r in rows]
 
 

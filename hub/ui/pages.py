@@ -212,7 +212,8 @@ class Pages:
         row = event_rows.get(self.ctx.store.conn, ident)
         if row is None:
             raise Denied(404, f"No event {ident}.")
-        detail = {"before": {"state": row["state"], "error": row["error"]}, "after": {"state": "pending", "error": None}}
+        detail = {"before": {"state": row["state"], "error": row["error"]},
+                  "after": {"state": "pending", "error": None}}
         await self.web.audit(request, viewer.actor, "console.events.reprocess", ident, "ok", detail,
                              lambda conn: event_rows.reprocess(conn, ids=[ident]))
         self.ctx.on_stored()

@@ -1,4 +1,5 @@
-"""Fakes of the seed platforms' list APIs (the platforms' published API documents; docs/adapters.md): pagination, rate-limit headers, errors."""
+"""Fakes of the seed platforms' list APIs (the platforms' published API documents; docs/adapters.md): pagination,
+rate-limit headers, errors."""
 
 from __future__ import annotations
 
