@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hub", "connectors")
 RUNTIME_ALLOWED = ("hub.app", "hub.cli")
@@ -100,11 +102,13 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return result
 
 
+@pytest.mark.slow
 def test_the_import_graph_has_no_cycle():
     found = cycles(graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
+@pytest.mark.slow
 def test_only_the_app_and_the_cli_import_the_runtime():
     edges = graph()
     users = sorted(name for name, targets in edges.items() if "hub.runtime" in targets

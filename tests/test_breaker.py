@@ -74,6 +74,7 @@ async def drive(worker: Worker, clock: Clock, done: Callable[[], bool], limit: f
         clock.t += min(delay, 0.25)
 
 
+@pytest.mark.slow
 async def test_a_30s_outage_is_drained_within_seconds_of_the_target_coming_back(tmp_path, caplog):
     # The real Worker and store with every default (retry schedule 5 s, 300 s, ...; no circuit_breaker block),
     # on an injected clock: the hub's clock drives the retry schedule and the breaker alike, so the 30 s outage

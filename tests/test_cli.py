@@ -57,6 +57,7 @@ def test_send_test_to_nothing_listening_fails_clearly(config_file):
     assert code == 1 and "could not reach the hub" in out and "hub serve" in out
 
 
+@pytest.mark.slow
 def test_newcomer_flow_serve_send_test_events(tmp_path):
     """hub serve in one terminal, hub send-test in another, then hub events list/show."""
     port = free_port()
@@ -80,6 +81,7 @@ def test_newcomer_flow_serve_send_test_events(tmp_path):
     assert code == 1 and "no event evt_999" in out
 
 
+@pytest.mark.slow
 def test_python_dash_m_hub_runs():
     out = subprocess.run([sys.executable, "-m", "hub", "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
@@ -87,6 +89,7 @@ def test_python_dash_m_hub_runs():
         assert command in out.stdout
 
 
+@pytest.mark.slow
 def test_serve_with_a_broken_config_exits_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources:\n  x:\n    verify: {scheme: nope, secrets: [a]}\n")

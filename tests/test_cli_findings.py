@@ -67,6 +67,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_findings_list_filters_and_keyset_pages(stored):
     path, ids = stored
     code, out = run("findings", "list", "--config", str(path))

@@ -143,6 +143,7 @@ async def test_console_off_is_404(tmp_path):
         assert (await c.client.get("/")).status_code == 404
 
 
+@pytest.mark.slow
 async def test_login_logout_cookie_flags_and_expiry(console):
     c = console
     r = await c.client.get("/ui/events?state=failed")
@@ -203,6 +204,7 @@ async def test_csrf_token_is_checked_on_every_action(console):
     assert not c.audit("console.deliveries.replay")
 
 
+@pytest.mark.slow
 async def test_a_read_only_token_sees_no_action_and_its_posts_are_refused(console):
     c = console
     await sent(c)
@@ -219,6 +221,7 @@ async def test_a_read_only_token_sees_no_action_and_its_posts_are_refused(consol
     assert "Replay" in await c.page(f"/ui/deliveries/{dead['id']}")
 
 
+@pytest.mark.slow
 async def test_every_page_has_the_security_headers_and_no_secret(console):
     c = console
     ids = await sent(c)
@@ -274,6 +277,7 @@ async def test_filters_and_keyset_pages_are_in_the_url_and_exact(console):
     assert "since must be a time" in await c.page("/ui/events?since=yesterday", 400)
 
 
+@pytest.mark.slow
 async def test_the_event_trace_shows_its_findings_and_deliveries(console):
     c = console
     ids = await sent(c)
@@ -294,6 +298,7 @@ async def test_the_event_trace_shows_its_findings_and_deliveries(console):
     assert r.status_code == 303 and r.headers["location"] == "/ui/events/evt_1"
 
 
+@pytest.mark.slow
 async def test_replay_sends_again_and_is_audited(console):
     c = console
     await sent(c)
@@ -355,6 +360,7 @@ async def test_the_overview_counts_the_last_hour_per_source_and_target(console):
     assert "<rect" not in html and "no attempts in the last hour" in html
 
 
+@pytest.mark.slow
 async def test_a_page_reads_a_fixed_number_of_queries_however_many_rows_it_shows(console):
     c = console
     await sent(c)

@@ -112,6 +112,7 @@ def test_a_misspelt_field_in_a_template_names_the_template_file_and_line(tmp_pat
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("type_name", sorted(connector_paths()))
 def test_every_shipped_mapping_passes_the_check(type_name):
     cls = connector_class(type_name)

@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = re.compile(r"`((?:hub|connectors)/[\w/]+\.py):([\w.]+)`")
 
@@ -27,6 +29,7 @@ def references(text: str) -> list[tuple[str, str]]:
     return REFERENCE.findall(text)
 
 
+@pytest.mark.slow
 def test_every_file_and_function_the_architecture_walk_names_exists():
     text = (ROOT / "docs" / "architecture.md").read_text()
     found = references(text)

@@ -195,6 +195,7 @@ async def test_a_429_is_waited_out_in_place_and_a_500_is_retried_after_the_event
         assert finding(h, "fnd_0002").raw["enrichment"]["enriched"] is True
 
 
+@pytest.mark.slow
 async def test_while_the_platform_is_down_events_wait_in_order_visibly_and_other_sources_flow(tmp_path):
     async with running(tmp_path, sources()) as (h, se_api, neuro_api, clock, path):
         se_api.state.s["findings"] = [se_item(1, status="open")]

@@ -28,6 +28,7 @@ def dummy_env(text: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_check_config_with_its_variables_set(path):
     text = path.read_text()
@@ -60,6 +61,7 @@ PLATFORMS = {"secureendpoint": {"verify", "poll"}, "neuro": {"verify", "poll"}, 
              "secuprobe": {"poll"}, "strobes": {"verify"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
 def test_each_seed_platform_has_a_complete_example_in_one_source(platform):
     path = ROOT / "examples" / f"{platform}.yaml"

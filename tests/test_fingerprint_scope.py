@@ -106,6 +106,7 @@ def pollers(sources: dict[str, Any]) -> list[str]:
     return [name for name, src in sources.items() if "poll" in src]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sources", [one_source(), two_sources("secureendpoint")], ids=["one-source", "shared-scope"])
 async def test_the_same_issue_by_webhook_and_by_poll_is_one_finding_and_one_ticket(tmp_path, sources):
     hook = next(name for name, src in sources.items() if "verify" in src)
@@ -123,6 +124,7 @@ async def test_the_same_issue_by_webhook_and_by_poll_is_one_finding_and_one_tick
         assert len(linear.issues) == 2 and len({issue["title"] for issue in linear.issues.values()}) == 2
 
 
+@pytest.mark.slow
 async def test_two_sources_without_a_scope_stay_two_findings(tmp_path):
     async with running(tmp_path, two_sources(None)) as (h, api, linear, clock):
         await h.post("se-hooks", se_webhook(1))
@@ -134,6 +136,7 @@ async def test_two_sources_without_a_scope_stay_two_findings(tmp_path):
         assert len(linear.issues) == 2
 
 
+@pytest.mark.slow
 async def test_a_full_reimport_leaves_open_what_another_source_of_the_scope_reports(tmp_path):
     """se-api created both findings; the webhook source also reports fnd_0001. Both vanish from the list: the one
     only the API knew resolves, the one the webhook still reports stays open (and its ticket too)."""

@@ -44,6 +44,7 @@ async def test_a_failed_result_write_does_not_strand_the_finding(tmp_path: Path,
         assert order_ok(app.state.received) == {"F-1": ["finding.created", "finding.updated"]}
 
 
+@pytest.mark.slow
 async def test_a_row_in_flight_past_its_lease_goes_back_to_pending_without_a_restart(tmp_path: Path) -> None:
     """A holder that is gone (a lost task, another process) leaves a row in flight: once the lease has passed,
     the row is pending again and delivered, by the running hub."""
@@ -76,6 +77,7 @@ def test_release_expired_spares_rows_still_held_and_rows_within_their_lease(tmp_
     assert states == {claimed[0].seq: "in_flight", claimed[1].seq: "pending", 3: "in_flight"}
 
 
+@pytest.mark.slow
 async def test_a_result_write_that_fails_for_good_lets_the_rows_go_to_their_lease(tmp_path: Path,
                                                                                   monkeypatch: pytest.MonkeyPatch
                                                                                   ) -> None:

@@ -52,6 +52,7 @@ async def run_scheduler(tmp_path: Path, seconds: float) -> Hub:
     return hub
 
 
+@pytest.mark.slow
 async def test_scheduler_runs_log_nothing_at_the_default_level(tmp_path, stream):
     # The safety net every 20 ms for 0.6 s: about 30 runs, what 2.5 minutes of the default 5 s interval make.
     logs.setup("info", "text", stream)

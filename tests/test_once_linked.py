@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.fakes.linear import API_KEY, TEAM, FakeLinear
 from tests.support import HubHarness, deliveries_of, scanner_source
@@ -40,6 +41,7 @@ def deliveries(h: HubHarness, target: str) -> list[tuple[str, str, str]]:
     return [(d["route"], d["kind"], d["state"]) for d in deliveries_of(h.hub.store.conn, target=target)]
 
 
+@pytest.mark.slow
 async def test_a_critical_that_drops_to_high_keeps_its_ticket_in_sync_until_it_is_closed(tmp_path):
     fake = FakeLinear()
     transports = {"secops": httpx.ASGITransport(app=fake.app)}
@@ -60,6 +62,7 @@ async def test_a_critical_that_drops_to_high_keeps_its_ticket_in_sync_until_it_i
         assert deliveries(h, "archive") == [("criticals", "finding.created", "done")]
 
 
+@pytest.mark.slow
 async def test_a_finding_that_never_matched_and_a_kind_no_route_takes_are_not_sent(tmp_path):
     fake = FakeLinear()
     transports = {"secops": httpx.ASGITransport(app=fake.app)}

@@ -92,6 +92,7 @@ async def test_every_finding_arrives_in_order_through_failures(tmp_path):
         assert max(d["attempts"] for d in deliveries_of(h.hub.store.conn, target="hook")) >= 2
 
 
+@pytest.mark.slow
 async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
     app = receiver(OUT_SECRET)
     transport = Scripted(app, default=500)
@@ -114,6 +115,7 @@ async def test_dead_letters_after_the_schedule_then_replay(tmp_path):
         assert sorted(d["finding"]["tool_id"] for d in app.state.received) == ["F-1", "F-2"]
 
 
+@pytest.mark.slow
 async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
     transport = Scripted(receiver(OUT_SECRET), default=(400, {}))
     async with harness(tmp_path, config_data(tmp_path), transport) as h:
@@ -123,6 +125,7 @@ async def test_permanent_errors_go_dead_at_once_with_the_reason(tmp_path):
         assert dead["attempts"] == 1 and dead["last_error"].startswith("HTTP 400") and dead["last_status"] == 400
 
 
+@pytest.mark.slow
 async def test_a_route_whose_when_fails_is_skipped_and_the_catch_all_still_delivers(tmp_path, caplog):
     """``finding.cvss_score > 7`` names a real field (the static check passes it) but fails at run time on a
     finding without a score (None > 7 is a TypeError): that route is skipped for the event, counted and logged;
@@ -169,6 +172,7 @@ def test_route_skip_log_is_rate_limited_per_route_and_says_how_many_it_held_back
     assert errors.labels("bad")._value.get() == 6
 
 
+@pytest.mark.slow
 async def test_adapter_failure_is_kept_and_reported(tmp_path):
     async with harness(tmp_path, config_data(tmp_path), Scripted(receiver(OUT_SECRET))) as h:
         await h.send([{"id": "x", "severity": "catastrophic", "title": "t"}])
@@ -178,6 +182,7 @@ async def test_adapter_failure_is_kept_and_reported(tmp_path):
         assert "finding 0" in error and "catastrophic" in error
 
 
+@pytest.mark.slow
 async def test_when_filters_and_no_route_no_delivery(tmp_path):
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path, when='finding.severity in ["critical", "high"] and "external" in finding.asset.tags')
@@ -189,6 +194,7 @@ async def test_when_filters_and_no_route_no_delivery(tmp_path):
         assert len(findings_of(h.hub.store.conn)) == 3
 
 
+@pytest.mark.slow
 async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
     dead_app, healthy = receiver(OUT_SECRET), receiver(OUT_SECRET)
     extra = {"other": {"type": "webhook", "url": "http://other.test/hook", "secret": OUT_SECRET}}
@@ -205,6 +211,7 @@ async def test_a_dead_target_does_not_delay_a_healthy_one(tmp_path):
         assert 'hub_deliveries_total{outcome="ok",target="other"} 30.0' in metrics
 
 
+@pytest.mark.slow
 async def test_event_received_routes_forward_the_raw_event(tmp_path):
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path)
@@ -217,6 +224,7 @@ async def test_event_received_routes_forward_the_raw_event(tmp_path):
         assert doc["event"]["body"] == {"findings": [item(1)]} and doc["event"]["verified_by"] == "standard-webhooks"
 
 
+@pytest.mark.slow
 async def test_delivery_dead_notifies_another_target(tmp_path):
     app = receiver(OUT_SECRET)
     extra = {"ops": {"type": "webhook", "url": "http://ops.test/hook", "secret": OUT_SECRET}}

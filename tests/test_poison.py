@@ -53,6 +53,7 @@ def finding(i: int, **extra: Any) -> dict[str, Any]:
     return {"findings": [{"id": f"F-{i}", "title": f"Finding {i}", "severity": "high", **extra}]}
 
 
+@pytest.mark.slow
 async def test_a_body_nested_deeper_than_the_limit_is_refused_at_intake(tmp_path: Path) -> None:
     async with HubHarness.running(tmp_path, config(tmp_path)) as h:
         raw = orjson.dumps(finding(1, detail=nested(jsonlimits.MAX_DEPTH)))
@@ -63,6 +64,7 @@ async def test_a_body_nested_deeper_than_the_limit_is_refused_at_intake(tmp_path
         assert events_of(h.hub.store.conn) == []
 
 
+@pytest.mark.slow
 async def test_the_deepest_accepted_body_goes_all_the_way_to_a_delivery(tmp_path: Path) -> None:
     """The limit is one for parser and encoder: whatever intake accepts, the finding's raw copy, the delivery
     snapshot and the target's payload can all be encoded."""
@@ -74,6 +76,7 @@ async def test_the_deepest_accepted_body_goes_all_the_way_to_a_delivery(tmp_path
         assert h.states() == {"done": 1}
 
 
+@pytest.mark.slow
 async def test_a_poison_event_fails_alone_and_once_while_later_events_go_on(tmp_path: Path) -> None:
     """Bodies the encoder refuses, more of them than a round takes, ahead of a good one: each fails once with its
     reason, and the good one is processed (it used to wait forever behind them while the loop spun)."""

@@ -146,6 +146,7 @@ async def test_a_webhook_and_a_poll_of_one_issue_are_one_finding(tmp_path, stix)
             assert paths(app) == ["", "/A/report.stix"]
 
 
+@pytest.mark.slow
 async def test_the_client_never_sends_the_61st_request_within_60_seconds(tmp_path):
     clock = VirtualClock()
     app, token = fake(clock, {"A": 30, "B": 30, "C": 15})
@@ -162,6 +163,7 @@ async def test_the_client_never_sends_the_61st_request_within_60_seconds(tmp_pat
         assert len(findings(hub)) == 75
 
 
+@pytest.mark.slow
 async def test_a_429_is_waited_out_for_its_retry_after(tmp_path):
     """Without the client-side window, the fake's limit answers the 61st request 429 + Retry-After: 60."""
     clock = VirtualClock()
@@ -179,6 +181,7 @@ async def test_a_429_is_waited_out_for_its_retry_after(tmp_path):
         assert len(findings(hub)) == 70
 
 
+@pytest.mark.slow
 async def test_a_long_retry_after_ends_the_run_and_the_next_resumes(tmp_path):
     clock = VirtualClock()
     app, token = fake(clock, {"A": 70})
@@ -195,6 +198,7 @@ async def test_a_long_retry_after_ends_the_run_and_the_next_resumes(tmp_path):
         assert len(findings(hub)) == 70
 
 
+@pytest.mark.slow
 def test_a_token_without_the_scope_is_a_clear_error_in_hub_poll(tmp_path):
     app, token = fake(VirtualClock(), {"A": 2}, scopes=("write:scans",))
     with LoopbackServer(app) as vendor:

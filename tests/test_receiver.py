@@ -230,6 +230,7 @@ async def test_health_ready_and_metrics(client, hub):
     assert 'hub_http_request_duration_seconds_count{route="hooks"} 4.0' in text
 
 
+@pytest.mark.slow
 async def test_store_locked_by_another_process_gives_503_and_no_row(tmp_path):
     data = base_config(tmp_path, storage={"path": str(tmp_path / "hub.db"), "busy_timeout_ms": 50})
     hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)))

@@ -159,6 +159,7 @@ async def test_small_batches_and_a_switched_off_pool_render_in_the_loop(tmp_path
         assert h.hub.dispatcher.render_pool is None  # one CPU: nothing to gain from a second process
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", SIEM_TYPES)
 def test_every_shipped_siem_target_travels_to_the_child(kind):
     """What the child gets is pickled: each example target must survive the trip and build its connector."""

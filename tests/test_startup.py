@@ -56,6 +56,7 @@ def test_a_store_on_a_read_only_filesystem_is_one_line_at_start(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=10)
 
 
+@pytest.mark.slow
 def test_a_store_folder_that_cannot_be_made_is_one_line_at_start(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     db = tmp_path / "a-file" / "hub.db"

@@ -89,6 +89,7 @@ def test_filters():
     assert f["severity_rank"]("critical") == 5 and f["compact"]([None, "", 1, [], {}]) == [1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("type_name", sorted(t for t in connector_paths() if (BUILTIN_ROOT / t).is_dir()))
 def test_builtin_mapping_golden_examples(type_name):
     mapping = load_mapping(type_name, BUILTIN_ROOT / type_name, connector_class(type_name).payloads)

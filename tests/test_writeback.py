@@ -88,6 +88,7 @@ def se_harness(tmp_path: Path, fake: FakeLinear, se: Platform, listing: Any = No
     return Harness.running(tmp_path, se_config(tmp_path, writeback), transports, scheduler=False, signer=signer)
 
 
+@pytest.mark.slow
 async def test_a_ticket_closed_as_wont_fix_dismisses_the_finding_and_secureendpoint_is_told_not_the_ticket(tmp_path):
     fake, se = FakeLinear(), secureendpoint(SE_KEY, SE_ID)
     async with se_harness(tmp_path, fake, se) as h:
@@ -108,6 +109,7 @@ async def test_a_ticket_closed_as_wont_fix_dismisses_the_finding_and_secureendpo
         assert fake.view(issue)["state"]["name"] == "Canceled"
 
 
+@pytest.mark.slow
 async def test_later_reports_leave_it_dismissed_until_secureendpoint_says_closed_then_open(tmp_path):
     fake, se = FakeLinear(), secureendpoint(SE_KEY, SE_ID)
     listing = platforms.secureendpoint(SE_KEY)
@@ -135,6 +137,7 @@ async def test_later_reports_leave_it_dismissed_until_secureendpoint_says_closed
         assert h.kinds("se_api") == [("finding.dismissed", "done")]
 
 
+@pytest.mark.slow
 async def test_a_refused_dismissal_ends_dead_with_secureendpoints_reason(tmp_path):
     fake, se = FakeLinear(), secureendpoint(SE_KEY, SE_ID)
     se.script = [400]
@@ -148,6 +151,7 @@ async def test_a_refused_dismissal_ends_dead_with_secureendpoints_reason(tmp_pat
         assert h.status() == "dismissed" and se.findings[SE_ID]["status"] == "open"
 
 
+@pytest.mark.slow
 async def test_without_write_back_the_finding_is_dismissed_and_nothing_is_sent(tmp_path):
     fake, se = FakeLinear(), secureendpoint(SE_KEY, SE_ID)
     async with se_harness(tmp_path, fake, se, writeback=False) as h:
@@ -161,6 +165,7 @@ async def test_without_write_back_the_finding_is_dismissed_and_nothing_is_sent(t
         assert finding_rows.due_for_sla(h.hub.store.conn, far) == []  # not open: never an SLA breach
 
 
+@pytest.mark.slow
 async def test_a_ticket_closed_in_a_state_not_listed_still_resolves(tmp_path):
     fake, se = FakeLinear(), secureendpoint(SE_KEY, SE_ID)
     async with se_harness(tmp_path, fake, se) as h:
@@ -186,6 +191,7 @@ def neuro_config(tmp_path: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 async def test_neuro_gets_a_put_with_the_dismissed_status_and_a_later_open_report_leaves_it(tmp_path):
     fake, nf = FakeLinear(), neuro(NEURO_TOKEN, NEURO_ID)
     transports = {"secops": httpx.ASGITransport(app=fake.app), "neuro_api": httpx.ASGITransport(app=nf.app)}

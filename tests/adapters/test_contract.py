@@ -65,6 +65,7 @@ def junk(rng: random.Random, depth: int = 0) -> Any:
     return {rng.choice(KEYS): junk(rng, depth + 1) for _ in range(rng.randint(0, 6))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PLATFORMS)
 def test_odd_input_gives_parsed_or_adapter_error_never_another_exception(name):
     rng = random.Random(f"adapters-{name}")
@@ -119,6 +120,7 @@ def mutate(doc: Any, rng: random.Random) -> Any:
     return doc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PLATFORMS)
 def test_valid_payloads_with_one_value_broken_never_raise_anything_but_adapter_error(name):
     rng = random.Random(f"mutate-{name}")

@@ -109,6 +109,7 @@ def test_options_need_a_target(tmp_path: Path):
         LinearOptions(target="secops")
 
 
+@pytest.mark.slow
 def test_odd_and_broken_input_gives_parsed_or_adapter_error_only():
     rng = random.Random("adapters-linear")
     outcomes = set()

@@ -126,6 +126,7 @@ def test_a_connector_is_typed_with_the_config_it_is_validated_with(type_name: st
     assert [get_args(base) for base in cls.__orig_bases__] == [(cls.Config,)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 @pytest.mark.parametrize("type_name", sorted(ENTRIES))
 async def test_contract(type_name: str, check: Callable[[ContractEntry], Awaitable[None]]) -> None:

@@ -210,6 +210,7 @@ async def test_a_lost_answer_then_retry_gets_409_and_one_document():
     assert list(app.state.cluster.docs["logs-findings-default"]) == [it.idempotency_key]
 
 
+@pytest.mark.slow
 async def test_413_splits_the_request_in_halves_and_a_lone_giant_is_permanent():
     one = len(connector().encode(item(0)))
     app = elasticsearch(api_key=API_KEY, max_content_length=one * 3)
@@ -297,6 +298,7 @@ async def test_the_fake_rejects_what_a_cluster_rejects():
     assert list(app.state.cluster.docs["logs-a-b"]) == ["3"]
 
 
+@pytest.mark.slow
 async def test_raw_bodies_nest_under_one_flattened_object_or_go_to_event_original(tmp_path):
     def raw(i: int, body: Any) -> Item:
         event = {"id": f"evt_{i}", "source": "obexum", "received_at": "2026-11-22T10:00:00.123Z",
@@ -348,6 +350,7 @@ async def test_dead_letter_documents_and_document_id_per_finding():
     assert app.state.cluster.docs["findings-latest"]["fnd_1"]["labels"]["status"] == "resolved"
 
 
+@pytest.mark.slow
 def test_config_contract(tmp_path):
     def problems(target: dict[str, Any]) -> str:
         path = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "h.db")},
@@ -387,6 +390,7 @@ def test_hub_render_shows_the_ndjson_with_the_key_masked(tmp_path, monkeypatch):
     assert orjson.loads(document)["vulnerability"]["id"] == "CVE-2024-21412"
 
 
+@pytest.mark.slow
 def test_tls_options_reach_the_client(tmp_path):
     """verify_tls and ca_file (relative to the config file) reach a real TLS handshake."""
     ca_file, cert, key = make_certs(tmp_path)
@@ -518,6 +522,7 @@ async def test_cluster_down_then_back_everything_arrives_once(tmp_path):
     assert len(updated) == 300 and {d["vulnerability"]["severity"] for d in updated} == {"Critical"}
 
 
+@pytest.mark.slow
 async def test_a_permanent_item_goes_dead_alone_with_its_reason(tmp_path):
     app = elasticsearch(api_key=API_KEY)
     app.state.cluster.fail_items(lambda _id, doc: doc.get("message") == "Finding 3", 400, "mapper_parsing_exception",

@@ -81,6 +81,7 @@ def problems(tmp_path: Path, target: dict[str, Any]) -> str:
     return "\n".join(map(str, info.value.problems))
 
 
+@pytest.mark.slow
 def test_config_rules_and_secrets(tmp_path):
     text = problems(tmp_path, {"requester_emial": "a@example.com"})
     assert 'targets.fs.requester_emial: unknown key; did you mean "requester_email"?' in text
@@ -276,6 +277,7 @@ def views(app: Any) -> int:
     return sum(1 for m, p in app.state.calls if m == "GET" and re.fullmatch(r"/api/v2/tickets/\d+", p))
 
 
+@pytest.mark.slow
 async def test_sync_lists_changed_tickets_in_pages_and_reads_one_only_when_the_listing_cannot_vouch():
     app, fs = fake_freshservice(KEY), connector()
     t0 = time.time()
@@ -319,6 +321,7 @@ async def test_sync_lists_changed_tickets_in_pages_and_reads_one_only_when_the_l
         assert (len(app.state.calls) - calls, views(app), got) == (1, 2, {})
 
 
+@pytest.mark.slow
 async def test_sync_pauses_on_a_429_mid_listing_and_the_next_run_finishes():
     app, fs = fake_freshservice(KEY), connector(rate_limit_reserve=0)
     async with client(fs, app) as c:
@@ -410,6 +413,7 @@ def scan(**kw: Any) -> dict[str, Any]:
     return {"id": "F-1", "title": "Exposed admin panel", "severity": "high", "host": "web-1", "state": "open", **kw}
 
 
+@pytest.mark.slow
 async def test_e2e_create_update_resolve_reopen(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
@@ -427,6 +431,7 @@ async def test_e2e_create_update_resolve_reopen(tmp_path):
     assert len(app.state.tickets) == 1
 
 
+@pytest.mark.slow
 async def test_e2e_lost_create_answers_still_make_one_ticket(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), LoseFirstCreate(app)) as h:
@@ -438,6 +443,7 @@ async def test_e2e_lost_create_answers_still_make_one_ticket(tmp_path):
         assert len(app.state.tickets) == 2 and app.state.calls.count(("POST", "/api/v2/tickets")) == 2
 
 
+@pytest.mark.slow
 async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
@@ -455,6 +461,7 @@ async def test_e2e_a_human_closing_the_ticket_resolves_the_finding_without_echo(
         assert app.state.tickets[1]["status"] == 5 and app.state.notes[1] == []  # nothing echoed back
 
 
+@pytest.mark.slow
 async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path), httpx.ASGITransport(app=app)) as h:
@@ -476,6 +483,7 @@ async def test_e2e_a_sync_run_of_50_linked_tickets_lists_them_in_one_request(tmp
         assert app.state.calls[-1] == ("GET", "/api/v2/tickets")
 
 
+@pytest.mark.slow
 async def test_e2e_wrong_api_key_goes_dead_with_a_clear_reason(tmp_path):
     app = fake_freshservice(KEY)
     async with harness(tmp_path, e2e_config(tmp_path, key="not-the-key"), httpx.ASGITransport(app=app)) as h:

@@ -322,6 +322,7 @@ def documents(c: LinearConnector) -> list[Outbound]:
     return outs + [c.request(q, {}, "x") for q in (ISSUES, COMMENTS)]
 
 
+@pytest.mark.slow
 def test_every_document_is_valid_against_linear_schema_and_the_carried_subset():
     subset = graphql.build_schema(SUBSET_SCHEMA.read_text())
     schemas = [schema(), subset]
@@ -406,6 +407,7 @@ def finding(**kw: Any) -> dict[str, Any]:
     return {"id": "F-1", "title": "SQL injection in /login", "severity": "high", "host": "web-1", "state": "open", **kw}
 
 
+@pytest.mark.slow
 async def test_lifecycle_create_update_resolve_reopen(tmp_path):
     fake = FakeLinear()
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
@@ -425,6 +427,7 @@ async def test_lifecycle_create_update_resolve_reopen(tmp_path):
             ("linked", issue["id"], issue["url"], "Todo")
 
 
+@pytest.mark.slow
 async def test_lost_create_answer_is_retried_into_exactly_one_issue(tmp_path):
     fake = FakeLinear()
     fake.script = ["lost"]
@@ -441,6 +444,7 @@ async def test_lost_create_answer_is_retried_into_exactly_one_issue(tmp_path):
     assert len(fake.issues) == 1 and len(fake2.issues) == 1
 
 
+@pytest.mark.slow
 async def test_a_human_closing_the_issue_resolves_the_finding_without_echo(tmp_path):
     fake = FakeLinear()
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
@@ -458,6 +462,7 @@ async def test_a_human_closing_the_issue_resolves_the_finding_without_echo(tmp_p
         assert not sent(fake, "issueUpdate")
 
 
+@pytest.mark.slow
 async def test_a_signed_linear_webhook_resolves_the_finding_at_once_without_echo(tmp_path):
     fake = FakeLinear()
     async with harness(tmp_path, hub_config(tmp_path), fake) as h:
@@ -482,6 +487,7 @@ async def test_a_signed_linear_webhook_resolves_the_finding_at_once_without_echo
         assert not sent(fake, "issueUpdate")
 
 
+@pytest.mark.slow
 async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
     fake = FakeLinear()
     data = hub_config(tmp_path, auth={"api_key": "lin_api_revoked"})

@@ -77,6 +77,7 @@ def answer(status: int, doc: Any = None, headers: dict[str, str] | None = None) 
 # --- the connector against the fake -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_create_sends_a_json_string_with_pinned_headers_and_the_marker():
     app, c, f = fake_monday(), connector(group_id="new_group"), example("created")["finding"]
     [verdict] = await deliver(c, httpx.ASGITransport(app=app), item("finding.created", f))
@@ -97,6 +98,7 @@ async def test_create_sends_a_json_string_with_pinned_headers_and_the_marker():
     assert out.headers["api-version"] == "2026-10" and out.masked_headers()["authorization"] == "********"
 
 
+@pytest.mark.slow
 async def test_lifecycle_on_a_linked_item():
     app, c = fake_monday(), connector()
     f, upd = example("created")["finding"], example("updated")
@@ -125,6 +127,7 @@ async def test_lifecycle_on_a_linked_item():
     assert gone.outcome is Outcome.PERMANENT and "InvalidItemIdException" in gone.reason and len(state.items) == 1
 
 
+@pytest.mark.slow
 async def test_update_sends_only_the_columns_its_changes_touch():
     app, c, f = fake_monday(), connector(), example("created")["finding"]
     [created] = await deliver(c, httpx.ASGITransport(app=app), item("finding.created", f))
@@ -184,6 +187,7 @@ async def test_long_description_is_cut_to_the_long_text_limit():
     assert len(text) == 2000 and text.endswith(mod.CUT)
 
 
+@pytest.mark.slow
 async def test_fake_rejects_objects_unknown_columns_and_labels():
     app = fake_monday()
     query = "mutation($b: ID!, $c: JSON) { create_item(board_id: $b, item_name: \"x\", column_values: $c) { id } }"
@@ -210,6 +214,7 @@ async def test_fake_rejects_objects_unknown_columns_and_labels():
     assert added.outcome is Outcome.OK and "Triage" in app.state.monday.boards["1234567890"].labels["status"].values()
 
 
+@pytest.mark.slow
 async def test_read_status_by_state_category_in_batches():
     app, c = fake_monday(), connector()
     f = example("created")["finding"]
@@ -267,6 +272,7 @@ async def test_read_status_by_state_category_in_batches():
     (answer(200, {"data": None, "errors": [{"message": "Board not found", "extensions": {
         "code": "InvalidBoardIdException", "status_code": 404}}]}), Outcome.PERMANENT, None),
 ])
+@pytest.mark.slow
 def test_classify(response, outcome, wait):
     verdict = connector().classify(response)
     assert verdict.outcome is outcome and verdict.retry_after == wait, verdict
@@ -392,6 +398,7 @@ def vuln(n: int, **kw: Any) -> dict[str, Any]:
             "text": "No more security fixes.", "state": "open", **kw}
 
 
+@pytest.mark.slow
 async def test_hub_create_update_resolve_reopen(tmp_path):
     async with harness(tmp_path) as h:
         await h.send([vuln(1)])
@@ -414,6 +421,7 @@ async def test_hub_create_update_resolve_reopen(tmp_path):
         assert "severity: high &rarr; critical" in h.fake.updates[0]["body"] and h.fake.overlaps == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["lost", "lost502"])
 async def test_hub_lost_create_answer_still_makes_one_item(tmp_path, loss):
     async with harness(tmp_path, {"create_item": [loss]}) as h:
@@ -427,6 +435,7 @@ async def test_hub_lost_create_answer_still_makes_one_item(tmp_path, loss):
                                                   "change_multiple_column_values"]
 
 
+@pytest.mark.slow
 async def test_hub_human_closing_the_item_resolves_the_finding_without_echo(tmp_path):
     async with harness(tmp_path) as h:
         await h.send([vuln(1), vuln(2)])
@@ -446,6 +455,7 @@ async def test_hub_human_closing_the_item_resolves_the_finding_without_echo(tmp_
         assert finding_rows.ref(conn, two.finding_id, "mon").remote_status == "Stuck"
 
 
+@pytest.mark.slow
 async def test_hub_wrong_token_goes_dead_with_a_clear_reason(tmp_path):
     async with harness(tmp_path, token="revoked-token") as h:
         await h.send([vuln(1)])

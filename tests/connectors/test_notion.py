@@ -130,6 +130,7 @@ async def test_long_finding_is_split_and_cut_to_notions_limits():
     assert paragraphs[1]["paragraph"]["rich_text"][0]["plain_text"].startswith("(cut: 6890 of 26890 characters")
 
 
+@pytest.mark.slow
 def test_fit_splits_and_cuts_what_a_template_overflows(caplog):
     cuts: list[str] = []
     body = {"properties": {"Name": {"title": [{"type": "text", "text": {"content": "t" * 4500}}]},
@@ -213,6 +214,7 @@ async def test_conflict_is_retried_once():
         assert (await c.deliver(client, item("created", attempt=2))).outcome is Outcome.PERMANENT
 
 
+@pytest.mark.slow
 async def test_read_status_batches_queries_and_reads_the_complete_group():
     app, state = fake(page_limit=40)  # results come in pages of 40: the connector follows next_cursor
     c = connector()
@@ -332,6 +334,7 @@ def finding(**kw: Any) -> dict[str, Any]:
             "description": "nginx 1.18 is end of life.", **kw}
 
 
+@pytest.mark.slow
 async def test_create_update_resolve_reopen_one_page(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app)) as h:
@@ -357,6 +360,7 @@ async def test_create_update_resolve_reopen_one_page(tmp_path):
         assert texts[2] == "Findings Hub: the finding was seen again and is open again; status set to Not started."
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["lost", "lost-502"])
 async def test_a_lost_create_response_still_makes_one_page(tmp_path, loss):
     app, state = fake()
@@ -368,6 +372,7 @@ async def test_a_lost_create_response_still_makes_one_page(tmp_path, loss):
         assert [d["attempts"] for d in deliveries_of(h.hub.store.conn, target="tickets")] == [2]
 
 
+@pytest.mark.slow
 async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app)) as h:
@@ -388,6 +393,7 @@ async def test_a_human_closing_the_page_resolves_the_finding_without_echo(tmp_pa
         assert state.value(page, "Status")["name"] == "Won't fix" and len(state.comments) == 0
 
 
+@pytest.mark.slow
 async def test_wrong_credentials_dead_letter_with_a_clear_reason(tmp_path):
     app, state = fake()
     async with harness(tmp_path, httpx.ASGITransport(app=app), token="ntn_wrong_token_value") as h:

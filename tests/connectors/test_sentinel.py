@@ -148,6 +148,7 @@ async def test_401_after_a_fresh_token_is_permanent_and_says_what_to_check():
     ({"dcr_immutable_id": "dcr-ffffffffffffffffffffffffffffffff"}, 404, ["NotFound", "dcr_immutable_id"]),
     ({"stream": "Custom-Other"}, 404, ["InvalidStream", "stream"]),
 ])
+@pytest.mark.slow
 async def test_vendor_refusals_are_permanent_with_the_fix(setup, status, words):
     app = fake_sentinel(**{k: v for k, v in setup.items() if k == "forbidden"})
     conn = connector(**{k: v for k, v in setup.items() if k != "forbidden"})
@@ -179,6 +180,7 @@ async def test_status_classes():
     assert verdict.reason.startswith("HTTP 400 InvalidPayload scripted: the rows do not fit the stream declaration")
 
 
+@pytest.mark.slow
 async def test_token_endpoint_failures():
     bad = connector(auth={"client_id": CLIENT_ID, "client_secret": "wrong-secret-value"})
     [verdict] = await deliver(bad, fake_sentinel(), items(1))
@@ -200,6 +202,7 @@ async def test_token_endpoint_failures():
     assert verdict.outcome is Outcome.RETRY and verdict.reason.startswith("token endpoint login.test: network error")
 
 
+@pytest.mark.slow
 async def test_rows_are_split_at_one_megabyte_uncompressed():
     app = fake_sentinel()
     verdicts = await deliver(connector(), app, items(2000))

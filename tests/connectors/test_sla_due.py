@@ -48,6 +48,7 @@ DUE = {"linear": ('"dueDate":"{d}"', "date"), "monday": ('\\"date\\":\\"{d}\\"',
        "notion": ('"date":{{"start":"{t}"}}', "time"), "freshservice": ('"due_by":"{t}"', "time")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("type_name", sorted(DUE))
 def test_due_date_on_create_and_moved_by_a_severity_change(type_name: str) -> None:
     c = connector(type_name)

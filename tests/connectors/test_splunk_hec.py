@@ -177,6 +177,7 @@ async def test_without_an_event_number_the_bad_event_is_isolated_by_halving():
     (400, {"text": "Data channel is missing", "code": 10}, Outcome.PERMANENT, "set targets.siem.ack.enabled: true"),
     (400, {"text": "Query string authorization is not enabled", "code": 16}, Outcome.PERMANENT, "code 16"),
 ])
+@pytest.mark.slow
 async def test_answers_are_classified_by_status_and_hec_code(status, doc, outcome, words):
     transport, _ = scripted((status, doc))
     verdicts = await deliver(connector(), transport, [finding_item(0), finding_item(1)])
@@ -228,6 +229,7 @@ async def test_ack_items_are_done_only_once_indexed():
     assert again.json() == {"acks": {"0": False, "1": False, "2": False}}
 
 
+@pytest.mark.slow
 async def test_ack_timeout_sends_again():
     app = fake_hec(ack=True)
     app.state.lose_next = 1  # the first request is answered but never indexed
@@ -324,6 +326,7 @@ async def test_ten_thousand_events_none_lost_none_twice(tmp_path):
         assert max(app.state.sizes) <= 1_000_000 and len(app.state.requests) < 100
 
 
+@pytest.mark.slow
 async def test_hec_busy_for_a_while_then_back(tmp_path):
     app = fake_hec()
     app.state.busy = True
@@ -337,6 +340,7 @@ async def test_hec_busy_for_a_while_then_back(tmp_path):
         assert max(d["attempts"] for d in deliveries_of(h.hub.store.conn)) >= 2
 
 
+@pytest.mark.slow
 async def test_a_rejected_event_is_dead_alone_end_to_end(tmp_path):
     folder = tmp_path / "mapping"
     shutil.copytree(BUILTIN_ROOT / "splunk_hec", folder)
@@ -356,6 +360,7 @@ async def test_a_rejected_event_is_dead_alone_end_to_end(tmp_path):
         assert set(keys(app).values()) == {1}
 
 
+@pytest.mark.slow
 async def test_ack_flow_with_a_lost_batch_end_to_end(tmp_path):
     app = fake_hec(ack=True)
     app.state.lose_next = 1
