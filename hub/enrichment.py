@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ import httpx
 from hub.adapters import BUILTIN, Parsed, StoredEvent, adapter_class
 from hub.config import EnrichConfig
 from hub.connector import USER_AGENT
-from hub.connector.http import retry_after_secs, short_body
+from hub.connector.http import rate_limit_wait, retry_after_secs, short_body
 from hub.ids import parse_iso
 from hub.polling import is_last_page, items_of
 from hub.pollmarks import PAGE
@@ -217,18 +216,10 @@ class Enricher:
         return Unavailable(reason, self.not_before)
 
     def _pace(self, r: httpx.Response) -> None:
-        """``X-RateLimit-Remaining: 0``: no request before ``X-RateLimit-Reset`` (epoch seconds, or seconds)."""
-        remaining, reset = r.headers.get("x-ratelimit-remaining"), r.headers.get("x-ratelimit-reset")
-        if remaining != "0" or not reset:
-            return
-        try:
-            value = float(reset)
-        except ValueError:
-            return
-        wait = value - time.time() if value > 1e9 else value
-        if wait > 0:
+        """``X-RateLimit-Remaining: 0``: no request before ``X-RateLimit-Reset``."""
+        if (wait := rate_limit_wait(r)) is not None and wait > 0:
             self.not_before = max(self.not_before, self.clock() + wait)
-            self._paused_reason = f"rate limit used up until X-RateLimit-Reset {reset}"
+            self._paused_reason = f"rate limit used up until X-RateLimit-Reset {r.headers['x-ratelimit-reset']}"
 
 
 class Enrichment:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ import orjson
 from hub import pollmarks
 from hub.config import PollConfig
 from hub.connector import USER_AGENT
-from hub.connector.http import retry_after_secs, short_body
+from hub.connector.http import rate_limit_wait, retry_after_secs, short_body
 from hub.ids import iso
 from hub.pacing import SlidingWindow
 from hub.store import Store, sync_state
@@ -162,16 +161,10 @@ class Poller:
         raise PollStop("still rate limited after 3 waits")
 
     async def _respect_rate_limit(self, r: httpx.Response) -> None:
-        remaining, reset = r.headers.get("x-ratelimit-remaining"), r.headers.get("x-ratelimit-reset")
-        if remaining != "0" or not reset:
+        if (wait := rate_limit_wait(r)) is None:
             return
-        try:
-            value = float(reset)
-        except ValueError:
-            return
-        wait = value - time.time() if value > 1e9 else value  # epoch seconds, or seconds from now
         if wait > self.cfg.max_wait_secs:
-            raise PollStop(f"rate limit used up until {reset}")
+            raise PollStop(f"rate limit used up until {r.headers['x-ratelimit-reset']}")
         if wait > 0:
             await self.sleep(wait)
 

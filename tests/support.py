@@ -306,3 +306,16 @@ class HubHarness:
         more = f" (first {most} of {total})" if total > most else ""
         return (f"{self.events('pending')} event(s) waiting; deliveries {self.states()}{more}: "
                 + "".join(f"\n  {row}" for row in shown))
+
+
+class JumpClock:
+    """Wall time that can jump ahead (a hub's clock in tests whose waits, caches or poll runs must move on)."""
+
+    def __init__(self) -> None:
+        self.start, self.t0 = time.time(), time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start + time.monotonic() - self.t0
+
+    def jump(self, secs: float) -> None:
+        self.start += secs

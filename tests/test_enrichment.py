@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from hub.runtime import Hub
 from hub.settings import load_config
 from hub.store import events as event_rows
 from tests.fakes import platforms
-from tests.support import HubHarness, events_of, findings_of, history_of, served_in_process, write_config
+from tests.support import HubHarness, JumpClock, events_of, findings_of, history_of, served_in_process, write_config
+
+se_item = partial(platforms.se_finding, affected_assets=1)  # on one asset: its host becomes the finding's
 
 SE_SECRET, NEURO_HOOK_TOKEN = "se-webhook-secret", "neuro-hook-token"
 SE_KEY, NEURO_KEY = "se_live_enrich_key_42", "neuro-api-key-42"
@@ -39,24 +42,8 @@ COMPARED = ("scanner", "tool_id", "title", "severity", "cvss_score", "cve", "cwe
             "remediation", "references", "status")
 
 
-class Clock:
-    """Wall time that can jump ahead: waits and the cache run on the hub's clock."""
-
-    def __init__(self) -> None:
-        self.start, self.t0 = time.time(), time.monotonic()
-
-    def __call__(self) -> float:
-        return self.start + time.monotonic() - self.t0
-
-    def jump(self, secs: float) -> None:
-        self.start += secs
 
 
-def se_item(i: int, **kw: Any) -> dict[str, Any]:
-    """GET /v1/findings/{id}'s finding, as the seed document shows the list's items."""
-    return {"id": f"fnd_{i:04d}", "cve": f"CVE-2024-{21000 + i}", "severity": "critical", "cvss_score": 9.8,
-            "affected_assets": 1, "software": f"OpenSSL 1.0.{i}", "eol_date": "2020-01-01", "status": "open",
-            "ticket_id": None, **kw}
 
 
 def se_asset(i: int) -> dict[str, Any]:
@@ -92,8 +79,8 @@ def sources(se: dict[str, Any] | None = None, neuro: dict[str, Any] | None = Non
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, data_sources: dict[str, Any]
-                  ) -> AsyncIterator[tuple[HubHarness, Any, Any, Clock, Path]]:
-    se_api, neuro_api, clock = platforms.secureendpoint(SE_KEY), platforms.neuro(NEURO_KEY), Clock()
+                  ) -> AsyncIterator[tuple[HubHarness, Any, Any, JumpClock, Path]]:
+    se_api, neuro_api, clock = platforms.secureendpoint(SE_KEY), platforms.neuro(NEURO_KEY), JumpClock()
     transports = {"enrich:se": httpx.ASGITransport(app=se_api), "enrich:neuro": httpx.ASGITransport(app=neuro_api)}
     path = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")},
                                                 "sources": data_sources, "pipeline": {"safety_net_secs": 0.2}})

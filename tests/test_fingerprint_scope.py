@@ -6,7 +6,6 @@ without a scope stay two findings."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from hub.errors import ConfigError
 from hub.settings import load_config
 from tests.fakes import platforms
 from tests.fakes.linear import API_KEY, TEAM, FakeLinear
-from tests.support import HubHarness, deliveries_of, findings_of, history_of, served_in_process, write_config
+from tests.support import HubHarness, JumpClock, deliveries_of, findings_of, history_of, served_in_process, write_config
+
+se_item = platforms.se_finding
 
 SECRET = "se-webhook-secret"
 LIFECYCLE = ["finding.created", "finding.updated", "finding.resolved", "finding.reopened"]
@@ -27,24 +28,8 @@ VERIFY = {"scheme": "hmac-sha256", "header": "X-SE-Signature", "secrets": [SECRE
 POLL = {"url": "http://se.test/v1/findings", "auth": {"bearer": "se_live_test"}, "every_secs": 300, "page_size": 10}
 
 
-class Clock:
-    """Wall time that can jump ahead, so a later poll run starts strictly after what came before it."""
-
-    def __init__(self) -> None:
-        self.start, self.t0 = time.time(), time.monotonic()
-
-    def __call__(self) -> float:
-        return self.start + time.monotonic() - self.t0
-
-    def jump(self, secs: float) -> None:
-        self.start += secs
 
 
-def se_item(i: int, **kw: Any) -> dict[str, Any]:
-    """An item of GET /v1/findings, as the seed document shows it."""
-    return {"id": f"fnd_{i:04d}", "cve": f"CVE-2024-{21000 + i}", "severity": "critical", "cvss_score": 9.8,
-            "affected_assets": 3, "software": f"OpenSSL 1.0.{i}", "eol_date": "2020-01-01", "status": "open",
-            "ticket_id": None, **kw}
 
 
 def se_webhook(i: int) -> dict[str, Any]:
@@ -78,10 +63,11 @@ def two_sources(scope: str | None) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, sources: dict[str, Any]) -> AsyncIterator[tuple[HubHarness, Any, FakeLinear, Clock]]:
+async def running(tmp_path: Path, sources: dict[str, Any]
+                  ) -> AsyncIterator[tuple[HubHarness, Any, FakeLinear, JumpClock]]:
     """The hub with both paths: SecureEndpoint's list API faked at se.test for whichever source polls, Linear
     for the tickets; a harness that signs the way SecureEndpoint does."""
-    api, linear, clock = platforms.secureendpoint(), FakeLinear(), Clock()
+    api, linear, clock = platforms.secureendpoint(), FakeLinear(), JumpClock()
     poller = next(name for name, src in sources.items() if "poll" in src)
     transports = {"secops": httpx.ASGITransport(app=linear.app), f"poll:{poller}": httpx.ASGITransport(app=api)}
     path = write_config(tmp_path / "hub.yaml", config(tmp_path, sources))
@@ -90,7 +76,7 @@ async def running(tmp_path: Path, sources: dict[str, Any]) -> AsyncIterator[tupl
         yield HubHarness(hub, client, signer=signer, timeout=20.0), api, linear, clock
 
 
-async def poll(h: HubHarness, clock: Clock) -> None:
+async def poll(h: HubHarness, clock: JumpClock) -> None:
     clock.jump(60)
     [poller] = h.hub.pollers.values()
     report = await poller.run()

@@ -17,11 +17,7 @@ from hub.store import sync_state
 from tests.fakes import platforms
 from tests.support import events_settled, findings_of, history_of, write_config
 
-
-def se_item(i: int, **kw: Any) -> dict[str, Any]:  # the /v1/findings item shape of SecureEndpoint's API
-    return {"id": f"fnd_{i:04d}", "cve": f"CVE-2024-{21000 + i}", "severity": "critical", "cvss_score": 9.8,
-            "affected_assets": 3, "software": f"OpenSSL 1.0.{i}", "eol_date": "2020-01-01", "status": "open",
-            "ticket_id": None, "updated_at": "2026-11-01T00:00:00Z", **kw}
+se_item = platforms.se_finding
 
 
 async def make_hub(tmp_path: Path, poll: dict[str, Any], app: Any, adapter: str = "secureendpoint"

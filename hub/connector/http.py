@@ -51,6 +51,19 @@ def retry_after_secs(response: httpx.Response, now: float | None = None) -> floa
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (epoch seconds, or seconds from now) when ``X-RateLimit-Remaining`` is 0;
+    None when the quota is not used up or the reset cannot be read."""
+    remaining, reset = response.headers.get("x-ratelimit-remaining"), response.headers.get("x-ratelimit-reset")
+    if remaining != "0" or not reset:
+        return None
+    try:
+        value = float(reset)
+    except ValueError:
+        return None
+    return value - time.time() if value > 1e9 else value
+
+
 def short_body(response: httpx.Response, limit: int = 300) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:limit] + ("..." if len(text) > limit else "")

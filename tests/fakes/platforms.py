@@ -12,6 +12,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 
+def se_finding(i: int, **kw: Any) -> dict[str, Any]:
+    """An item of SecureEndpoint's GET /v1/findings (and the body of GET /v1/findings/{id}), as its document shows."""
+    return {"id": f"fnd_{i:04d}", "cve": f"CVE-2024-{21000 + i}", "severity": "critical", "cvss_score": 9.8,
+            "affected_assets": 3, "software": f"OpenSSL 1.0.{i}", "eol_date": "2020-01-01", "status": "open",
+            "ticket_id": None, "updated_at": "2026-11-01T00:00:00Z", **kw}
+
+
 def secureendpoint(token: str = "se_live_test") -> Starlette:
     """GET /v1/findings?page=&per_page= -> {data, meta: {total, page, per_page}} with X-RateLimit-* headers;
     GET /v1/findings/{id} -> {data: finding}; GET /v1/findings/{id}/assets -> {data: [asset], meta} (paged).
