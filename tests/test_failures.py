@@ -247,3 +247,26 @@ async def test_replay_of_an_event_takes_only_the_deliveries_it_caused(tmp_path):
         after = snapshot(c)
         assert row["replayed"] == 2 and sorted(s for s in before if after[s] != before[s]) == caused
         assert "state must be one of dead, done" in await c.page("/ui/replay?state=pending", 400)
+
+
+async def test_the_pages_have_the_security_headers_and_a_job_without_its_task_shows_as_interrupted(tmp_path):
+    async with running(tmp_path) as c:
+        add(c, "dead", "dead")
+        add(c, "ok", "dead")
+        await c.login(c.token("admin"))
+        page, _ = await start(c, "target=dead")
+        job = await post_start(c, page)
+        await ended(c, job)
+        orphan = c.hub.store.write_sync(lambda conn: failure_rows.create_job(
+            conn, {"state": "dead"}, 1, OLD, "token:gone (0)", OLD))  # as a hub that stopped mid-run left it
+        for path in ["/ui/failures", "/ui/failures/group?target=ok&class=HTTP+400+code+7", "/ui/replay?target=dead",
+                     f"/ui/replays/{job}", f"/ui/replays/{orphan['id']}", "/ui/deliveries?target=dead"]:
+            r = await c.client.get(path)
+            assert r.status_code == 200, path
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+            assert not re.search(r"<script(?![^>]*\bsrc=)", r.text) and " style=" not in r.text, path
+        assert "Bulk replay…" in await c.page("/ui/deliveries?target=dead")
+        shown = await c.page(f"/ui/replays/{orphan['id']}")
+        assert "interrupted" in shown and "Cancel" in shown and "http-equiv" not in shown
+        assert "Cancel" not in await c.page(f"/ui/replays/{job}")
+        assert "No replay job rpl_99" in await c.page("/ui/replays/rpl_99", 404)
