@@ -266,6 +266,7 @@ async def test_the_pages_have_the_security_headers_and_a_job_without_its_task_sh
             assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
             assert not re.search(r"<script(?![^>]*\bsrc=)", r.text) and " style=" not in r.text, path
         assert "Bulk replay…" in await c.page("/ui/deliveries?target=dead")
+        assert "Bulk replay…" not in await c.page("/ui/deliveries?state=pending")  # only dead or done ones replay
         shown = await c.page(f"/ui/replays/{orphan['id']}")
         assert "interrupted" in shown and "Cancel" in shown and "http-equiv" not in shown
         assert "Cancel" not in await c.page(f"/ui/replays/{job}")
