@@ -211,3 +211,17 @@ def event_wait(db: Database) -> None:
     pending read's check for one costs a probe of an almost empty index."""
     _run(db, "ALTER TABLE events ADD COLUMN wait_until TEXT",
          "CREATE INDEX events_waiting ON events (source, seq) WHERE wait_until IS NOT NULL")
+
+
+@migrations(name="0009_failure_groups")
+def failure_groups(db: Database) -> None:
+    """The console's failure groups and bulk replays (hub/store/failures.py). A group itself is a query over
+    failed deliveries; only what an operator said of it is stored, keyed by (target, error class). A bulk replay
+    is a job row: its filter and the bounds that fix its set, and how far it got, so its page survives a restart."""
+    _run(db, "CREATE TABLE failure_groups (target TEXT NOT NULL, class TEXT NOT NULL, state TEXT NOT NULL "
+             "CHECK (state IN ('open', 'acknowledged', 'resolved', 'ignored')), actor TEXT NOT NULL, "
+             "changed_at TEXT NOT NULL, PRIMARY KEY (target, class)) WITHOUT ROWID",
+         "CREATE TABLE replay_jobs (seq INTEGER PRIMARY KEY, created_at TEXT NOT NULL, actor TEXT NOT NULL, "
+         "filter TEXT NOT NULL, max_seq INTEGER NOT NULL, done_by TEXT NOT NULL, total INTEGER NOT NULL, "
+         "replayed INTEGER NOT NULL DEFAULT 0, after INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT "
+         "'running' CHECK (state IN ('running', 'cancelled', 'done')), finished_at TEXT)")

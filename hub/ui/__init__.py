@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from hub.ui.context import ConsoleContext
+from hub.ui.failures import Failures
 from hub.ui.pages import Pages
 from hub.ui.web import HERE, secured
 
@@ -22,6 +23,7 @@ __all__ = ["ConsoleContext", "routes"]
 def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     pages = Pages(ctx)
     web = pages.web
+    failures = Failures(ctx, web)
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=307)
@@ -44,6 +46,13 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/findings/{ident}", web.view(pages.finding)),
         Route("/deliveries/{ident}", web.view(pages.delivery)),
         Route("/deliveries/{ident}/replay", web.action(pages.replay), methods=["POST"]),
+        Route("/failures", web.view(failures.groups)),
+        Route("/failures/group", web.view(failures.group)),
+        Route("/failures/group/state", web.action(failures.set_state), methods=["POST"]),
+        Route("/replay", web.view(failures.confirm)),
+        Route("/replay", web.action(failures.start), methods=["POST"]),
+        Route("/replays/{ident}", web.view(failures.job)),
+        Route("/replays/{ident}/cancel", web.action(failures.cancel), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static")),
     ], default=not_found)
     return [Route("/", root), Mount("/ui", app=secured(console))]

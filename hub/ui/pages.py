@@ -135,7 +135,9 @@ class Pages:
                 request, "list.html", viewer, listing=listing, rows=rows, values=request.query_params,
                 next_url=f"?{urlencode({**params, 'before': next_before})}" if next_before else None,
                 first_url=f"?{urlencode(params)}" if before else None,
-                csv_url=f"/ui/{name}.csv?{urlencode({k: v for k, v in params.items() if k != 'limit'})}")
+                csv_url=f"/ui/{name}.csv?{urlencode({k: v for k, v in params.items() if k != 'limit'})}",
+                bulk_url=f"/ui/replay?{urlencode({k: v for k, v in params.items() if k != 'limit'})}"
+                if name == "deliveries" else None)
         return page
 
     def listing_csv(self, name: str) -> Any:
