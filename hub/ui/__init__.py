@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from hub.ui.context import ConsoleContext
 from hub.ui.pages import Pages
+from hub.ui.tools import Tools
 from hub.ui.web import HERE, secured
 
 __all__ = ["ConsoleContext", "routes"]
@@ -22,6 +23,7 @@ __all__ = ["ConsoleContext", "routes"]
 def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     pages = Pages(ctx)
     web = pages.web
+    tools = Tools(ctx, web)
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=307)
@@ -44,6 +46,11 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/findings/{ident}", web.view(pages.finding)),
         Route("/deliveries/{ident}", web.view(pages.delivery)),
         Route("/deliveries/{ident}/replay", web.action(pages.replay), methods=["POST"]),
+        Route("/playground", web.view(tools.playground)),
+        Route("/playground", web.action(tools.playground_render, admin=False), methods=["POST"]),
+        Route("/tokens", web.view(tools.tokens)),
+        Route("/tokens", web.action(tools.token_create), methods=["POST"]),
+        Route("/tokens/{ident}/revoke", web.action(tools.token_revoke), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static")),
     ], default=not_found)
     return [Route("/", root), Mount("/ui", app=secured(console))]
