@@ -24,6 +24,7 @@ run siem bench/siem.py --hec-events 1000 --bulk-events 500 --batch 100
 run poison bench/poison.py --events 10 --seconds 2
 run flaky bench/flaky.py --messages 5 --outage 2 --max-seconds 10
 run sla bench/sla.py --findings 500 --rounds 1
+run console bench/console.py --events 2000 --findings 200 --requests 3
 # exits 1 unless hub serve dropped every half-sent request at its deadlines and a signed POST still got through
 run slowclients bench/slowclients.py --connections 40 --hold-secs 3 --header-timeout 1 --body-timeout 1
 exit $failed

@@ -57,3 +57,20 @@ def audit_listing(conn: sqlite3.Connection, limit: int = 100, actor: str | None 
     for r in rows:
         r["detail"] = orjson.loads(r["detail"])
     return rows
+
+
+def audit_page(conn: sqlite3.Connection, actor: str | None, action: str | None, before: int | None,
+               limit: int) -> list[dict[str, Any]]:
+    """The console's audit list, newest first: ``actor`` matches anywhere in the actor (a token's name or id),
+    ``action`` exactly; ``before`` is the last seq of the previous page (keyset: a deep page costs what the first
+    does)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if before is not None:
+        where, args = ["seq < ?"], [before]
+    if actor:
+        where, args = [*where, "instr(actor, ?) > 0"], [*args, actor]
+    if action:
+        where, args = [*where, "action = ?"], [*args, action]
+    sql = "SELECT * FROM audit_log" + (" WHERE " + " AND ".join(where) if where else "")
+    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))

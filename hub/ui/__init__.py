@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from hub.ui.context import ConsoleContext
 from hub.ui.failures import Failures
 from hub.ui.pages import Pages
+from hub.ui.tools import Tools
 from hub.ui.web import HERE, secured
 
 __all__ = ["ConsoleContext", "routes"]
@@ -24,6 +25,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     pages = Pages(ctx)
     web = pages.web
     failures = Failures(ctx, web)
+    tools = Tools(ctx, web)
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=307)
@@ -53,6 +55,11 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/replay", web.action(failures.start), methods=["POST"]),
         Route("/replays/{ident}", web.view(failures.job)),
         Route("/replays/{ident}/cancel", web.action(failures.cancel), methods=["POST"]),
+        Route("/playground", web.view(tools.playground)),
+        Route("/playground", web.action(tools.playground_render, admin=False), methods=["POST"]),
+        Route("/tokens", web.view(tools.tokens)),
+        Route("/tokens", web.action(tools.token_create), methods=["POST"]),
+        Route("/tokens/{ident}/revoke", web.action(tools.token_revoke), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static")),
     ], default=not_found)
     return [Route("/", root), Mount("/ui", app=secured(console))]

@@ -1,5 +1,5 @@
-"""The three lists (events, findings, deliveries): their filters, their columns, one query per page, and the CSV of
-a whole filtered list.
+"""The lists (events, findings, deliveries, the audit log): their filters, their columns, one query per page, and
+the CSV of a whole filtered list.
 
 Everything that picks rows is in the URL (filters, ``before`` for the page, ``limit``), so back, reload and a shared
 link show the same rows. Pages are keyset pages: ``before`` is the last id of the previous page, and a page costs one
@@ -23,6 +23,7 @@ from hub.store import Store
 from hub.store import deliveries as delivery_rows
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store import tokens as token_rows
 
 PAGE = 50
 MAX_PAGE = 500
@@ -143,6 +144,14 @@ def _deliveries(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | No
     return rows
 
 
+def _audit(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = token_rows.audit_page(conn, actor=v["actor"], action=v["action"],
+                                 before=_seq(before, lambda i: parse_uint(i.removeprefix("aud_"))), limit=limit)
+    for r in rows:  # an audit row has a seq, not an id: ``aud_<seq>`` is its ``before`` in the URL
+        r["id"] = f"aud_{r['seq']}"
+    return rows
+
+
 def listings(settings: Settings) -> dict[str, Listing]:
     sources = tuple(settings.config.source_names)
     return {
@@ -170,4 +179,9 @@ def listings(settings: Settings) -> dict[str, Listing]:
             Column("next_attempt", "Next attempt", "time"), Column("finding_id", "Finding", "id"),
             Column("event_id", "Event", "id"), Column("last_status", "Last status"),
             Column("last_error", "Last error")), _deliveries),
+        "audit": Listing("audit", "Audit log", "aud_", (
+            Filter("actor", "Actor (token name or id)", "text"), Filter("action", "Action", "text"),
+        ), (Column("at", "At", "time"), Column("actor", "Actor"), Column("action", "Action"),
+            Column("target", "Object"), Column("result", "Result"), Column("detail", "Detail"),
+            Column("remote_addr", "Address")), _audit),
     }
