@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
@@ -285,6 +286,21 @@ class ConsoleConfig(StrictModel):
     session_secret: SecretStr | None = Field(None, min_length=32, description="Key that signs console sessions "
                                              "(32+ characters, e.g. from ${HUB_CONSOLE_SECRET}); unset: a random "
                                              "key per process start, so every restart ends the sessions.")
+    public_url: str | None = Field(None, description="Where people reach the console, e.g. https://hub.example.com: "
+                                   "JSON log lines then carry event_url, delivery_url and finding_url, and "
+                                   "templates get links.event, links.delivery and links.finding (permalinks).")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL, e.g. https://hub.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment: the console's paths are added to it")
+        return value.rstrip("/")
 
 
 class LoggingConfig(StrictModel):

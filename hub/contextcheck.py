@@ -101,7 +101,8 @@ def template_context(target: str, config: TargetConfig, mapping: Mapping) -> dic
             "ref": _fields("ref", tuple(f.name for f in dataclasses.fields(Ref))),
             "dead": _fields("dead", DEAD_FIELDS),
             "delivery": _fields("delivery", ("id", "idempotency_key", "route", "attempt")),
-            "target": target_shape(config), "vars": _value(mapping.vars, "vars") or Shape("vars", {})}
+            "target": target_shape(config), "vars": _value(mapping.vars, "vars") or Shape("vars", {}),
+            "links": _fields("links", ("finding", "event", "delivery"))}
 
 
 def target_shape(config: TargetConfig) -> Shape:

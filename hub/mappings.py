@@ -43,6 +43,7 @@ class Mapping:
     payloads: dict[str, Payload]
     vars: dict[str, Any] = field(default_factory=dict)
     root: Path = BUILTIN_ROOT
+    public_url: str | None = None  # console.public_url: where templates' links point (Connector.context)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled for the render process without its compiled templates (they are compiled again there)."""

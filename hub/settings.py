@@ -181,6 +181,7 @@ def _targets(config: HubConfig, doc: YamlDoc, base_dir: Path) \
         custom = _resolve(base_dir, target.mapping) if target.mapping else None
         try:
             mappings[name] = load_mapping(type_name, folder_for(type_name, custom), cls.payloads)
+            mappings[name].public_url = config.console.public_url
         except ConfigError as exc:
             problems += exc.problems
         else:

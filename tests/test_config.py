@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from hub.cli import main
+from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.settings import load_config
 from hub.yamlsrc import interpolate
@@ -228,3 +229,21 @@ def test_the_config_models_import_nothing_above_them():
     above = ("hub.adapters", "hub.registry", "hub.mappings", "hub.contextcheck", "hub.templating", "hub.pipeline",
              "hub.settings", "hub.runtime", "hub.delivery", "connectors")
     assert not {m for m in imported if m.startswith(above)}, imported
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("hub.example.com", "must be an http(s) URL"), ("ftp://hub.example.com", "must be an http(s) URL"),
+    ("https://", "must be an http(s) URL"), ("https://hub.example.com/?a=1", "must not have a query or fragment")])
+def test_a_bad_console_public_url_is_an_error_at_its_line(tmp_path, url, why):
+    [out] = problems(tmp_path, f"""\
+sources: {{}}
+console:
+  enabled: true
+  public_url: "{url}"
+""")
+    assert out.startswith("hub.yaml:4: console.public_url: ") and why in out, out
+
+
+def test_console_public_url_loses_its_trailing_slash(tmp_path):
+    config = HubConfig.model_validate({"console": {"public_url": "https://hub.example.com/ops/"}})
+    assert config.console.public_url == "https://hub.example.com/ops"

@@ -80,6 +80,27 @@ async def test_an_edited_template_renders_again_without_being_saved(c):
     assert (await c.client.post("/ui/playground", data={**form, "csrf": "forged"})).status_code == 403
 
 
+async def test_a_template_links_back_to_the_console_when_public_url_is_set(tmp_path):
+    text = '{"see": {{ links.finding|tojson }}, "keys": {{ links|list|sort|tojson }}}'
+    async with running(tmp_path, public_url="https://hub.example.com/") as c:
+        ids = await sent(c)
+        await c.login(c.token("read"))
+        page = await c.page(f"/ui/playground?target=ok&id={ids['A']}")
+        form = {"csrf": csrf(page), "target": "ok", "id": ids["A"], "kind": "finding.created",
+                "template": "body.json.j2", "text": text}
+        [request] = requests_on((await c.client.post("/ui/playground", data=form)).text)
+    assert request.endswith(f'"see": "https://hub.example.com/ui/findings/{ids["A"]}",\n'
+                            '  "keys": [\n    "delivery",\n    "finding"\n  ]\n}')
+    (tmp_path / "unset").mkdir()
+    async with running(tmp_path / "unset") as c:
+        ids = await sent(c)
+        await c.login(c.token("read"))
+        page = await c.page(f"/ui/playground?target=ok&id={ids['A']}")
+        form = {**form, "csrf": csrf(page), "id": ids["A"], "text": '{"keys": {{ links|list|tojson }}}'}
+        [request] = requests_on((await c.client.post("/ui/playground", data=form)).text)
+    assert request.endswith('"keys": []\n}')
+
+
 async def test_a_template_error_names_the_file_and_line(c):
     ids = await sent(c)
     await c.login(c.token("read", name="viewer"))

@@ -133,6 +133,29 @@ async def test_json_lines_carry_the_ids_they_are_about_and_no_secret(tmp_path, s
         assert secret not in text
 
 
+@pytest.mark.parametrize("public_url", ["https://hub.example.com", None])
+def test_json_lines_link_their_ids_to_the_console_when_public_url_is_set(stream, public_url):
+    logs.setup("info", "json", stream, public_url=public_url)
+    with logs.about(event_id="evt_7", finding_id="fnd_ab12", delivery_id="dlv_3", target="hook"):
+        logging.getLogger("hub.test").info("about three ids")
+    logging.getLogger("hub.test").info("about nothing")
+    logs.setup("info", "text", stream, public_url=public_url)
+    with logs.about(event_id="evt_7"):
+        logging.getLogger("hub.test").info("text stays text")
+    [about, nothing, text] = stream.getvalue().splitlines()
+    record = json.loads(about)
+    urls = {k: v for k, v in record.items() if k.endswith("_url")}
+    if public_url:
+        assert urls == {"event_url": "https://hub.example.com/ui/events/evt_7",
+                        "finding_url": "https://hub.example.com/ui/findings/fnd_ab12",
+                        "delivery_url": "https://hub.example.com/ui/deliveries/dlv_3"}
+    else:
+        assert urls == {}
+    assert record["event_id"] == "evt_7" and record["target"] == "hook"
+    assert not [k for k in json.loads(nothing) if k.endswith("_url")]
+    assert text.endswith("INFO hub.test: text stays text")
+
+
 def test_a_default_used_by_many_secrets_is_one_note(tmp_path):
     secrets = {"scheme": "hmac-sha256", "header": "X-Sig", "secrets": ["${HOOK_SECRET:-dev-secret}"]}
     data = base_config(tmp_path)

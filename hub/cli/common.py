@@ -39,10 +39,10 @@ def load(path: str, notes: bool = True) -> Settings:
     return config
 
 
-def setup_logging(level: str, fmt: str = "text") -> None:
+def setup_logging(level: str, fmt: str = "text", public_url: str | None = None) -> None:
     from hub import logs
 
-    logs.setup(level, fmt)
+    logs.setup(level, fmt, public_url=public_url)
 
 
 def echo_json_lines(rows: list[dict[str, Any]]) -> None:

@@ -39,7 +39,7 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str |
 
     config = load(config_path, notes=False)
     log_level = log_level or config.logging.level
-    setup_logging(log_level, config.logging.format)
+    setup_logging(log_level, config.logging.format, config.console.public_url)
     for note in config.notes:  # through the log: with logging.format json, every line of stderr is JSON
         log.warning("note: %s", note)
     try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from urllib.parse import quote
 
 import httpx
 
@@ -157,7 +158,18 @@ class Connector(Generic[ConfigT]):
         return {"kind": item.kind, "finding": item.finding, "event": item.event, "changes": item.changes,
                 "ref": item.ref, "dead": item.dead, "delivery": {"id": item.id, "idempotency_key": item.idempotency_key,
                                                                  "route": item.route, "attempt": item.attempt},
-                "target": self._target, "vars": self.mapping.vars}
+                "target": self._target, "vars": self.mapping.vars, "links": self.links(item)}
+
+    def links(self, item: Item) -> dict[str, str]:
+        """The console pages of this delivery and of its finding or (event.received) its event, when
+        ``console.public_url`` is set, so a ticket body can link back; empty when it is not."""
+        base = self.mapping.public_url
+        if not base:
+            return {}
+        ids = {"delivery": ("deliveries", item.id),
+               "finding": ("findings", (item.finding or {}).get("id")),
+               "event": ("events", (item.event or {}).get("id"))}
+        return {key: f"{base}/ui/{page}/{quote(str(ident), safe='')}" for key, (page, ident) in ids.items() if ident}
 
     def render(self, item: Item) -> list[Outbound]:
         raise NotImplementedError
