@@ -250,6 +250,20 @@ async def test_every_page_has_the_security_headers_and_no_secret(console):
     assert "authorization: ********" in rendered.lower() and "POST http://dead.test/hook" in rendered
 
 
+async def test_a_wrong_method_on_a_console_page_is_a_405_with_the_security_headers(console):
+    c = console
+    await c.login(c.token("read"))
+    for method, path in (("POST", "/ui/events"), ("PUT", "/ui/"), ("DELETE", "/ui/login"), ("GET", "/ui/logout")):
+        r = await c.client.request(method, path)
+        assert r.status_code == 405, (method, path, r.status_code)
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store", path
+        assert r.headers["content-type"].startswith("text/html") and f"does not take {method}" in r.text, path
+        assert r.headers["allow"], path
+    r = await c.client.post("/healthz")  # outside the console: the app's JSON answer, as before
+    assert r.status_code == 405 and r.headers["content-type"] == "application/json"
+
+
 async def test_filters_and_keyset_pages_are_in_the_url_and_exact(console):
     c = console
     body = b'{"findings": []}'

@@ -6,6 +6,7 @@ one small script in ``static/``) over the same store queries as the CLI, behind 
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -62,4 +63,18 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/tokens/{ident}/revoke", web.action(tools.token_revoke), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static")),
     ], default=not_found)
-    return [Route("/", root), Mount("/ui", app=secured(console))]
+
+    async def console_app(scope: Scope, receive: Receive, send: Send) -> None:
+        """The router raises a wrong method's 405 for the app's JSON handler, outside ``secured``: answered here
+        as an HTML page, so it carries the headers too (with its Allow)."""
+        try:
+            await console(scope, receive, send)
+        except HTTPException as exc:
+            if exc.status_code != 405:
+                raise
+            request = Request(scope, receive)
+            response = web.error(request, web.viewer(request), 405, f"This page does not take {request.method}.")
+            response.headers.update(exc.headers or {})
+            await response(scope, receive, send)
+
+    return [Route("/", root), Mount("/ui", app=secured(console_app))]
