@@ -328,3 +328,28 @@ def test_keyboard_navigation_and_labelled_controls(page, hub, admin):
               .filter(el => !(el.id && document.querySelector(`label[for="${el.id}"]`)))
               .map(el => el.outerHTML);""")
         assert unlabelled == [], (path, unlabelled)
+
+
+def test_a_stored_finding_rendered_in_the_playground_then_edited(page, hub, admin):
+    from selenium.webdriver.support.select import Select
+
+    event = hub.send("scanner", [{"id": "P", "title": "Playground finding", "sev": "high", "host": "web-6"}])
+    [finding] = {d["finding_id"] for d in hub.deliveries(event, lambda rows: any(
+        d["target"] == "ok" and d["state"] == "done" for d in rows))}
+    page.login(admin)
+    page.follow(page.link("Playground"))
+    Select(page.find("#pg-target")).select_by_value("ok")
+    page.find("#pg-id").send_keys(finding)
+    page.follow(page.find("form.filters button[type=submit]"))
+    [request] = [r.text for r in page.all("pre.request")]
+    assert request.startswith("POST http://127.0.0.1:") and '"title": "Playground finding"' in request
+    assert "3 of 3 pass" in page.text()
+    text = page.find("#pg-text")
+    text.clear()
+    text.send_keys('{"edited": {{ finding.title|upper|tojson }}, "host": {{ finding.asset.identifier|tojson }}}')
+    page.follow(page.find("form.playground button[type=submit]"))
+    assert page.find("label[for=pg-text]").text.endswith("(edited, not saved)")
+    [request] = [r.text for r in page.all("pre.request")]
+    assert request.endswith('{\n  "edited": "PLAYGROUND FINDING",\n  "host": "web-6"\n}'), request
+    assert "0 of 3 pass" in page.text()
+    page.shot("playground")
