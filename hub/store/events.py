@@ -112,10 +112,12 @@ def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
 
 def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,
             limit: int = 50, before: int | None = None, since: str | None = None,
-            until: str | None = None) -> list[dict[str, Any]]:
+            until: str | None = None, text: str | None = None, path: str | None = None,
+            path_value: str | None = None) -> list[dict[str, Any]]:
     """Newest first, without bodies; page with ``before`` = the last ``seq`` seen. ``since``/``until``: received
     at or after / before these times. ``waiting`` is a pending event held back until ``wait_until`` (its source's
-    API is down; ``error`` says why)."""
+    API is down; ``error`` says why). ``text``: bytes contained in the body; ``path``/``path_value``: JSON bodies with
+    ``path_value`` (compared as text) at that JSON path, which the caller has checked."""
     where: list[str] = []
     args: list[Any] = []
     if state == "waiting":
@@ -126,6 +128,13 @@ def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str |
         if value is not None:
             where.append(clause)
             args.append(value)
+    if text is not None:
+        where.append("instr(body, ?) > 0")
+        args.append(text.encode())
+    if path is not None:
+        where.append("CASE WHEN json_valid(CAST(body AS TEXT)) "
+                     "THEN CAST(json_extract(CAST(body AS TEXT), ?) AS TEXT) END = ?")
+        args += [path, path_value]
     if before is not None:
         where.append("seq < ?")
         args.append(before)

@@ -220,13 +220,14 @@ _ROW = ("id, severity, status, source, title, json_extract(asset, '$.identifier'
 
 
 def page(conn: sqlite3.Connection, *, status: str | None = None, severity: str | None = None,
-         source: str | None = None, asset: str | None = None, sla_breached: bool = False, before: str | None = None,
-         limit: int = 50) -> list[dict[str, Any]]:
+         source: str | None = None, asset: str | None = None, fingerprint: str | None = None, cve: str | None = None,
+         sla_breached: bool = False, before: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Summary rows for ``hub findings list``, newest first (first_seen, then id). Keyset paging: ``before`` is
     the last id of the previous page, so a page costs the same however deep it is (no OFFSET walk).
-    ``asset`` matches the asset's identifier or one of its tags."""
+    ``asset`` matches the asset's identifier or one of its tags; ``cve`` one of the finding's CVEs, in any case."""
     where, args = [], []
-    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source)):
+    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source),
+                          ("fingerprint = ?", fingerprint)):
         if value is not None:
             where.append(clause)
             args.append(value)
@@ -234,6 +235,9 @@ def page(conn: sqlite3.Connection, *, status: str | None = None, severity: str |
         where.append("(json_extract(asset, '$.identifier') = ? "
                      "OR EXISTS (SELECT 1 FROM json_each(findings.asset, '$.tags') WHERE value = ?))")
         args += [asset, asset]
+    if cve is not None:
+        where.append("EXISTS (SELECT 1 FROM json_each(findings.cve) WHERE upper(value) = upper(?))")
+        args.append(cve)
     if sla_breached:
         where.append("sla_breached_at IS NOT NULL")
     if before is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from hub.store import tokens as token_rows
 PAGE = 50
 MAX_PAGE = 500
 CSV_CHUNK = 1000
+SCAN_WINDOW = 7 * 86400  # the widest received-at window a search of stored bodies may read
+JSON_PATH = re.compile(r"\$(\.[A-Za-z0-9_]+|\[[0-9]+\])*")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Column:
 
 
 Fetch = Callable[[sqlite3.Connection, Mapping[str, Any], str | None, int], list[dict[str, Any]]]
+Check = Callable[[Mapping[str, Any], float], None]  # (filters, now): ValueError when they do not go together
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,12 @@ class Listing:
     filters: tuple[Filter, ...]
     columns: tuple[Column, ...]
     fetch: Fetch  # (connection, filters, before id, limit) -> rows, newest first
+    check: Check | None = None
 
-    def parse(self, params: Mapping[str, str]) -> tuple[dict[str, Any], str | None, int]:
+    def parse(self, params: Mapping[str, str], now: float) -> tuple[dict[str, Any], str | None, int]:
         """(filters as the query takes them, the page's ``before`` id, the page size); ValueError with the sentence
-        to show when a parameter is unknown or its value is not one the filter takes."""
+        to show when a parameter is unknown, its value is not one the filter takes, or the filters do not go
+        together (``check``, at ``now``)."""
         known = {f.name: f for f in self.filters}
         unknown = sorted(set(params) - {*known, "before", "limit"})
         if unknown:
@@ -68,6 +74,8 @@ class Listing:
         for f in self.filters:
             raw = params.get(f.name, "").strip()
             values[f.name] = _value(f, raw) if raw else (False if f.kind == "flag" else None)
+        if self.check is not None:
+            self.check(values, now)
         before = params.get("before") or None
         if before is not None and (not before.startswith(self.prefix) or len(before) > 64
                                    or (self.prefix != "fnd_" and parse_uint(before[len(self.prefix):]) is None)):
@@ -119,8 +127,28 @@ def _seq(ident: str | None, parse: Callable[[str], int | None]) -> int | None:
     return parse(ident) if ident else None
 
 
+def _body_search(v: Mapping[str, Any], now: float) -> None:
+    """A search of stored bodies reads every body of its window (no index helps), so it needs a window of at most
+    ``SCAN_WINDOW``; a JSON path is checked here, so that SQLite never sees a malformed one."""
+    if v["path"] is not None and not JSON_PATH.fullmatch(v["path"]):
+        raise ValueError("path must be a JSON path like $.data.finding_id or $.items[0].id (keys are letters, "
+                         "digits and _)")
+    if (v["path"] is None) != (v["value"] is None):
+        raise ValueError("path and value go together: the events whose body has value at path")
+    if v["q"] is None and v["path"] is None:
+        return
+    if v["since"] is None:
+        raise ValueError("a search of stored bodies needs since (and until, or now): it reads every body in "
+                         "the window, so the window must be at most 7 days")
+    width = parse_iso(v["until"] or iso(now)) - parse_iso(v["since"])
+    if width > SCAN_WINDOW:
+        raise ValueError("a search of stored bodies reads every body in the window: since to until (or now) "
+                         "must be at most 7 days")
+
+
 def _events(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
     rows = event_rows.listing(conn, source=v["source"], state=v["state"], since=v["since"], until=v["until"],
+                              text=v["q"], path=v["path"], path_value=v["value"],
                               before=_seq(before, event_rows.parse_id), limit=limit)
     for r in rows:
         r["note"] = r["error"] if r["state"] == "failed" else r["idempotency_key"]
@@ -129,7 +157,8 @@ def _events(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, 
 
 def _findings(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
     rows = finding_rows.page(conn, severity=v["severity"], status=v["status"], source=v["source"], asset=v["asset"],
-                             sla_breached=v["sla_breached"], before=before, limit=limit)
+                             fingerprint=v["fingerprint"], cve=v["cve"], sla_breached=v["sla_breached"],
+                             before=before, limit=limit)
     for r in rows:
         r["sla"] = "breached" if r["sla_breached_at"] else ("due" if r["sla_due_at"] else "-")
     return rows
@@ -159,14 +188,17 @@ def listings(settings: Settings) -> dict[str, Listing]:
             Filter("source", "Source", "select", sources),
             Filter("state", "State", "select", ("pending", "processed", "failed")),
             Filter("since", "Received from", "time"), Filter("until", "Received before", "time"),
+            Filter("q", "Text in body", "text"), Filter("path", "JSON path", "text"),
+            Filter("value", "Value at path", "text"),
         ), (Column("id", "ID", "id"), Column("source", "Source"), Column("received_at", "Received", "time"),
             Column("state", "State"), Column("verified_by", "Verified by"), Column("size", "Bytes"),
-            Column("note", "Idempotency key / error")), _events),
+            Column("note", "Idempotency key / error")), _events, _body_search),
         "findings": Listing("findings", "Findings", "fnd_", (
             Filter("severity", "Severity", "select", SEVERITIES),
             Filter("status", "Status", "select", ("open", "resolved", "dismissed")),
             Filter("source", "Source", "select", sources), Filter("asset", "Asset (identifier or tag)", "text"),
-            Filter("sla_breached", "SLA breached", "flag"),
+            Filter("sla_breached", "SLA breached", "flag"), Filter("fingerprint", "Fingerprint", "text"),
+            Filter("cve", "CVE", "text"),
         ), (Column("id", "ID", "id"), Column("severity", "Severity"), Column("status", "Status"),
             Column("source", "Source"), Column("asset", "Asset"), Column("first_seen", "First seen", "time"),
             Column("sla_due_at", "SLA due", "time"), Column("sla", "SLA"), Column("title", "Title")), _findings),

@@ -4,6 +4,7 @@ show``, ``hub deliveries show``, ``hub render``, ``hub explain``), read with a f
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -30,6 +31,8 @@ from hub.ui.session import COOKIE
 from hub.ui.web import UNAVAILABLE, Denied, Viewer, Web, permalink
 
 MAX_BODY_SHOWN = 262_144  # a stored body is shown up to this many characters
+_FINGERPRINT = re.compile(r"[0-9a-fA-F]{32,}")
+_CVE = re.compile(r"CVE-[0-9]{4}-[0-9]+", re.IGNORECASE)
 
 
 def pretty(value: Any) -> str:
@@ -113,15 +116,20 @@ class Pages:
         return self.web.render(request, "overview.html", viewer, **overview.overview(self.ctx, self.ctx.clock()))
 
     async def go(self, request: Request, viewer: Viewer) -> Response:
-        """The search box: an id opens its page; anything else lists the findings of that asset."""
+        """The search box: an id opens its page; a fingerprint (32+ hex digits) or a CVE id lists its findings;
+        anything else lists the findings of that asset."""
         q = request.query_params.get("q", "").strip()
+        if _FINGERPRINT.fullmatch(q):
+            return RedirectResponse(f"/ui/findings?{urlencode({'fingerprint': q.lower()})}", status_code=303)
+        if _CVE.fullmatch(q):
+            return RedirectResponse(f"/ui/findings?{urlencode({'cve': q.upper()})}", status_code=303)
         target = permalink(q) or (f"/ui/findings?{urlencode({'asset': q})}" if q else "/ui/")
         return RedirectResponse(target, status_code=303)
 
     def _listing(self, name: str, request: Request) -> tuple[Listing, dict[str, Any], str | None, int]:
         listing = self.lists[name]
         try:
-            values, before, limit = listing.parse(request.query_params)
+            values, before, limit = listing.parse(request.query_params, self.ctx.clock())
         except ValueError as exc:
             raise Denied(400, str(exc)) from None
         return listing, values, before, limit
