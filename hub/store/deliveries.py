@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.ids import parse_seq
+from hub.store._rows import given
 from hub.store._rows import rows as _rows
 
 _CLAIM = """
@@ -275,12 +276,7 @@ def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str |
 
 
 def _filters(state: str | None, target: str | None, since: str | None) -> tuple[list[str], list[Any]]:
-    where, args = [], []
-    for clause, value in (("state = ?", state), ("target = ?", target), ("created_at >= ?", since)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    return where, args
+    return given(("state = ?", state), ("target = ?", target), ("created_at >= ?", since))
 
 
 def replay(conn: sqlite3.Connection, seqs: Sequence[int], now: str) -> int:

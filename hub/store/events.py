@@ -11,6 +11,7 @@ import orjson
 
 from hub.errors import AdapterError
 from hub.ids import parse_seq
+from hub.store._rows import given
 from hub.store._rows import rows as _rows
 
 _INSERT = (
@@ -123,11 +124,9 @@ def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str |
     if state == "waiting":
         where.append("state = 'pending' AND wait_until IS NOT NULL")
         state = None
-    for clause, value in (("source = ?", source), ("state = ?", state), ("received_at >= ?", since),
-                          ("received_at < ?", until)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
+    more, values = given(("source = ?", source), ("state = ?", state), ("received_at >= ?", since),
+                         ("received_at < ?", until))
+    where, args = where + more, args + values
     if text is not None:
         where.append("instr(body, ?) > 0")
         args.append(text.encode())

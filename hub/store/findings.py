@@ -10,6 +10,7 @@ import orjson
 
 from hub.connector import Ref
 from hub.models import ExternalRef, Finding
+from hub.store._rows import given
 from hub.store._rows import rows as _rows
 
 _JSON = {"cve": "cve", "cwe": "cwe", "attack_techniques": "attack_techniques", "asset": "asset",
@@ -194,12 +195,8 @@ def search(conn: sqlite3.Connection, *, status: str | None = None, severity: str
            source: str | None = None, asset_tag: str | None = None, created_after: str | None = None,
            text: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Finding], int]:
     """Filtered findings, newest first, and the total count of the filter."""
-    where, args = [], []
-    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source),
-                          ("first_seen >= ?", created_after)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
+    where, args = given(("status = ?", status), ("severity = ?", severity), ("source = ?", source),
+                        ("first_seen >= ?", created_after))
     if asset_tag is not None:
         where.append("EXISTS (SELECT 1 FROM json_each(findings.asset, '$.tags') WHERE value = ?)")
         args.append(asset_tag)
@@ -225,12 +222,8 @@ def page(conn: sqlite3.Connection, *, status: str | None = None, severity: str |
     """Summary rows for ``hub findings list``, newest first (first_seen, then id). Keyset paging: ``before`` is
     the last id of the previous page, so a page costs the same however deep it is (no OFFSET walk).
     ``asset`` matches the asset's identifier or one of its tags; ``cve`` one of the finding's CVEs, in any case."""
-    where, args = [], []
-    for clause, value in (("status = ?", status), ("severity = ?", severity), ("source = ?", source),
-                          ("fingerprint = ?", fingerprint)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
+    where, args = given(("status = ?", status), ("severity = ?", severity), ("source = ?", source),
+                        ("fingerprint = ?", fingerprint))
     if asset is not None:
         where.append("(json_extract(asset, '$.identifier') = ? "
                      "OR EXISTS (SELECT 1 FROM json_each(findings.asset, '$.tags') WHERE value = ?))")
