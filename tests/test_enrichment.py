@@ -302,3 +302,31 @@ def test_enrich_is_refused_where_it_cannot_work_with_file_and_line(tmp_path, sou
         load_config(path)
     [problem] = [p for p in caught.value.problems if "enrich" in str(p)]
     assert message in str(problem) and str(problem).startswith(f"{path}:") and "sources.x.enrich" in str(problem)
+
+
+@pytest.mark.slow
+async def test_an_api_that_hangs_makes_the_event_wait_and_one_that_answers_html_is_processed_unenriched(tmp_path):
+    """The vendor hanging past timeout_secs (the client's ReadTimeout) is a passing failure: the event waits, nothing
+    is lost. A 200 whose body is not JSON (a login page, a proxy's error) will not get better: processed at once."""
+    answers: list[str] = ["hang"]
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if (answers.pop(0) if answers else "html") == "hang":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"})
+
+    clock = JumpClock()
+    data = {"storage": {"path": str(tmp_path / "hub.db")}, "sources": {"se": sources()["se"]},
+            "pipeline": {"safety_net_secs": 0.2}}
+    path = write_config(tmp_path / "hub.yaml", data)
+    async with served_in_process(path, clock=clock, transports={"enrich:se": httpx.MockTransport(api)},
+                                 scheduler=True) as (hub, client):
+        h = HubHarness(hub, client, signer=SE_SIGNER)
+        await post(h, "se", se_hook(1))
+        await h.until(lambda: len(events(h, "waiting")) == 1)
+        assert "ReadTimeout" in events(h, "waiting")[0]["error"] and not findings_of(hub.store.conn)
+        clock.jump(6)
+        hub.pipeline.wake()
+        await h.until(lambda: len(events(h, "processed")) == 1)
+        note = finding(h, "fnd_0001").raw["enrichment"]
+        assert note["enriched"] is False and "is not JSON" in note["reason"]
