@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import load_config
+from tests.pg import fresh_schema
 from tests.support import base_config, write_config
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -37,8 +39,14 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def config_data(tmp_path: Path) -> dict[str, Any]:
-    return base_config(tmp_path)
+def config_data(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    data = base_config(tmp_path)
+    if os.environ.get("HUB_TEST_STORE") != "postgres" or request.node.get_closest_marker("sqlite_only"):
+        yield data
+        return
+    with fresh_schema() as url:
+        data["storage"] = {"url": url}
+        yield data
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from hub.connector import Ref
 from hub.models import Finding
 from hub.runtime import Hub
 from hub.settings import load_config
-from hub.store import Store
+from hub.store import SqliteStore
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
@@ -81,7 +81,7 @@ def events_of(conn: sqlite3.Connection, *, source: str | None = None, state: str
 @contextlib.contextmanager
 def store_at(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection to the store file at ``path`` (another process may be serving it), closed on exit."""
-    store = Store(path)
+    store = SqliteStore(path)
     try:
         yield store.conn
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from hub.store import deliveries as delivery_rows
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 
 PAGE = 50
 MAX_PAGE = 500
@@ -48,7 +48,7 @@ class Column:
     kind: str = "text"  # text | time | id (a link to the object's page)
 
 
-Fetch = Callable[[sqlite3.Connection, Mapping[str, Any], str | None, int], list[dict[str, Any]]]
+Fetch = Callable[[Conn, Mapping[str, Any], str | None, int], list[dict[str, Any]]]
 Check = Callable[[Mapping[str, Any], float], None]  # (filters, now): ValueError when they do not go together
 
 
@@ -85,7 +85,7 @@ class Listing:
             raise ValueError(f"limit must be a number from 1 to {MAX_PAGE}")
         return values, before, limit
 
-    def page(self, conn: sqlite3.Connection, values: Mapping[str, Any], before: str | None,
+    def page(self, conn: Conn, values: Mapping[str, Any], before: str | None,
              limit: int) -> tuple[list[dict[str, Any]], str | None]:
         """One page and the ``before`` of the next one (None on the last page): one query, a row more than shown."""
         rows = self.fetch(conn, values, before, limit + 1)
@@ -146,7 +146,7 @@ def _body_search(v: Mapping[str, Any], now: float) -> None:
                          "must be at most 7 days")
 
 
-def _events(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
+def _events(conn: Conn, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
     rows = event_rows.listing(conn, source=v["source"], state=v["state"], since=v["since"], until=v["until"],
                               text=v["q"], path=v["path"], path_value=v["value"],
                               before=_seq(before, event_rows.parse_id), limit=limit)
@@ -155,7 +155,7 @@ def _events(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, 
     return rows
 
 
-def _findings(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
+def _findings(conn: Conn, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
     rows = finding_rows.page(conn, severity=v["severity"], status=v["status"], source=v["source"], asset=v["asset"],
                              fingerprint=v["fingerprint"], cve=v["cve"], sla_breached=v["sla_breached"],
                              before=before, limit=limit)
@@ -164,7 +164,7 @@ def _findings(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None
     return rows
 
 
-def _deliveries(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None,
+def _deliveries(conn: Conn, v: Mapping[str, Any], before: str | None,
                 limit: int) -> list[dict[str, Any]]:
     rows = delivery_rows.listing(conn, state=v["state"], target=v["target"], finding=v["finding"], event=v["event"],
                                  before=_seq(before, delivery_rows.parse_id), limit=limit)
@@ -173,7 +173,7 @@ def _deliveries(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | No
     return rows
 
 
-def _audit(conn: sqlite3.Connection, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
+def _audit(conn: Conn, v: Mapping[str, Any], before: str | None, limit: int) -> list[dict[str, Any]]:
     rows = token_rows.audit_page(conn, actor=v["actor"], action=v["action"],
                                  before=_seq(before, lambda i: parse_uint(i.removeprefix("aud_"))), limit=limit)
     for r in rows:  # an audit row has a seq, not an id: ``aud_<seq>`` is its ``before`` in the URL
