@@ -2,7 +2,9 @@
 
 Several ``hub serve`` processes on one PostgreSQL database all receive and all deliver, but event processing
 (in order, per source) and the periodic jobs (polling, status sync, retention, SLA checks, the dead-letter report)
-must run in one of them at a time. The leader is the process whose session holds ``pg_try_advisory_lock(KEY)``.
+must run in one of them at a time. The leader is the process whose session holds the advisory lock
+(``LOCK_CLASS``, ``hashtext(current_schema())``): one per schema, so two hubs in two schemas of one database each
+have their own.
 The lock lives with that session: when the leader dies, however it dies, PostgreSQL drops its connection and the
 lock with it, and the next ``check`` of another process (every ``CHECK_SECS``) takes it.
 
@@ -17,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("hub.leader")
-KEY = 0x6875622D6C6472  # "hub-ldr"
+LOCK_CLASS = 0x68756201  # with the schema's hash, the advisory lock's two keys: one leader per hub schema
 CHECK_SECS = 1.0
+_TRY = "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))"
 
 
 class Leadership:
@@ -54,11 +57,11 @@ class Leadership:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
                                              application_name="findings-hub leader")
-                return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (KEY,)).fetchone()[0])
+                return bool(self._conn.execute(_TRY, (LOCK_CLASS,)).fetchone()[0])
             if self.leader:  # the session still holds the lock as long as it is alive
                 self._conn.execute("SELECT 1")
                 return True
-            return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (KEY,)).fetchone()[0])
+            return bool(self._conn.execute(_TRY, (LOCK_CLASS,)).fetchone()[0])
         except psycopg.Error as exc:
             log.warning("leadership check failed: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
             if self._conn is not None:

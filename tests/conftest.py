@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import load_config
-from tests.pg import fresh_schema
+from tests import pg
+from tests.pg import ALL_ON_PG, fresh_schema
 from tests.support import base_config, write_config
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -39,14 +39,23 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def config_data(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    data = base_config(tmp_path)
-    if os.environ.get("HUB_TEST_STORE") != "postgres" or request.node.get_closest_marker("sqlite_only"):
-        yield data
+def config_data(tmp_path: Path) -> dict[str, Any]:
+    return base_config(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def store_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With HUB_TEST_STORE=postgres, each test's hubs (tests.support.base_config) use a fresh PostgreSQL schema,
+    except tests marked sqlite_only."""
+    if not ALL_ON_PG or request.node.get_closest_marker("sqlite_only"):
+        yield
         return
     with fresh_schema() as url:
-        data["storage"] = {"url": url}
-        yield data
+        pg.current[:] = [url]
+        try:
+            yield
+        finally:
+            pg.current.clear()
 
 
 @pytest.fixture

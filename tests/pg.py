@@ -18,6 +18,8 @@ PG_URL = os.environ.get("HUB_TEST_PG_URL", "")
 SKIP_REASON = ("PostgreSQL tests need a server: set HUB_TEST_PG_URL=postgresql://127.0.0.1:5432/test (a user that "
                "may create schemas), as .ci/run does")
 requires_pg = pytest.mark.skipif(not PG_URL, reason=SKIP_REASON)
+ALL_ON_PG = os.environ.get("HUB_TEST_STORE") == "postgres"
+current: list[str] = []  # under ALL_ON_PG, the running test's schema URL (conftest sets it): base_config uses it
 
 
 def schema_url(base: str, schema: str) -> str:

@@ -84,19 +84,23 @@ class PgConn:
 
 class _LoopConn(PgConn):
     """The connection for the short reads made on the event loop (autocommit: no transaction is left open
-    between them). A connection that broke (the server restarted) is opened again at the next statement."""
+    between them). A connection the server ended (a restart, a failover) is opened again and the read retried once;
+    only reads use it, so a retry repeats nothing."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]]):
         self._connect = connect
         super().__init__(connect())
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> psycopg.Cursor[Any]:
-        if self.raw.broken or self.raw.closed:
-            self.raw = self._connect()
-        try:
-            return super().execute(sql, parameters)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(f"the store cannot be read: {_first_line(exc)}") from exc
+        for attempt in (1, 2):
+            try:
+                if self.raw.broken or self.raw.closed:
+                    self.raw = self._connect()
+                return super().execute(sql, parameters)
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not self.raw.broken:  # a session the server ended while idle: once more, anew
+                    raise StoreUnavailableError(f"the store cannot be read: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
 
 
 def redact_url(url: str) -> str:
@@ -208,6 +212,10 @@ class PostgresStore:
             raise StoreError(f"cannot write the store at {self.location}: {_first_line(exc)}") from None
 
     async def close(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Close without an event loop: finish the writes running, then the pool and the loop's connection."""
         self._closed = True
         self._threads.shutdown(wait=True)
         self.pool.close()

@@ -39,7 +39,7 @@ def _range(conn: Conn, table: str, born: str, after: int, cutoffs: dict[str, str
     born after every cutoff (nothing from there on can be old enough)."""
     first, last, first_born = conn.execute(
         f"SELECT min(seq), max(seq), (SELECT {born} FROM {table} WHERE seq > :after ORDER BY seq LIMIT 1) "
-        f"FROM (SELECT seq FROM {table} WHERE seq > :after ORDER BY seq LIMIT :step)",
+        f"FROM (SELECT seq FROM {table} WHERE seq > :after ORDER BY seq LIMIT :step) AS page",
         {"after": after, "step": STEP}).fetchone()
     if first is None or first_born >= max(c for c in cutoffs.values() if c):
         return None
