@@ -16,7 +16,16 @@ from starlette.routing import Route
 
 from hub import signatures
 from hub.store import deliveries as outbox
-from tests.support import SW_SECRET, HubProcess, LoopbackServer, free_port, scanner_source, store_at, write_config
+from tests.support import (
+    SW_SECRET,
+    HubProcess,
+    LoopbackServer,
+    base_config,
+    free_port,
+    scanner_source,
+    store_at,
+    write_config,
+)
 
 N = 40
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
@@ -49,12 +58,14 @@ def test_sigkill_during_delivery_then_restart_completes_everything(tmp_path: Pat
         port = free_port()
         config = write_config(tmp_path / "hub.yaml", {
             "server": {"host": "127.0.0.1", "port": port},
-            "storage": {"path": str(tmp_path / "hub.db")},
+            "storage": base_config(tmp_path)["storage"],  # SQLite, or PostgreSQL under HUB_TEST_STORE=postgres
             "sources": {"scanner": scanner_source({"title": "item.title", "tool_id": "item.id"})},
             "routes": [{"name": "all", "on": ["finding.created"], "to": ["hook"]}],
             "targets": {"hook": {"type": "webhook", "url": f"{sink.url}/hook", "secret": OUT_SECRET,
                                  "concurrency": 4, "retry": {"schedule_secs": [0.1, 0.2, 0.5, 1], "jitter": 0}}},
-            "pipeline": {"safety_net_secs": 0.5},
+            # PostgreSQL: a restarted process does not reset rows in flight (they may be a live peer's); they come
+            # back when their lease passes
+            "pipeline": {"safety_net_secs": 0.5, "claim_lease_secs": 2},
         })
         body = orjson.dumps({"findings": [{"id": f"F-{i}", "title": f"finding {i}"} for i in range(N)]})
         headers = {"content-type": "application/json",

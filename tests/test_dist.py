@@ -318,3 +318,23 @@ def test_image_layout_serves_as_non_root_from_a_read_only_config(installed):
     assert all(w.startswith("data") for w in written), sorted(written)
     if as_root:
         assert all((image / w).stat().st_uid == NOBODY for w in written), "files the hub made belong to its user"
+
+
+def test_compose_runs_two_hubs_of_this_image_on_one_postgres():
+    """compose.yaml: PostgreSQL and two hubs built from this Dockerfile, each with its own /data and the same
+    database URL, which the image's baked config turns into the PostgreSQL store."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["db"]["image"].startswith("postgres:15")
+    hubs = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert len(hubs) == 2
+    urls = {s["environment"]["HUB_DATABASE_URL"] for s in hubs.values()}
+    assert len(urls) == 1 and "@db:5432/" in next(iter(urls))
+    assert len({tuple(s["volumes"]) for s in hubs.values()}) == 2  # file output and logs apart, the store shared
+    assert all(s["depends_on"]["db"]["condition"] == "service_healthy" for s in hubs.values())
+    url = next(iter(urls)).replace("${POSTGRES_PASSWORD:-hub-demo-password}", "pw")
+    config = load_config(ROOT / "docker" / "hub.yaml", {"HUB_DATABASE_URL": url})
+    assert config.store_location == url
+    assert load_config(ROOT / "docker" / "hub.yaml", {}).store_location == Path("/data/hub.db")

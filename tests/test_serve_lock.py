@@ -17,6 +17,7 @@ from tests.support import HubProcess, base_config, free_port, write_config
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # one serve per SQLite file; PostgreSQL takes several
 def test_a_second_serve_on_the_same_store_refuses_and_a_killed_hubs_lock_dies_with_it(tmp_path):
     config = write_config(tmp_path / "hub.yaml", base_config(tmp_path))
     db = tmp_path / "hub.db"

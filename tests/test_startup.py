@@ -38,6 +38,7 @@ def _mount(*args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # a SQLite file's folder
 def test_a_store_on_a_read_only_filesystem_is_one_line_at_start(tmp_path):
     """The hard case: the database opens (a crash left its -wal and -shm, so SQLite opens it read-only and the
     migrations are already applied), and only the first write fails, which used to be a lifespan traceback."""
@@ -57,6 +58,7 @@ def test_a_store_on_a_read_only_filesystem_is_one_line_at_start(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_a_store_folder_that_cannot_be_made_is_one_line_at_start(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     db = tmp_path / "a-file" / "hub.db"
