@@ -178,9 +178,9 @@ def main() -> None:
                   flush=True)
         hub.send_signal(signal.SIGKILL)
         hub.wait(timeout=10)
-        from hub.store import Store, events
+        from hub.store import SqliteStore, events
 
-        store = Store(work / "bench.db")  # after the SIGKILL: what a restarted hub would find
+        store = SqliteStore(work / "bench.db")  # after the SIGKILL: what a restarted hub would find
         on_disk = sum(events.counts(store.conn).values())
         store.conn.close()
     finally:

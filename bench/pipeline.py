@@ -29,7 +29,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub import signatures
 from hub.ids import iso
-from hub.store import Store
+from hub.store import SqliteStore
 from hub.store import deliveries as outbox
 
 HERE = Path(__file__).resolve().parent
@@ -149,7 +149,7 @@ class Bench:
     def backlog(self, n: int) -> None:
         """Write n pending deliveries into the outbox of the stopped hub, through the store's own functions (a
         copy of its SQL here rotted once: it kept inserting a column a migration had moved)."""
-        store = Store(self.work / "bench.db")
+        store = SqliteStore(self.work / "bench.db")
         rows = []
         for i in range(n):
             finding = {"id": f"fnd_b{i}", "fingerprint": f"{i:032x}", "source": "scanner", "title": f"backlog {i}",

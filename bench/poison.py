@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hub.store import Store  # noqa: E402
+from hub.store import SqliteStore  # noqa: E402
 from hub.store import events as event_rows  # noqa: E402
 
 CONFIG = """
@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hub-poison-bench-"))
     (work / "hub.yaml").write_text(CONFIG.format(db=work / "hub.db"))
-    store = Store(work / "hub.db")
+    store = SqliteStore(work / "hub.db")
     for i in range(args.events + 1):
         item = {"id": f"F{i}", "title": "t", "severity": "high", **({"d": nested(300)} if i < args.events else {})}
         ev = event_rows.NewEvent("scanner", "2026-12-01T00:00:00.000000Z", f"k{i}", "application/json", "{}",
@@ -70,7 +70,7 @@ def main() -> None:
         finally:
             proc.kill()
             proc.wait()
-    store = Store(work / "hub.db")
+    store = SqliteStore(work / "hub.db")
     states = event_rows.counts(store.conn)
     attempts = max(e["attempts"] for e in event_rows.listing(store.conn, limit=args.events + 1))
     store.conn.close()

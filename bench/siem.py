@@ -103,10 +103,10 @@ def findings(n: int) -> list[tuple[str, dict[str, Any]]]:
 def write_backlog(db: Path, rows: list[tuple[str, dict[str, Any]]]) -> None:
     """N pending finding.created deliveries straight into the outbox (the hub is stopped)."""
     from hub.ids import iso
-    from hub.store import Store
+    from hub.store import SqliteStore
     from hub.store import deliveries as outbox
 
-    store = Store(db)
+    store = SqliteStore(db)
     new = [outbox.NewDelivery("all", "siem", "finding.created", f["id"], None, f["id"], key,
                               orjson.dumps({"finding": f, "changes": {}}).decode()) for key, f in rows]
     store.write_sync(lambda conn: outbox.insert(conn, new, iso(time.time())))
@@ -243,10 +243,10 @@ class Bench:
             finally:
                 self.stop_hub()
         hub_stats = self.stats(reset=True)
-        from hub.store import Store
+        from hub.store import SqliteStore
         from hub.store import deliveries as outbox
 
-        store = Store(vdir / "siem.db")
+        store = SqliteStore(vdir / "siem.db")
         done = outbox.counts(store.conn).get("done", 0)
         store.conn.close()
         child = subprocess.run([sys.executable, __file__, "--post", str(vdir / "batches.pkl"), "--in-flight",

@@ -24,13 +24,13 @@ from hub.config import SlaConfig
 from hub.ids import iso
 from hub.lifecycle import sla_due
 from hub.models import SEVERITIES, Finding
-from hub.store import Store, sla
+from hub.store import SqliteStore, sla
 from hub.store import findings as finding_rows
 
 DAY = 86400.0
 
 
-def fill(store: Store, n: int, now: float) -> None:
+def fill(store: SqliteStore, n: int, now: float) -> None:
     store.write_sync(lambda conn: _save(conn, n, now))
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     now = time.time()
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(os.path.join(folder, "hub.db"), synchronous="off")
+        store = SqliteStore(os.path.join(folder, "hub.db"), synchronous="off")
         fill(store, args.findings, now)
         period = {"since": iso(now - 30 * DAY), "until": iso(now), "now": iso(now)}
         for label, extra in (("report", {}), ("report --tag prod", {"tag": "prod"}),
