@@ -265,10 +265,17 @@ def test_a_column_the_target_lacks_stops_the_copy_before_a_row_is_written(tmp_pa
         assert all(not rows for rows in snapshot(url, COPIED).values())
 
 
-def test_copy_converts_what_sqlite_lets_a_column_hold() -> None:
-    """Text in a BLOB column goes in as its UTF-8 bytes, bytes in a TEXT column as the text they encode."""
-    assert store_copy._as_typed(("a", b"b", None, 1), [True, False, False, False], "t") == [b"a", "b", None, 1]
-    row = (b"x", "y")
-    assert store_copy._as_typed(row, [True, False], "t") is row
-    with pytest.raises(Exception, match="not UTF-8"):
-        store_copy._as_typed((b"\xff",), [False], "t")
+@requires_pg
+def test_text_in_a_blob_column_and_bytes_in_a_text_column_arrive_as_the_target_types_them(tmp_path: Path) -> None:
+    """SQLite stores what it is given whatever the column's type; PostgreSQL's columns hold one type."""
+    config = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")}})
+    store = SqliteStore(tmp_path / "hub.db")
+    store.conn.execute("INSERT INTO events (source, received_at, headers, body, verified_by) VALUES (?, ?, ?, ?, ?)",
+                       ("se", "2026-12-05T00:00:00Z", '{"h": "\u00e9"}'.encode(), "caf\u00e9 body", "hmac"))
+    store.conn.close()
+    with fresh_schema() as url:
+        code, out = run("store", "copy", "--config", str(config), "--to", url)
+        assert code == 0, out
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT headers, body FROM events").fetchall() == [
+                ('{"h": "\u00e9"}', "caf\u00e9 body".encode())]

@@ -84,7 +84,7 @@ def copy_store(src: sqlite3.Connection, url: str, advance: Callable[[int], None]
                     _move_sequences(dst, [t for t in pg_schema.SEQ_TABLES if t in names])
             finally:
                 src.execute("COMMIT")
-        except psycopg.Error as exc:
+        except (psycopg.Error, sqlite3.Error) as exc:  # sqlite3: text that is not UTF-8, say
             raise StoreError(f"the copy to {where} failed{at}, and wrote nothing: {scrub(first_line(exc), url)}"
                              ) from None
     copied.seconds = time.perf_counter() - started
@@ -128,15 +128,14 @@ def _copy_table(src: sqlite3.Connection, dst: Any, table: str, cols: list[str], 
     if missing:
         raise StoreError(f"{where}'s table {table} has no column {', '.join(missing)}: its migrations are behind "
                          "this hub's (run hub migrate --to with this version of the hub)")
-    binary = [types[c] == "bytea" for c in cols]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in cols))
-    read = src.execute(f"SELECT {', '.join(_quoted(c) for c in cols)} FROM {_quoted(table)}")
+    read = src.execute(f"SELECT {', '.join(_as_typed(c, types[c] == 'bytea') for c in cols)} FROM {_quoted(table)}")
     count = 0
     with dst.cursor() as cur, cur.copy(statement) as stream:
         for rows in _chunks(read, chunk):
             for row in rows:
-                stream.write_row(_as_typed(row, binary, table))
+                stream.write_row(row)
             count += len(rows)
             advance(len(rows))
     return count
@@ -147,22 +146,13 @@ def _chunks(cursor: sqlite3.Cursor, size: int) -> Iterator[list[Any]]:
         yield rows
 
 
-def _as_typed(row: Sequence[Any], binary: list[bool], table: str) -> Sequence[Any]:
-    """A SQLite row as the target's column types read it: SQLite lets a BLOB sit in a TEXT column and text in a
-    BLOB column; PostgreSQL does not, and COPY would otherwise store ``b'..'`` as its escaped text form."""
-    if not any(isinstance(v, bytes) != b and isinstance(v, (bytes, str)) for v, b in zip(row, binary, strict=True)):
-        return row
-    fixed: list[Any] = []
-    for v, b in zip(row, binary, strict=True):
-        if b and isinstance(v, str):
-            v = v.encode()
-        elif not b and isinstance(v, bytes):
-            try:
-                v = v.decode()
-            except UnicodeDecodeError:
-                raise StoreError(f"a row of {table} holds bytes that are not UTF-8 in a text column") from None
-        fixed.append(v)
-    return fixed
+def _as_typed(column: str, bytea: bool) -> str:
+    """A column read as the target's type holds it: SQLite lets text sit in a BLOB column and a BLOB in a TEXT
+    column, PostgreSQL does not (and COPY would store ``b'..'`` as its escaped text). SQLite converts, in C."""
+    c = _quoted(column)
+    if bytea:
+        return f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
+    return f"CASE WHEN typeof({c}) = 'blob' THEN CAST({c} AS TEXT) ELSE {c} END"
 
 
 def _move_sequences(dst: Any, names: Sequence[str]) -> None:
