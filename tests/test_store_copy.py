@@ -175,6 +175,7 @@ def test_copy_refuses_a_store_a_hub_serves_and_a_target_that_is_not_postgres(tmp
 
 
 @requires_pg
+@pytest.mark.slow
 def test_two_migrations_at_once_apply_each_migration_once() -> None:
     with fresh_schema() as url:
         procs = [subprocess.Popen([sys.executable, "-m", "hub", "migrate", "--to", url], stdout=subprocess.PIPE,
@@ -236,6 +237,7 @@ def test_copy_keeps_every_row_id_and_byte_and_refuses_a_second_copy(tmp_path: Pa
 
 
 @requires_pg
+@pytest.mark.slow
 def test_a_copy_that_fails_leaves_the_target_empty(tmp_path: Path) -> None:
     """A row PostgreSQL refuses (a NUL character in text, which SQLite keeps) ends the copy with nothing written,
     even in the tables copied before it."""
@@ -252,6 +254,7 @@ def test_a_copy_that_fails_leaves_the_target_empty(tmp_path: Path) -> None:
 
 
 @requires_pg
+@pytest.mark.slow
 def test_a_column_the_target_lacks_stops_the_copy_before_a_row_is_written(tmp_path: Path) -> None:
     config = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")}})
     store = SqliteStore(tmp_path / "hub.db")
@@ -266,6 +269,7 @@ def test_a_column_the_target_lacks_stops_the_copy_before_a_row_is_written(tmp_pa
 
 
 @requires_pg
+@pytest.mark.slow
 def test_text_in_a_blob_column_and_bytes_in_a_text_column_arrive_as_the_target_types_them(tmp_path: Path) -> None:
     """SQLite stores what it is given whatever the column's type; PostgreSQL's columns hold one type."""
     config = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")}})
