@@ -16,10 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+from click import _termui_impl
 from click.testing import CliRunner
 
 from hub import signatures
-from hub.cli import main
+from hub.cli import main, progress
 from hub.store import copy as store_copy
 from hub.store import events as event_rows
 from hub.store import failures, pg_schema, sync_state
@@ -28,7 +29,8 @@ from hub.store.lock import lock_path
 from hub.store.postgres import PostgresStore
 from hub.store.sqlite import SqliteStore
 from tests.pg import fresh_schema, requires_pg
-from tests.support import HMAC_SECRET, HubHarness, findings_of, free_port, scanner_source, write_config
+from tests.support import (HMAC_SECRET, HubHarness, deliveries_of, events_of, findings_of, free_port, history_of,
+                           scanner_source, write_config)
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 PASSWORD = "pw-Zq81-never-shown"
@@ -192,7 +194,10 @@ def test_two_migrations_at_once_apply_each_migration_once() -> None:
 
 @requires_pg
 @pytest.mark.slow
-def test_copy_keeps_every_row_id_and_byte_and_refuses_a_second_copy(tmp_path: Path) -> None:
+def test_copy_keeps_every_row_id_and_byte_and_refuses_a_second_copy(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "is_terminal", lambda: True)  # the bar, as an operator at a terminal sees it
+    monkeypatch.setattr(_termui_impl, "isatty", lambda stream: True)
     config = filled_store(tmp_path)
     db = tmp_path / "hub.db"
     with fresh_schema() as base:
@@ -201,8 +206,10 @@ def test_copy_keeps_every_row_id_and_byte_and_refuses_a_second_copy(tmp_path: Pa
         assert code == 0 and "applied 0010_baseline" in out and PASSWORD not in out
         code, out = run("store", "copy", "--config", str(config), "--to", url)
         assert code == 0, out
-        assert out.startswith("copied ") and f"from {db} to postgresql://" in out and ":***@" in out, out
+        assert f"from {db} to postgresql://" in out and ":***@" in out, out
         assert PASSWORD not in out
+        total = sum(len(sqlite_rows(db, t)[1]) for t in COPIED)
+        assert "copying" in out and f"{total}/{total}" in out and f"copied {total} rows from" in out, out
 
         src = sqlite3.connect(db)
         assert set(store_copy.tables(src)) == COPIED
@@ -219,6 +226,12 @@ def test_copy_keeps_every_row_id_and_byte_and_refuses_a_second_copy(tmp_path: Pa
 
         store = PostgresStore(url, pool_size=1)
         try:
+            source = SqliteStore(db)  # and the hub reads them on PostgreSQL as it did on SQLite
+            try:
+                for read in (events_of, deliveries_of, findings_of, history_of):
+                    assert read(store.conn) == read(source.conn), read.__name__
+            finally:
+                source.conn.close()
             new = event_rows.NewEvent("scanner", "2026-12-05T01:00:00Z", None, "application/json", "{}",
                                       b'{"findings": []}', "test")
             ident, _ = store.write_sync(lambda conn: event_rows.insert(conn, new))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from hub.cli import progress as bars
 from hub.cli.common import CONFIG_HELP, fail, load, main
-from hub.cli.progress import progress
 from hub.errors import HubError
 
 
@@ -74,7 +74,8 @@ def store_copy(to: str, config_path: str) -> None:
     try:
         source = SqliteStore(db)
         try:
-            with progress(rows_to_copy(source.conn), "copying") as advance:
+            total = rows_to_copy(source.conn) if bars.is_terminal() else 0  # a count costs a scan: for the bar only
+            with bars.progress(total, "copying") as advance:
                 copied = copy_store(source.conn, to, advance)
         finally:
             source.conn.close()

@@ -26,6 +26,7 @@ from hub.store import pg_schema
 from hub.store.migrate import first_line, location, pg_connect, scrub
 
 CHUNK = 5_000  # rows read from SQLite (and written to the COPY stream) at a time
+LOCK_WAIT = "10s"  # how long the copy waits for the target's tables (a hub serving them holds them briefly)
 NOT_COPIED = frozenset({"store_probe", "_sqlite_migrations"})  # the probe row, and what migrations were applied
 
 
@@ -103,9 +104,11 @@ def _target_columns(dst: Any, table: str, where: str) -> dict[str, str]:
 
 
 def _lock(dst: Any, names: Sequence[str]) -> None:
-    """Keep a hub started on the target (or a second copy) from writing until this copy commits."""
+    """Keep a hub started on the target (or a second copy) from writing until this copy commits; a hub that
+    holds the tables already fails the copy after LOCK_WAIT instead of leaving it waiting in silence."""
     from psycopg import sql
 
+    dst.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
     dst.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
         sql.SQL(", ").join(sql.Identifier(t) for t in names)))
 
