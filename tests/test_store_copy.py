@@ -29,8 +29,17 @@ from hub.store.lock import lock_path
 from hub.store.postgres import PostgresStore
 from hub.store.sqlite import SqliteStore
 from tests.pg import fresh_schema, requires_pg
-from tests.support import (HMAC_SECRET, HubHarness, deliveries_of, events_of, findings_of, free_port, history_of,
-                           scanner_source, write_config)
+from tests.support import (
+    HMAC_SECRET,
+    HubHarness,
+    deliveries_of,
+    events_of,
+    findings_of,
+    free_port,
+    history_of,
+    scanner_source,
+    write_config,
+)
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
 PASSWORD = "pw-Zq81-never-shown"
