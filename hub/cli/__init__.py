@@ -5,8 +5,8 @@ Exit codes: 0 success, 1 the operation failed (a request was refused, a record i
 adds its commands to the group when imported here.
 """
 
-from hub.cli import deliveries, events, explain, findings, intake, mappings, poll, prune, sla, tokens
+from hub.cli import deliveries, events, explain, findings, intake, mappings, poll, prune, sla, store, tokens
 from hub.cli.common import main
 
 __all__ = ["deliveries", "events", "explain", "findings", "intake", "main", "mappings", "poll", "prune", "sla",
-           "tokens"]
+           "store", "tokens"]

@@ -21,7 +21,11 @@ _held: dict[Path, int] = {}  # lock file -> descriptor, kept open (and locked) u
 
 
 class StoreLockedError(StoreError):
-    """Another process serves this store."""
+    """Another process serves this store; ``holder`` is its pid, when it wrote one."""
+
+    def __init__(self, message: str, holder: int | None = None):
+        super().__init__(message)
+        self.holder = holder
 
 
 def lock_path(db: Path) -> Path:
@@ -45,7 +49,7 @@ def hold(db: Path) -> Path:
         os.close(fd)
         who = f"pid {holder}" if holder else "another process"
         raise StoreLockedError(f"{db} is already served by {who} (lock {path}); run one hub serve per database "
-                               "file") from None
+                               "file", holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[path] = fd
