@@ -47,7 +47,8 @@ def store_findings(c: Console, n: int = 120) -> list[dict[str, Any]]:
              "source": ("scanner", "other")[i % 2], "title": f"finding {i}",
              "severity": ("critical", "high", "low")[i % 3], "status": ("open", "resolved")[i // 3 % 2],
              "first_seen": iso(T0 + rnd.randrange(5) * 60), "last_seen": iso(T0 + rnd.randrange(7) * 60),
-             "sla_due_at": None if i % 4 == 0 else iso(T0 + rnd.randrange(6) * 86400)}
+             "sla_due_at": None if i % 4 == 0 else iso(T0 + rnd.randrange(6) * 86400),
+             "asset": {"identifier": f"web-{i % 5}", "tags": ["prod"] if i % 2 else []}}
         made.append(f)
         c.hub.store.write_sync(lambda conn, f=f: finding_rows.save(conn, Finding.model_validate(f), None, iso()))
     return made
@@ -105,6 +106,17 @@ async def test_filters_and_sort_together_page_through_the_filtered_set(console):
     assert nxt["sort"] == ["sla_due_at"] and nxt["status"] == ["open"] and nxt["limit"] == ["7"]
     value, _, ident = nxt["before"][0].rpartition(",")
     assert ident == seen[6] and value == next(f["sla_due_at"] or finding_rows.NO_DUE for f in made if f["id"] == ident)
+
+
+@pytest.mark.parametrize("order", ["-severity", "sla_due_at", "last_seen", "-first_seen"])
+async def test_an_asset_filter_with_a_sort_pages_through_the_matching_findings(console, order):
+    """The asset filter has no index: the store takes the matching findings first, then sorts them."""
+    made = store_findings(console)
+    for asset, chosen in (("web-2", [f for f in made if f["asset"]["identifier"] == "web-2"]),
+                          ("prod", [f for f in made if f["asset"]["tags"]])):
+        seen, _ = await walk(console, "/ui/findings?" + urlencode({"asset": asset, "sort": order, "limit": "5"}),
+                             "fnd_")
+        assert seen == in_order(chosen, order), asset
 
 
 async def test_column_titles_toggle_the_sort_and_keep_the_filters(console):
