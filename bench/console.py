@@ -182,7 +182,7 @@ def pages(events: int, findings: int, now: float) -> list[tuple[str, str]]:
         ("events sort=-received_at", "/ui/events?sort=-received_at"),
         ("events ?source sort=received", "/ui/events?source=obexum&sort=received_at"),
         ("deliveries sort=-attempts", "/ui/deliveries?sort=-attempts"),
-        ("deliveries ?pending sort=next", "/ui/deliveries?state=pending&sort=next_attempt"),
+        ("deliveries ?pending sort=next", "/ui/deliveries?state=pending&target=siem&sort=next_attempt"),
         ("deliveries ?target sort=-tries", "/ui/deliveries?target=siem&sort=-attempts"),
         ("failure groups", "/ui/failures"),
         ("failure group (large)", "/ui/failures/group?" + urlencode({"target": "siem", "class": BAD_REQUEST})),

@@ -149,8 +149,9 @@ async def test_the_cursor_carries_the_value_so_a_deleted_row_does_not_end_the_li
     ("/ui/findings?sort=Severity", "sort must be one of"),
     ("/ui/events?sort=source", "sort must be one of id, received_at"),
     ("/ui/audit?sort=at", "has one order, newest first"),
-    ("/ui/deliveries?sort=next_attempt", "sort=next_attempt needs state=pending"),
-    ("/ui/deliveries?state=dead&sort=-next_attempt", "needs state=pending"),
+    ("/ui/deliveries?sort=next_attempt", "sort=next_attempt needs state=pending and a target: only a pending"),
+    ("/ui/deliveries?state=dead&target=ok&sort=-next_attempt", "needs state=pending and a target"),
+    ("/ui/deliveries?state=pending&sort=next_attempt", "needs state=pending and a target"),
     ("/ui/findings?sort=-severity&before=fnd_01", "before must be the last row of the previous page, like high,fnd_"),
     ("/ui/findings?sort=-severity&before=urgent,fnd_01", "before must be the last row"),
     ("/ui/findings?sort=last_seen&before=yesterday,fnd_01", "like 2026-11-22T06:00:00.000Z,fnd_"),
@@ -204,13 +205,15 @@ async def test_events_sort_by_received_time_and_deliveries_by_tries_and_next_att
         made.append({"id": f"dlv_{seq}", "seq": seq, "state": state, "attempts": tries, "next_attempt_at": due})
     for query, column, chosen in (("sort=-attempts", "attempts", made),
                                   ("sort=attempts&state=dead", "attempts", [d for d in made if d["state"] == "dead"]),
-                                  ("sort=next_attempt&state=pending", "next_attempt_at",
+                                  ("sort=next_attempt&state=pending&target=ok", "next_attempt_at",
                                    [d for d in made if d["state"] == "pending"])):
         seen, _ = await walk(c, f"/ui/deliveries?{query}&limit=3", "dlv_")
         expected = sorted(chosen, key=lambda d: (d[column], d["seq"]), reverse="sort=-" in query)
         assert seen == [d["id"] for d in expected], query
-    assert 'href="?state=pending&amp;sort=next_attempt">Next attempt' in await c.page("/ui/deliveries?state=pending")
-    assert ">Next attempt</th>" in await c.page("/ui/deliveries")  # not a link: that order needs state=pending
+    assert 'href="?state=pending&amp;target=ok&amp;sort=next_attempt">Next attempt' in await c.page(
+        "/ui/deliveries?state=pending&target=ok")
+    for without in ("", "?state=pending", "?target=ok"):  # not a link: that order needs both
+        assert ">Next attempt</th>" in await c.page(f"/ui/deliveries{without}")
 
 
 ORDERS = {"events": ["-id", "id", "-received_at", "received_at"],
@@ -233,7 +236,8 @@ async def test_every_order_walks_an_index_from_its_cursor(console):
     try:
         for name, orders in ORDERS.items():
             for order in orders:
-                query = {"sort": order, "limit": "2", **({"state": "pending"} if "next_attempt" in order else {})}
+                query = {"sort": order, "limit": "2",
+                         **({"state": "pending", "target": "ok"} if "next_attempt" in order else {})}
                 html = await c.page(f"/ui/{name}?{urlencode(query)}")
                 deep = re.search(r'<a href="(\?[^"]+)" rel="next">', html).group(1).replace("&amp;", "&")
                 statements.clear()

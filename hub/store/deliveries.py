@@ -251,7 +251,8 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
 
 
 # The orders of ``listing`` (migration 0011 indexes them with the seq). Only a pending delivery has a next attempt
-# (the column of the others is the last one's), so that order lists pending deliveries only.
+# (the column of the others is the last one's), so that order lists one target's pending deliveries: its queue, in
+# the index its worker claims from (deliveries_due), so the outbox's writes keep one index fewer.
 SORTS = {"seq": "seq", "next_attempt_at": "next_attempt_at", "attempts": "attempts"}
 
 
@@ -278,8 +279,8 @@ def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str |
         where.append("seq < ?")
         args.append(before)
     column = SORTS[sort.key] if sort else "seq"
-    if column == "next_attempt_at" and state != "pending":
-        raise ValueError("the order by next attempt lists pending deliveries only: it needs state pending")
+    if column == "next_attempt_at" and (state != "pending" or target is None):
+        raise ValueError("the order by next attempt is a target's queue: it needs state pending and a target")
     more, values, order = keyset(column, "seq", sort or Sort("seq"))
     sql = (f"SELECT seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, state, attempts, created_at, "
            f"next_attempt_at, last_status, last_error, {column} AS sort_key FROM deliveries")

@@ -245,7 +245,7 @@ def console_sorts(db: Database) -> None:
     (critical 5 .. info 1), and a missing SLA due date sorts after every date: two generated columns (virtual: no
     rewrite of the table, no change to the writes) give the indexes plain columns, which a row value comparison
     seeks in (on an expression index SQLite scans from the start). Delivery attempts change at each claim: one
-    index entry moved per claimed row; the next attempt is only a pending delivery's, so that index is partial.
+    index entry moved per claimed row. The next attempt's order is a target's queue, which deliveries_due has.
     The failure groups read the failed deliveries (hub/store/failures.py): a partial index of those, by target,
     instead of a scan of the outbox; a delivery that goes through on its first try never enters it."""
     _run(db, "ALTER TABLE findings ADD COLUMN severity_rank INTEGER GENERATED ALWAYS AS (CASE severity "
@@ -257,7 +257,6 @@ def console_sorts(db: Database) -> None:
          "CREATE INDEX findings_by_due ON findings (sla_due_sort, id)",
          "CREATE INDEX findings_by_last_seen ON findings (last_seen, id)",
          "CREATE INDEX events_received ON events (received_at, seq)",
-         "CREATE INDEX deliveries_next ON deliveries (next_attempt_at, seq) WHERE state = 'pending'",
          "CREATE INDEX deliveries_attempts ON deliveries (attempts, seq)",
          "CREATE INDEX deliveries_failed ON deliveries (target, seq) WHERE (state = 'dead' OR (state = 'pending' "
          "AND attempts > 0 AND last_error IS NOT NULL))")

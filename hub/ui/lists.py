@@ -62,7 +62,11 @@ class SortKey:
     key: str  # the store's name of the order (hub/store: SORTS of each query module)
     kind: str  # of its value in a cursor: id (the id alone) | time | int | severity
     descending: bool  # the order a click on the column's title starts with
-    needs: tuple[str, str] | None = None  # (filter, value) the order needs: only pending deliveries have a next try
+    needs: tuple[tuple[str, str | None], ...] = ()  # (filter, value or None: any) the order needs
+    why: str = ""  # the reason it needs them, for the 400
+
+    def allowed(self, values: Mapping[str, Any]) -> bool:
+        return all(values.get(f) is not None and v in (None, values.get(f)) for f, v in self.needs)
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,9 @@ class Listing:
         if key is None:
             raise ValueError(f"sort must be one of {', '.join(k.column for k in self.sorts)} (ascending), or one "
                              f"of them after a minus sign (descending, like -{self.sorts[0].column})")
-        if key.needs is not None and values.get(key.needs[0]) != key.needs[1]:
-            raise ValueError(f"sort={order} needs {key.needs[0]}={key.needs[1]}: only a {key.needs[1]} row has "
-                             f"a {key.column.replace('_', ' ')}")
+        if not key.allowed(values):
+            needs = " and ".join(f"{f}={v}" if v else f"a {f}" for f, v in key.needs)
+            raise ValueError(f"sort={order} needs {needs}: {key.why}")
         return key
 
     def _cursor(self, raw: str, key: SortKey) -> tuple[Any, Any]:
@@ -313,7 +317,8 @@ def listings(settings: Settings) -> dict[str, Listing]:
             Column("event_id", "Event", "id"), Column("last_status", "Last status"),
             Column("last_error", "Last error")), _deliveries, DELIVERY_ID, "seq",
             (DELIVERY_ID, SortKey("attempts", "attempts", "int", True),
-             SortKey("next_attempt", "next_attempt_at", "time", False, ("state", "pending")))),
+             SortKey("next_attempt", "next_attempt_at", "time", False, (("state", "pending"), ("target", None)),
+                     "only a pending delivery has a next attempt, and each target's queue is in its own order"))),
         "audit": Listing("audit", "Audit log", "aud_", (
             Filter("actor", "Actor (token name or id)", "text"), Filter("action", "Action", "text"),
         ), (Column("at", "At", "time"), Column("actor", "Actor"), Column("action", "Action"),

@@ -258,7 +258,7 @@ def _heads(listing: Listing, query: Query, params: dict[str, str]) -> list[dict[
         head: dict[str, Any] = {"column": c, "url": None,
                                 "sorted": ("descending" if query.sort.descending else "ascending")
                                 if c.key == current else None}
-        if key is not None and (key.needs is None or params.get(key.needs[0]) == key.needs[1]):
+        if key is not None and key.allowed(params):
             descending = not query.sort.descending if c.key == current else key.descending
             head["url"] = f"?{urlencode({**params, 'sort': ('-' if descending else '') + c.key})}"
         heads.append(head)
