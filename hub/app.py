@@ -32,8 +32,7 @@ def create_app(hub: Hub) -> Any:
         return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
-        if hub.store.writer is not None:
-            hub.metrics.write_queue.set(hub.store.writer.pending)
+        hub.metrics.write_queue.set(hub.store.pending)
         if hub.started:
             hub.refresh_gauges()
         return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")

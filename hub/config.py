@@ -58,9 +58,21 @@ class RetentionConfig(StrictModel):
 
 class StorageConfig(StrictModel):
     path: str = Field("./hub.db", description="SQLite file, relative to the config file's folder.")
+    url: str | None = Field(None, description="PostgreSQL instead of SQLite: postgresql://user:${PGPASSWORD}@host/db "
+                            "(several hub processes may share it).")
+    pool_size: int = Field(8, ge=1, le=100, description="PostgreSQL: connections (and writer threads) per process.")
     busy_timeout_ms: int = Field(5_000, ge=0, description="How long a write waits for another process's lock.")
     synchronous: Literal["full", "extra"] = Field("full", description="SQLite synchronous level: a 202 means on disk.")
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="What old traffic is pruned.")
+
+    def problems(self) -> Iterator[tuple[Loc, str]]:
+        yield from super().problems()
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            yield ("url",), "must be a PostgreSQL URL (postgresql://user:password@host:5432/database)"
+        if self.url is not None and "path" in self.model_fields_set:
+            yield ("path",), "not used with url (the store is in PostgreSQL); remove one of them"
+        if self.url is None and "pool_size" in self.model_fields_set:
+            yield ("pool_size",), "only used with url (PostgreSQL)"
 
 
 class VerifyConfig(StrictModel):

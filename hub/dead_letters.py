@@ -8,7 +8,6 @@ the Prometheus gauge ``hub_dead_letters`` says the same for alerting.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import orjson
 
@@ -17,6 +16,7 @@ from hub.routing import Router
 from hub.store import Store
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
+from hub.store.conn import Conn
 from hub.store.deliveries import ClaimedDelivery
 
 log = logging.getLogger("hub.dead_letters")
@@ -26,7 +26,7 @@ class DeadLetters:
     def __init__(self, router: Router):
         self.router = router
 
-    def route(self, conn: sqlite3.Connection, dead: list[tuple[ClaimedDelivery, str]], stamp: str) -> set[str]:
+    def route(self, conn: Conn, dead: list[tuple[ClaimedDelivery, str]], stamp: str) -> set[str]:
         """``delivery.dead`` outbox rows for the routes that want them; returns the targets given rows."""
         if not self.router.wants("delivery.dead"):
             return set()

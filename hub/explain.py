@@ -13,7 +13,6 @@ that time), so a ``when`` on a field that changed since may answer differently t
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from hub.routing import Route, Router
 from hub.settings import Settings
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 MAX_STEPS = 20  # a finding's most recent routable steps explained (a long-lived finding has hundreds)
 MISSING = "<missing>"  # a field the `when` read that the context does not have
@@ -65,7 +65,7 @@ class Explanation:
         return asdict(self)
 
 
-def explain(conn: sqlite3.Connection, config: Settings, ident: str) -> Explanation | None:
+def explain(conn: Conn, config: Settings, ident: str) -> Explanation | None:
     """``evt_N`` or ``fnd_X``; None when no such event or finding is stored."""
     router = Router(config.routes)
     if ident.startswith("evt_"):
@@ -73,7 +73,7 @@ def explain(conn: sqlite3.Connection, config: Settings, ident: str) -> Explanati
     return _finding(conn, config, router, ident)
 
 
-def _event(conn: sqlite3.Connection, config: Settings, router: Router, event_id: str) -> Explanation | None:
+def _event(conn: Conn, config: Settings, router: Router, event_id: str) -> Explanation | None:
     row = event_rows.by_ids(conn, [event_id]).get(event_id)
     if row is None:
         return None
@@ -87,7 +87,7 @@ def _event(conn: sqlite3.Connection, config: Settings, router: Router, event_id:
     return Explanation(event.id, steps, note)
 
 
-def _finding(conn: sqlite3.Connection, config: Settings, router: Router, finding_id: str) -> Explanation | None:
+def _finding(conn: Conn, config: Settings, router: Router, finding_id: str) -> Explanation | None:
     found = finding_rows.get(conn, finding_id)
     if found is None:
         return None
@@ -97,7 +97,7 @@ def _finding(conn: sqlite3.Connection, config: Settings, router: Router, finding
     return Explanation(finding_id, steps, note)
 
 
-def _finding_step(conn: sqlite3.Connection, config: Settings, router: Router, finding_id: str, h: dict[str, Any],
+def _finding_step(conn: Conn, config: Settings, router: Router, finding_id: str, h: dict[str, Any],
                   source: str) -> Step:
     found = finding_rows.get(conn, finding_id)
     data = found.model_dump(mode="json") if found else {"id": finding_id}
@@ -137,7 +137,7 @@ def _verdict(route: Route, kind: str, source: str, context: dict[str, Any]) -> R
     return RouteVerdict(route.name, False, f"`{route.when_text}` is false", [], read)
 
 
-def _with_linked(conn: sqlite3.Connection, config: Settings, router: Router, step: Step) -> Step:
+def _with_linked(conn: Conn, config: Settings, router: Router, step: Step) -> Step:
     """Once linked, always synced (hub.pipeline): a finding with a ticket at a target keeps getting its lifecycle
     there through the first route from its source to that target that takes the kind, whatever the `when`."""
     if step.kind not in SYNCED_KINDS:

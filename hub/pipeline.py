@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +43,7 @@ from hub.store import Store
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 from hub.store.events import EventRow, StoredEvent
 
 log = logging.getLogger("hub.pipeline")
@@ -74,8 +74,10 @@ class Pipeline:
 
     def __init__(self, store: Store, parsers: SourceParsers, recorder: Recorder, remote: RemoteStatuses,
                  sla: SlaConfig, *, clock: Callable[[], float], batch_events: int, processed: Counter,
-                 on_deliveries: Callable[[set[str]], None], enrich: Enrich | None = None):
+                 on_deliveries: Callable[[set[str]], None], enrich: Enrich | None = None,
+                 active: Callable[[], bool] | None = None):
         self.store, self.parsers, self.recorder, self.remote, self.sla = store, parsers, recorder, remote, sla
+        self.active = active  # None: always; else processing waits while it says no (hub/leader.py)
         self.clock, self.batch_events, self.on_deliveries = clock, batch_events, on_deliveries
         self.enrich = enrich
         self._processed = processed
@@ -113,6 +115,8 @@ class Pipeline:
             else:
                 await self._wake.wait()
             self._wake.clear()
+            if self.active is not None and not self.active():
+                continue
             try:
                 while not self._closing:
                     done = await self.process_pending()
@@ -233,7 +237,7 @@ class Pipeline:
         self._processed.labels(source, "failed").inc()
         log.warning("evt_%d failed: %s", seq, clip(reason, 1024))  # reasons quote the sender's values
 
-    def apply(self, conn: sqlite3.Connection, seq: int, event: StoredEvent, parsed: Parsed,
+    def apply(self, conn: Conn, seq: int, event: StoredEvent, parsed: Parsed,
               now: float) -> Applied | None:
         """Everything one event changes, inside the caller's transaction."""
         if not event_rows.take(conn, seq, iso(now)):
@@ -275,7 +279,7 @@ class Pipeline:
         return out
 
     @staticmethod
-    def _also_reported(conn: sqlite3.Connection, finding_id: str, event_id: str, source: str, stamp: str) -> None:
+    def _also_reported(conn: Conn, finding_id: str, event_id: str, source: str, stamp: str) -> None:
         """Note, once per opening, that another source of the scope reports this finding (its ``source`` stays the
         first reporter): a full re-import of the first source then leaves it open (``finding_rows.reporters``)."""
         if source not in finding_rows.reporters(conn, finding_id):

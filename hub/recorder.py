@@ -7,7 +7,6 @@ the caller's transaction, so a change and the deliveries it causes commit togeth
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from hub.models import SYNCED_KINDS, Finding
 from hub.routing import Router
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 
 def delivery_key(route: str, target: str, what: str) -> str:
@@ -41,7 +41,7 @@ class Recorder:
         self.router = router
         self.ticket_targets = ticket_targets
 
-    def record(self, conn: sqlite3.Connection, change: lifecycle.Change, scope: str | None, event_id: str | None,
+    def record(self, conn: Conn, change: lifecycle.Change, scope: str | None, event_id: str | None,
                actor: str, stamp: str, out: Applied, exclude_target: str | None = None) -> None:
         """Store a lifecycle change, its history, and the outbox rows its routes ask for."""
         f = change.finding
@@ -61,7 +61,7 @@ class Recorder:
         out.kinds[change.kind] = out.kinds.get(change.kind, 0) + 1
         self.route(conn, change.kind, f, change.changes, actor, step, stamp, out, exclude_target)
 
-    def route(self, conn: sqlite3.Connection, kind: str, f: Finding, changes: dict[str, Any], source: str, step: int,
+    def route(self, conn: Conn, kind: str, f: Finding, changes: dict[str, Any], source: str, step: int,
               stamp: str, out: Applied, exclude_target: str | None = None) -> None:
         """The outbox rows for one finding step: every matching route's target, and the targets it is linked at."""
         if not self.router.wants(kind):
@@ -78,7 +78,7 @@ class Recorder:
         outbox.insert(conn, rows, stamp)
         out.targets |= {t for _, t in pairs}
 
-    def _still_linked(self, conn: sqlite3.Connection, kind: str, finding_id: str, source: str,
+    def _still_linked(self, conn: Conn, kind: str, finding_id: str, source: str,
                       matched: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Once linked, always synced: a finding with a ticket at a target keeps getting its lifecycle there
         (updated, resolved, reopened, sla_breached) when no route's ``when`` matches it any more, through the

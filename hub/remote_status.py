@@ -8,7 +8,6 @@ dismisses the finding instead, with ``dismissed_by``, the ticket's state and id:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 
 from hub import lifecycle
@@ -17,6 +16,7 @@ from hub.connector import RemoteStatus, TargetConfig
 from hub.ids import iso
 from hub.recorder import Applied, Recorder
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 
 def dismiss_states(targets: Mapping[str, TargetConfig]) -> dict[str, frozenset[str]]:
@@ -33,7 +33,7 @@ class RemoteStatuses:
     def __init__(self, recorder: Recorder, sla: SlaConfig, dismiss: Mapping[str, frozenset[str]] | None = None):
         self.recorder, self.sla, self.dismiss = recorder, sla, dismiss or {}
 
-    def apply(self, conn: sqlite3.Connection, target: str, statuses: Sequence[RemoteStatus], now: float,
+    def apply(self, conn: Conn, target: str, statuses: Sequence[RemoteStatus], now: float,
               out: Applied | None = None) -> Applied:
         """Inside the caller's transaction; adds to ``out`` when given (an event's own changes)."""
         out = out if out is not None else Applied()

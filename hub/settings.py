@@ -103,6 +103,11 @@ class Settings:
     def db_path(self) -> Path:
         return self.resolve(self.storage.path)
 
+    @property
+    def store_location(self) -> str | Path:
+        """The store: its PostgreSQL URL, or the SQLite file's path."""
+        return self.storage.url if self.storage.url is not None else self.db_path
+
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
     """Load, interpolate, validate and wire; raises ConfigError listing every problem of both phases."""

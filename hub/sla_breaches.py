@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 
 from hub.ids import iso
 from hub.recorder import Applied, Recorder
 from hub.store import Store
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 
 class SlaBreaches:
@@ -24,7 +24,7 @@ class SlaBreaches:
         if not due:
             return 0
 
-        def job(conn: sqlite3.Connection) -> Applied:
+        def job(conn: Conn) -> Applied:
             out, stamp = Applied(), iso(now)
             for f in due:
                 finding_rows.mark_sla_breached(conn, f.id, stamp)

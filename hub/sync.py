@@ -14,7 +14,6 @@ bookmark is kept in ``sync_state`` under ``sync:<target>`` and replaced only aft
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from hub.ids import iso
 from hub.recorder import Applied
 from hub.store import Store, sync_state
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 log = logging.getLogger("hub.sync")
 PAGE = 50
 
-ApplyStatuses = Callable[[sqlite3.Connection, str, Sequence[RemoteStatus], float], Applied]
+ApplyStatuses = Callable[[Conn, str, Sequence[RemoteStatus], float], Applied]
 
 
 @dataclass

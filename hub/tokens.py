@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from hub.ids import iso, parse_iso
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 
 SCOPES = ("ingest", "read", "replay", "admin")  # admin may do everything
 PREFIX = "fh_"
@@ -54,7 +54,7 @@ def matches(token: str, stored_digest: str) -> bool:
     return hmac.compare_digest(digest(token).encode(), stored_digest.encode())
 
 
-def check(conn: sqlite3.Connection, token: str, now: float) -> tuple[dict[str, Any] | None, str]:
+def check(conn: Conn, token: str, now: float) -> tuple[dict[str, Any] | None, str]:
     """The token's row if it authenticates at ``now``, else None and why: ``invalid_token`` (malformed, unknown or
     a wrong secret), ``token_revoked`` or ``token_expired``. The API and the console's login both ask this."""
     ident = token_id(token)
@@ -79,7 +79,7 @@ def allows(scopes: list[str], needed: str) -> bool:
     return needed in scopes or "admin" in scopes
 
 
-def issue(conn: sqlite3.Connection, name: str, scopes: list[str], now: float,
+def issue(conn: Conn, name: str, scopes: list[str], now: float,
           expires_days: int | None) -> tuple[str, dict[str, Any]]:
     """Create a token inside the caller's transaction: (the token, shown once; its row without the digest)."""
     new = generate()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import pytest
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import load_config
+from tests import pg
+from tests.pg import ALL_ON_PG, fresh_schema
 from tests.support import base_config, write_config
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -39,6 +41,21 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def config_data(tmp_path: Path) -> dict[str, Any]:
     return base_config(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def store_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With HUB_TEST_STORE=postgres, each test's hubs (tests.support.base_config) use a fresh PostgreSQL schema,
+    except tests marked sqlite_only."""
+    if not ALL_ON_PG or request.node.get_closest_marker("sqlite_only"):
+        yield
+        return
+    with fresh_schema() as url:
+        pg.current[:] = [url]
+        try:
+            yield
+        finally:
+            pg.current.clear()
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import httpx
 import orjson
@@ -30,10 +29,12 @@ from hub.connector import Ref
 from hub.models import Finding
 from hub.runtime import Hub
 from hub.settings import load_config
-from hub.store import Store
+from hub.store import Conn, SqliteStore, open_store
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store.postgres import PostgresStore
+from tests import pg
 
 HMAC_SECRET = "test-secret-for-hmac"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks published test secret
@@ -42,50 +43,54 @@ SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks pu
 EVERY = 1_000_000  # a listing limit no test comes near: every row
 
 
-def force(conn: sqlite3.Connection, sql: str, *args: Any) -> None:
+def force(conn: Conn, sql: str, *args: Any) -> None:
     """Arrange a state that only SQL can make (a lease already past, a lock held by another writer, a statement
     that fails): every such test names it, so what ties the suite to SQLite and its schema is easy to find."""
     conn.execute(sql, args)
 
 
-def attempt_rows(conn: sqlite3.Connection, seq: int) -> int:
+def attempt_rows(conn: Conn, seq: int) -> int:
     """Attempt-log rows stored for delivery ``seq``, whether or not the delivery row is still there: a prune must
     take them with it, and no query function can see rows whose delivery is gone."""
     return int(conn.execute("SELECT count(*) FROM delivery_attempts WHERE delivery = ?", (seq,)).fetchone()[0])
 
 
-def findings_of(conn: sqlite3.Connection, tool_id: str | None = None) -> list[Finding]:
+def findings_of(conn: Conn, tool_id: str | None = None) -> list[Finding]:
     """Every stored finding (or those with this tool id), oldest first (first seen, then id)."""
     found = reversed(finding_rows.search(conn, limit=EVERY)[0])
     return [f for f in found if tool_id is None or f.tool_id == tool_id]
 
 
-def history_of(conn: sqlite3.Connection) -> list[tuple[str, dict[str, Any]]]:
+def history_of(conn: Conn) -> list[tuple[str, dict[str, Any]]]:
     """(tool id, history step) of every finding's lifecycle steps, in the order they were written."""
     steps = [(f.tool_id, step) for f in findings_of(conn) for step in finding_rows.history(conn, f.id)]
     return sorted(steps, key=lambda s: int(s[1]["seq"]))
 
 
-def deliveries_of(conn: sqlite3.Connection, *, target: str | None = None, state: str | None = None
+def deliveries_of(conn: Conn, *, target: str | None = None, state: str | None = None
                   ) -> list[dict[str, Any]]:
     """Delivery summaries (``deliveries.listing``'s rows), oldest first."""
     return outbox.listing(conn, target=target, state=state, limit=EVERY)[::-1]
 
 
-def events_of(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None
+def events_of(conn: Conn, *, source: str | None = None, state: str | None = None
               ) -> list[dict[str, Any]]:
     """Event summaries (``events.listing``'s rows, no bodies), oldest first."""
     return event_rows.listing(conn, source=source, state=state, limit=EVERY)[::-1]
 
 
 @contextlib.contextmanager
-def store_at(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to the store file at ``path`` (another process may be serving it), closed on exit."""
-    store = Store(path)
+def store_at(path: Path) -> Iterator[Conn]:
+    """A connection to the store file at ``path`` (another process may be serving it), closed on exit; under
+    HUB_TEST_STORE=postgres, to the test's PostgreSQL schema instead."""
+    store = open_store(pg.current[0] if pg.current else path)
     try:
         yield store.conn
     finally:
-        store.conn.close()
+        if isinstance(store, SqliteStore):
+            store.conn.close()
+        else:
+            cast(PostgresStore, store).shutdown()
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -96,7 +101,7 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 def base_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 8080},
-        "storage": {"path": str(tmp_path / "hub.db")},
+        "storage": {"url": pg.current[0]} if pg.current else {"path": str(tmp_path / "hub.db")},
         "sources": {
             "se": {"verify": {"scheme": "hmac-sha256", "header": "X-SE-Signature", "secrets": [HMAC_SECRET]}},
             "sw": {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}},

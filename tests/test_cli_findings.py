@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hub.cli import main
 from hub.explain import MISSING, explain, fields_read, value_at
 from hub.settings import load_config
-from hub.store import Store
+from hub.store import SqliteStore
 from tests.support import HubHarness, findings_of, scanner_source
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
@@ -169,7 +169,7 @@ def test_explain_an_event_covers_its_own_step_and_the_findings_it_made(stored):
 def test_explain_is_a_typed_result_a_console_can_render(stored):
     path, ids = stored
     config = load_config(path)
-    result = explain(Store(config.db_path).conn, config, ids["C"])
+    result = explain(SqliteStore(config.db_path).conn, config, ids["C"])
     assert result is not None and result.steps[0].targets == ["down"]
     assert [v.matched for v in result.steps[0].routes] == [False, False, False, True, False]
 
@@ -186,7 +186,7 @@ def test_findings_show_lists_tickets_with_their_urls(stored):
     from hub.store import findings as finding_rows
 
     path, ids = stored
-    store = Store(load_config(path).db_path)
+    store = SqliteStore(load_config(path).db_path)
     store.write_sync(lambda conn: (finding_rows.claim_ref(conn, ids["C"], "ok", "2026-12-01T00:00:00.000Z"),
                                    finding_rows.link_ref(conn, ids["C"], "ok", "TCK-9", "https://tickets.test/TCK-9",
                                                          "In Progress", "2026-12-01T00:00:00.000Z")))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from hub.cli import main, progress
 from hub.ids import iso
-from hub.store import Store
+from hub.store import SqliteStore
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from tests.support import write_config
@@ -22,7 +22,7 @@ OLD = 1_000_000.0  # 1970: older than any retention window
 def fill(tmp_path: Path) -> Path:
     """A store with 7 failed events (6 of source a), 5 dead deliveries, and 4 old done ones; returns the config."""
     config = write_config(tmp_path / "hub.yaml", {"storage": {"path": str(tmp_path / "hub.db")}})
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
 
     def rows(conn):
         for i in range(7):

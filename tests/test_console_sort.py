@@ -221,6 +221,7 @@ ORDERS = {"events": ["-id", "id", "-received_at", "received_at"],
           "findings": ["-severity", "severity", "-last_seen", "last_seen", "sla_due_at", "-sla_due_at"]}
 
 
+@pytest.mark.sqlite_only
 async def test_every_order_walks_an_index_from_its_cursor(console):
     """EXPLAIN QUERY PLAN of each page's query, first and deep: a search of an index in the order (no sort of the
     rows, no scan from the start). Not the findings' first seen (the default order, as before sorting): an index on

@@ -273,12 +273,13 @@ async def test_the_pages_have_the_security_headers_and_a_job_without_its_task_sh
         assert "No replay job rpl_99" in await c.page("/ui/replays/rpl_99", 404)
 
 
+@pytest.mark.sqlite_only
 def test_groups_and_members_read_the_failed_deliveries_index_not_the_outbox(tmp_path):
     """The group queries' condition is the partial index's WHERE, word for word: a change to one without the other
     makes every failure page scan the whole outbox again, which only this plan shows."""
-    from hub.store import Store
+    from hub.store import SqliteStore
 
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     conn = failure_rows.register(store.conn)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hub.store import Store
+from hub.store import SqliteStore
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
 from tests.support import deliveries_of, force
@@ -63,7 +63,7 @@ async def test_a_row_in_flight_past_its_lease_goes_back_to_pending_without_a_res
 
 
 def test_release_expired_spares_rows_still_held_and_rows_within_their_lease(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     rows = [outbox.NewDelivery("r", "t", "finding.created", f"f{i}", None, f"f{i}", f"k{i}", "{}") for i in range(3)]
     store.write_sync(lambda conn: outbox.insert(conn, rows, "2026-12-01T10:00:00.000000Z"))
     claimed = store.write_sync(lambda conn: outbox.claim(conn, "t", "2026-12-01T10:00:00.000000Z", 2,

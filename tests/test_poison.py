@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hub import jsonlimits
 from hub.cli import main
 from hub.errors import StoreUnavailableError
-from hub.store import Store
+from hub.store import SqliteStore
 from hub.store import events as event_rows
 from tests.support import SW_SECRET, HubHarness, events_of, scanner_source, write_config
 
@@ -41,7 +41,7 @@ def config(tmp_path: Path, **pipeline: Any) -> dict[str, Any]:
 
 def store_raw(tmp_path: Path, bodies: list[Any]) -> None:
     """Events as a hub before the nesting limit (or a poll page, or an import) left them: pending, unchecked."""
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     for i, body in enumerate(bodies):
         ev = event_rows.NewEvent("scanner", "2026-12-01T00:00:00.000000Z", f"k{i}", "application/json", "{}",
                                  json.dumps(body).encode(), "standard-webhooks")  # orjson cannot write it

@@ -57,6 +57,7 @@ async def _post(client: httpx.AsyncClient, n: int) -> int:
     return r.status_code
 
 
+@pytest.mark.sqlite_only  # a SQLite file's failing pages; PostgreSQL's own disk is not the hub's to fill
 async def test_readyz_fails_while_commits_that_write_pages_fail_and_recovers_after(tmp_path):
     async with _client(tmp_path) as (hub, client):
         assert (await client.get("/readyz")).status_code == 200
@@ -100,6 +101,7 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_only
 async def test_readyz_on_a_real_full_disk(tmp_path):
     mount = tmp_path / "small"
     with _tmpfs(mount, "2m"):

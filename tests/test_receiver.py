@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -19,8 +18,10 @@ from hub import signatures
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import load_config
+from hub.store import SqliteStore
 from hub.store import events as event_rows
-from tests.support import HMAC_SECRET, SW_SECRET, base_config, events_of, force, write_config
+from hub.store.postgres import PostgresStore
+from tests.support import HMAC_SECRET, SW_SECRET, base_config, events_of, force, store_at, write_config
 
 BODY = json.dumps({"event": "finding.created", "data": {"finding_id": "fnd_1", "severity": "critical"}}).encode()
 
@@ -36,7 +37,7 @@ def sw_headers(body: bytes, msg_id: str = "msg_1", now: float | None = None) -> 
 
 
 def rows(hub: Hub) -> list[dict[str, Any]]:
-    with contextlib.closing(hub.store.connect()) as conn:  # a separate connection: what is on disk
+    with store_at(hub.config.db_path) as conn:  # a separate connection: what is committed
         summaries = events_of(conn)
         stored = event_rows.by_ids(conn, [e["id"] for e in summaries])
         return [{**e, "body": stored[e["id"]].body, "headers": stored[e["id"]].headers} for e in summaries]
@@ -231,6 +232,7 @@ async def test_health_ready_and_metrics(client, hub):
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # SQLite's one write lock; PostgreSQL locks rows
 async def test_store_locked_by_another_process_gives_503_and_no_row(tmp_path):
     data = base_config(tmp_path, storage={"path": str(tmp_path / "hub.db"), "busy_timeout_ms": 50})
     hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)))
@@ -252,6 +254,7 @@ async def test_store_locked_by_another_process_gives_503_and_no_row(tmp_path):
         await hub.aclose()
 
 
+@pytest.mark.sqlite_only  # the group commit's batch (PostgreSQL commits each write alone)
 async def test_failed_commit_fails_every_request_of_the_batch(client, hub):
     """A transaction SQLite rolls back (as on I/O errors) answers 503 to every request that shared it."""
     with sqlite3.connect(hub.store.path) as db:
@@ -268,6 +271,10 @@ async def test_failed_commit_fails_every_request_of_the_batch(client, hub):
 
 
 async def test_write_queue_full_is_503_not_a_hang(client, hub):
-    hub.store.writer.max_pending = 0
+    if isinstance(hub.store, SqliteStore):
+        assert hub.store.writer is not None
+        hub.store.writer.max_pending = 0
+    else:
+        cast(PostgresStore, hub.store).max_pending = 0
     r = await client.post("/hooks/se", content=BODY, headers=se_headers(BODY))
     assert_error(r, 503, "unavailable")

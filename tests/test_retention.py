@@ -13,7 +13,7 @@ from hub import dead_letters, retention
 from hub.cli import main
 from hub.config import RetentionConfig
 from hub.ids import iso
-from hub.store import Store, events
+from hub.store import SqliteStore, events
 from hub.store import deliveries as outbox
 from hub.store import retention as retention_rows
 from hub.store import tokens as token_rows
@@ -26,7 +26,7 @@ DAY = 86_400.0
 class Rows:
     """Deliveries and events written with chosen ages and states, straight into a store."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: SqliteStore):
         self.store = store
 
     def event(self, age_days: float, state: str) -> str:
@@ -67,7 +67,7 @@ class Rows:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    s = Store(tmp_path / "hub.db")
+    s = SqliteStore(tmp_path / "hub.db")
     await s.start()
     yield s
     await s.close()

@@ -46,7 +46,7 @@ def test_a_store_on_a_read_only_filesystem_is_one_line_at_start(tmp_path):
     _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder))
     try:
         db = folder / "hub.db"
-        crash = ("import os, sys; from hub.store import Store, sync_state; s = Store(sys.argv[1]); "
+        crash = ("import os, sys; from hub.store import SqliteStore, sync_state; s = SqliteStore(sys.argv[1]); "
                  "sync_state.put(s.conn, 'k', {}, 'now'); os._exit(0)")
         subprocess.run([sys.executable, "-c", crash, str(db)], check=True, timeout=30)
         assert (folder / "hub.db-wal").exists()

@@ -9,7 +9,7 @@ import pytest
 from sqlite_utils import Database
 
 from hub.errors import StoreError, StoreUnavailableError
-from hub.store import Store, events, sync_state
+from hub.store import SqliteStore, events, sync_state
 from hub.store import deliveries as outbox
 from hub.store.schema import migrations
 from tests.support import force
@@ -82,13 +82,13 @@ def test_event_queries_in_memory():
 
 
 def test_store_enables_wal_and_full_sync(tmp_path):
-    store = Store(tmp_path / "x" / "hub.db")
+    store = SqliteStore(tmp_path / "x" / "hub.db")
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 async def test_concurrent_writes_share_commits_and_resolve_after_commit(tmp_path):
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     batches: list[int] = []
     store.on_batch = lambda size, secs: batches.append(size)
     await store.start()
@@ -104,7 +104,7 @@ async def test_concurrent_writes_share_commits_and_resolve_after_commit(tmp_path
 
 
 async def test_a_failing_job_rolls_back_alone(tmp_path):
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     await store.start()
 
     def good(conn: sqlite3.Connection) -> str:
@@ -125,7 +125,7 @@ async def test_a_failing_job_rolls_back_alone(tmp_path):
 
 
 async def test_operational_errors_become_store_unavailable(tmp_path):
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     await store.start()
     try:
         with pytest.raises(StoreUnavailableError):
@@ -136,7 +136,7 @@ async def test_operational_errors_become_store_unavailable(tmp_path):
 
 
 async def test_close_commits_what_is_queued(tmp_path):
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     await store.start()
     futures = [asyncio.ensure_future(store.insert_event(new_event())) for _ in range(50)]
     await asyncio.sleep(0)
@@ -149,7 +149,7 @@ async def test_close_commits_what_is_queued(tmp_path):
 
 
 def test_write_sync_rolls_back_on_error(tmp_path):
-    store = Store(tmp_path / "hub.db")
+    store = SqliteStore(tmp_path / "hub.db")
     with pytest.raises(RuntimeError):
         store.write_sync(lambda conn: (sync_state.put(conn, "x", {}, "n"), (_ for _ in ()).throw(RuntimeError("boom"))))
     assert sync_state.get(store.conn, "x") is None
@@ -162,5 +162,5 @@ def test_an_old_sqlite_is_named_before_anything_is_written(tmp_path, monkeypatch
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
     with pytest.raises(StoreError, match=r"SQLite is 3\.34\.1; the store needs 3\.35\.0 or newer"):
-        Store(tmp_path / "hub.db")
+        SqliteStore(tmp_path / "hub.db")
     assert not (tmp_path / "hub.db").exists()

@@ -73,9 +73,9 @@ def main() -> None:
 
 
 def open_store(config: Settings) -> Store:
-    from hub.store import Store
+    from hub.store import open_store as open_at
 
     try:
-        return Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
+        return open_at(config.store_location, busy_timeout_ms=config.storage.busy_timeout_ms, pool_size=2)
     except HubError as exc:
         fail(str(exc))

@@ -43,7 +43,8 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str |
     for note in config.notes:  # through the log: with logging.format json, every line of stderr is JSON
         log.warning("note: %s", note)
     try:
-        hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
+        if config.storage.url is None:
+            hold(config.db_path)  # one `hub serve` per store, for this process's life (hub/store/lock.py)
         hub = Hub(config)
         hub.store.check_writable()  # a read-only file or folder: one line naming the path, before listening
     except HubError as exc:

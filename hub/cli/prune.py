@@ -15,15 +15,15 @@ from hub.cli.progress import progress
 @config_option
 def prune(config_path: str) -> None:
     """Delete done deliveries, dead letters, processed events and audit rows older than storage.retention allows."""
+    from hub.cli.common import open_store
     from hub.retention import prune as run_prune
-    from hub.store import Store
     from hub.store.retention import extent
 
     config = load(config_path)
     cfg = config.storage.retention
 
     async def run() -> None:
-        store = Store(config.db_path, busy_timeout_ms=config.storage.busy_timeout_ms)
+        store = open_store(config)
         await store.start()
         try:
             total, done = extent(store.conn), [0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import sqlite3
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from hub import tokens as token_logic
 from hub.cli.common import config_option, echo_json_lines, fail, listed_elsewhere, load, main, open_store
 from hub.ids import iso
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 
 
 def _actor() -> str:
@@ -39,7 +39,7 @@ def tokens_create(config_path: str, name: str, scopes: tuple[str, ...], expires_
     store = open_store(load(config_path))
     now = time.time()
 
-    def job(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+    def job(conn: Conn) -> tuple[str, dict[str, Any]]:
         token, row = token_logic.issue(conn, name, list(scopes), now, expires_days)
         token_rows.audit(conn, iso(now), _actor(), "tokens.create", row["id"], "ok",
                          {"name": name, "scopes": list(scopes), "expires_at": row["expires_at"]}, None)
@@ -74,7 +74,7 @@ def tokens_revoke(token_id: str, config_path: str) -> None:
     store = open_store(load(config_path))
     stamp = iso()
 
-    def job(conn: sqlite3.Connection) -> bool:
+    def job(conn: Conn) -> bool:
         done = token_rows.revoke(conn, token_id, stamp)
         token_rows.audit(conn, stamp, _actor(), "tokens.revoke", token_id, "ok" if done else "not found", {}, None)
         return done

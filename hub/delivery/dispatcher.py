@@ -26,8 +26,9 @@ class Dispatcher:
     def __init__(self, connectors: Mapping[str, Connector], store: Store, metrics: Metrics, *,
                  clock: Callable[[], float], lease_secs: float, route_dead: RouteDead,
                  render_pool: RenderPool | None = None,
-                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None):
+                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None, shared: bool = False):
         self.store, self.clock, self.lease_secs = store, clock, lease_secs
+        self.shared = shared  # other processes deliver from the same store (PostgreSQL)
         transports = transports or {}
         self.render_pool = render_pool
         self.workers = {name: Worker(connector, store, metrics, clock=clock, lease_secs=lease_secs,
@@ -37,10 +38,11 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        stamp = iso(self.clock())
-        reset = await self.store.write(lambda conn: outbox.reset_in_flight(conn, stamp))
-        if reset:
-            log.warning("%d deliveries were in flight when the hub stopped; retrying them", reset)
+        if not self.shared:  # shared: the rows in flight may be another live process's; their leases bring back those
+            stamp = iso(self.clock())  # of a process that died
+            reset = await self.store.write(lambda conn: outbox.reset_in_flight(conn, stamp))
+            if reset:
+                log.warning("%d deliveries were in flight when the hub stopped; retrying them", reset)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(w.run(), name=f"hub-target-{n}") for n, w in self.workers.items()]
         self._tasks.append(loop.create_task(self._expire_leases(), name="hub-delivery-leases"))

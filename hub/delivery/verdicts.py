@@ -11,7 +11,6 @@ puts them back to pending (delivered at least once, never stuck).
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,18 +25,19 @@ from hub.pacing import retry_delay
 from hub.store import Store
 from hub.store import deliveries as outbox
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 from hub.store.deliveries import ClaimedDelivery
 
 log = logging.getLogger("hub.delivery")
 
-RouteDead = Callable[[sqlite3.Connection, list[tuple[ClaimedDelivery, str]], str], set[str]]
+RouteDead = Callable[[Conn, list[tuple[ClaimedDelivery, str]], str], set[str]]
 
 
 @dataclass(slots=True)
 class Unrecorded:
     """The verdicts of one attempt, as the store job that records them, with the rows they are about."""
 
-    job: Callable[[sqlite3.Connection], set[str]]
+    job: Callable[[Conn], set[str]]
     rows: list[ClaimedDelivery]
     dead: list[tuple[ClaimedDelivery, Verdict]]
 
@@ -89,7 +89,7 @@ class VerdictLog:
             self._outcomes[outcome].inc(n)
         stamp = iso(now)
 
-        def job(conn: sqlite3.Connection) -> set[str]:
+        def job(conn: Conn) -> set[str]:
             outbox.record(conn, results, stamp)
             for fid, v in links:
                 finding_rows.link_ref(conn, fid, self.target, v.remote_id or "", v.remote_url, v.remote_status,

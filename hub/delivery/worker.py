@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,6 +27,7 @@ from hub.pacing import CircuitBreaker, TokenBucket
 from hub.render_pool import RenderPool
 from hub.store import Store
 from hub.store import deliveries as outbox
+from hub.store.conn import Conn
 from hub.store.deliveries import ClaimedDelivery
 
 log = logging.getLogger("hub.delivery")
@@ -127,7 +127,7 @@ class Worker:
         has waited longest, and one that failed only for its own reasons cannot hold the circuit by itself."""
         stamp, lease, skip = iso(now), iso(now + self.lease_secs), tuple(self.health.probed)
 
-        def job(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
+        def job(conn: Conn) -> list[ClaimedDelivery]:
             return outbox.claim_probe(conn, self.name, stamp, lease, skip) or \
                 (outbox.claim_probe(conn, self.name, stamp, lease) if skip else [])
 

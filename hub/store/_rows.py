@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from hub.store.conn import Cursor
 
-def rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+
+def rows(cur: Cursor) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 

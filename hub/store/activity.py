@@ -8,8 +8,9 @@ walking the primary key back from the newest row.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from hub.store.conn import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +28,12 @@ class Attempts:
     count: int
 
 
-def _window_start(conn: sqlite3.Connection, table: str, column: str, since: str) -> int:
+def _window_start(conn: Conn, table: str, column: str, since: str) -> int:
     row = conn.execute(f"SELECT seq FROM {table} WHERE {column} < ? ORDER BY seq DESC LIMIT 1", (since,)).fetchone()
     return int(row[0]) if row else 0
 
 
-def sources(conn: sqlite3.Connection, since: str) -> list[SourceActivity]:
+def sources(conn: Conn, since: str) -> list[SourceActivity]:
     """Events received at or after ``since``, per source: a search of the received-at index (migration 0011). The
     walk back from the newest row is for tables without one; with the index there, the planner read the whole index
     to find that start (70 ms at 300,000 events, bench/console.py's overview)."""
@@ -41,7 +42,7 @@ def sources(conn: sqlite3.Connection, since: str) -> list[SourceActivity]:
         "GROUP BY source ORDER BY source", (since,))]
 
 
-def attempts(conn: sqlite3.Connection, since: str) -> list[Attempts]:
+def attempts(conn: Conn, since: str) -> list[Attempts]:
     """Delivery attempts made at or after ``since``, per target, minute and outcome."""
     start = _window_start(conn, "delivery_attempts", "at", since)
     return [Attempts(*r) for r in conn.execute(

@@ -9,7 +9,6 @@ and a later step waits for an earlier one that is retrying.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
+from hub.store.conn import Conn, Cursor, is_postgres
 from hub.store.keyset import Sort, keyset
 
 _CLAIM = """
@@ -57,11 +57,11 @@ class ClaimedDelivery:
         return delivery_id(self.seq)
 
 
-def _claimed(cur: sqlite3.Cursor) -> list[ClaimedDelivery]:
+def _claimed(conn: Conn, cur: Cursor) -> list[ClaimedDelivery]:
     """Rows of a ``RETURNING {_CLAIMED}`` as ClaimedDelivery, with their snapshots, oldest due first."""
     rows = [ClaimedDelivery(*r) for r in cur.fetchall()]
     rows.sort(key=lambda r: (r.next_attempt_at, r.seq))
-    snapshots = snapshots_of(cur.connection, [r.seq for r in rows])
+    snapshots = snapshots_of(conn, [r.seq for r in rows])
     for r in rows:
         r.snapshot = snapshots.get(r.seq)
     return rows
@@ -101,43 +101,46 @@ def parse_id(text: str) -> int | None:
     return parse_seq(text, "dlv_")
 
 
-def insert(conn: sqlite3.Connection, rows: Sequence[NewDelivery], now: str) -> int:
+def insert(conn: Conn, rows: Sequence[NewDelivery], now: str) -> int:
     """Add outbox rows (due now); a repeated idempotency key is ignored. Returns rows added."""
-    before = conn.total_changes
-    conn.executemany(
+    added = conn.executemany(
         "INSERT INTO deliveries (route, target, kind, finding_id, event_id, order_key, idempotency_key, created_at, "
         "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-        [(r.route, r.target, r.kind, r.finding_id, r.event_id, r.order_key, r.idempotency_key, now, now) for r in rows])
-    added = conn.total_changes - before
+        [(r.route, r.target, r.kind, r.finding_id, r.event_id, r.order_key, r.idempotency_key, now, now)
+         for r in rows]).rowcount
     conn.executemany(  # a repeated key keeps the snapshot its first delivery was given
         "INSERT INTO delivery_snapshots (delivery, snapshot) SELECT seq, ? FROM deliveries WHERE idempotency_key = ? "
         "ON CONFLICT (delivery) DO NOTHING", [(r.snapshot, r.idempotency_key) for r in rows if r.snapshot is not None])
     return added
 
 
-def claim(conn: sqlite3.Connection, target: str, now: str, limit: int, lease_until: str) -> list[ClaimedDelivery]:
+def claim(conn: Conn, target: str, now: str, limit: int, lease_until: str) -> list[ClaimedDelivery]:
     """Mark up to ``limit`` due deliveries of ``target`` in flight until ``lease_until`` and return them (oldest
     due first).
 
     One statement (UPDATE .. RETURNING): choosing, marking and reading back 1,000 rows as three statements
-    cost twice as much."""
-    return _claimed(conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, "
-                                 f"last_attempt_at = ?, lease_until = ? WHERE seq IN ({_CLAIM}) RETURNING {_CLAIMED}",
-                                 (now, lease_until, target, now, limit)))
+    cost twice as much. On PostgreSQL the chosen rows are locked as they are chosen, skipping rows another process
+    is claiming (``FOR UPDATE SKIP LOCKED``): two processes never claim one row, and neither waits for the other.
+    The order rule needs nothing more: an earlier row of the key is pending or in flight, committed, until its
+    result is written, whichever process holds it."""
+    choose = _CLAIM + (" FOR UPDATE OF d SKIP LOCKED" if is_postgres(conn) else "")
+    return _claimed(conn, conn.execute(f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, "
+                                       f"last_attempt_at = ?, lease_until = ? WHERE seq IN ({choose}) "
+                                       f"RETURNING {_CLAIMED}", (now, lease_until, target, now, limit)))
 
 
-def peek(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[ClaimedDelivery]:
+def peek(conn: Conn, seqs: Sequence[int]) -> list[ClaimedDelivery]:
     """These deliveries as a claim would return them, in any state, without claiming them (to preview or
     re-render what was or would be sent)."""
     rows: list[ClaimedDelivery] = []
     for start in range(0, len(seqs), _MAX_VARS):
         chunk = seqs[start:start + _MAX_VARS]
-        rows += _claimed(conn.execute(f"SELECT {_CLAIMED} FROM deliveries WHERE seq IN ({','.join('?' * len(chunk))})",
-                                      chunk))
+        rows += _claimed(conn, conn.execute(f"SELECT {_CLAIMED} FROM deliveries WHERE seq IN "
+                                            f"({','.join('?' * len(chunk))})", chunk))
     return sorted(rows, key=lambda r: r.seq)
 
 
-def snapshots_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str]:
+def snapshots_of(conn: Conn, seqs: Sequence[int]) -> dict[int, str]:
     """Snapshots by delivery seq (raw event deliveries have none: they read the event)."""
     out: dict[int, str] = {}
     for start in range(0, len(seqs), _MAX_VARS):
@@ -147,14 +150,14 @@ def snapshots_of(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, str
     return out
 
 
-def due_summary(conn: sqlite3.Connection, target: str, now: str, limit: int) -> tuple[int, str | None]:
+def due_summary(conn: Conn, target: str, now: str, limit: int) -> tuple[int, str | None]:
     """How many deliveries could be claimed now (up to ``limit``) and the oldest one's created_at."""
     row = conn.execute(f"SELECT count(*), min(created_at) FROM deliveries WHERE seq IN ({_CLAIM})",
                        (target, now, limit)).fetchone()
     return int(row[0]), row[1]
 
 
-def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> None:
+def record(conn: Conn, results: Iterable[Result], now: str) -> None:
     """Write each attempt's outcome. Rows that ended the same way (a batch the SIEM took whole) share one UPDATE."""
     results = list(results)
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -175,14 +178,15 @@ def record(conn: sqlite3.Connection, results: Iterable[Result], now: str) -> Non
         [(r.seq, now, round(r.duration_ms, 3), r.status, r.outcome, r.reason) for r in results])
 
 
-def release(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
+def release(conn: Conn, seqs: Sequence[int]) -> None:
     """Give claimed deliveries back untried (shutdown, open circuit): the attempt is not counted."""
     marks = ",".join("?" * len(seqs))
-    conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = max(attempts - 1, 0) WHERE seq IN ({marks}) "
-                 f"AND state = 'in_flight'", tuple(seqs))
+    if seqs:
+        conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 "
+                     f"ELSE 0 END WHERE seq IN ({marks}) AND state = 'in_flight'", tuple(seqs))
 
 
-def release_expired(conn: sqlite3.Connection, now: str, held: Iterable[int] = ()) -> dict[str, int]:
+def release_expired(conn: Conn, now: str, held: Iterable[int] = ()) -> dict[str, int]:
     """In-flight rows whose lease has passed go back to pending, due now (their attempt counts, as after a crash),
     except the ``held`` ones this process is still working on. Returns how many per target."""
     keep = set(held)
@@ -199,14 +203,14 @@ def release_expired(conn: sqlite3.Connection, now: str, held: Iterable[int] = ()
     return released
 
 
-def reset_in_flight(conn: sqlite3.Connection, now: str) -> int:
+def reset_in_flight(conn: Conn, now: str) -> int:
     """After a crash: deliveries left in flight are retried at once (their attempt counts)."""
     return conn.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = ?, "
                         "last_error = coalesce(last_error, 'interrupted: the hub stopped during the attempt') "
                         "WHERE state = 'in_flight'", (now,)).rowcount
 
 
-def claim_probe(conn: sqlite3.Connection, target: str, now: str, lease_until: str, skip: Sequence[int] = ()
+def claim_probe(conn: Conn, target: str, now: str, lease_until: str, skip: Sequence[int] = ()
                 ) -> list[ClaimedDelivery]:
     """Mark the oldest pending delivery of ``target`` (by seq, due or not, not in ``skip``) in flight for a
     circuit-breaker probe, and return it (a list of at most one row, like ``claim``).
@@ -215,17 +219,18 @@ def claim_probe(conn: sqlite3.Connection, target: str, now: str, lease_until: st
     probe must still find out now whether the target is back. A probe made before the row's due time is not
     counted against its retries (``attempts`` stays), so a long outage does not use up the oldest rows.
     The order rule of ``claim`` holds: a row waits while an earlier one with its order key is pending."""
-    marks = ",".join("?" * len(skip))
-    return _claimed(conn.execute(
-        f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + (next_attempt_at <= ? OR attempts = 0), "
-        f"last_attempt_at = ?, lease_until = ? WHERE seq = ("
-        f"SELECT d.seq FROM deliveries d WHERE d.target = ? AND d.state = 'pending' AND d.seq NOT IN ({marks}) "
+    skipped = f"AND d.seq NOT IN ({','.join('?' * len(skip))}) " if skip else ""
+    lock = " FOR UPDATE OF d SKIP LOCKED" if is_postgres(conn) else ""
+    return _claimed(conn, conn.execute(
+        f"UPDATE deliveries SET state = 'in_flight', attempts = attempts + CASE WHEN next_attempt_at <= ? "
+        f"OR attempts = 0 THEN 1 ELSE 0 END, last_attempt_at = ?, lease_until = ? WHERE seq = ("
+        f"SELECT d.seq FROM deliveries d WHERE d.target = ? AND d.state = 'pending' {skipped}"
         f"AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target = d.target AND e.order_key = d.order_key "
-        f"AND e.seq < d.seq AND e.state IN ('pending', 'in_flight')) ORDER BY d.seq LIMIT 1) RETURNING {_CLAIMED}",
-        (now, now, lease_until, target, *skip)))
+        f"AND e.seq < d.seq AND e.state IN ('pending', 'in_flight')) ORDER BY d.seq LIMIT 1{lock}) "
+        f"RETURNING {_CLAIMED}", (now, now, lease_until, target, *skip)))
 
 
-def expedite(conn: sqlite3.Connection, target: str, since: str, now: str) -> int:
+def expedite(conn: Conn, target: str, since: str, now: str) -> int:
     """Make due now the pending deliveries of ``target`` tried since ``since`` and deferred past ``now``: a
     target that is back gets the deliveries an outage pushed along the retry schedule at once, not minutes or
     hours later. Returns how many."""
@@ -233,13 +238,13 @@ def expedite(conn: sqlite3.Connection, target: str, since: str, now: str) -> int
                         "AND next_attempt_at > ? AND last_attempt_at >= ?", (now, target, now, since)).rowcount
 
 
-def next_due(conn: sqlite3.Connection, target: str) -> str | None:
+def next_due(conn: Conn, target: str) -> str | None:
     row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE target = ? AND state = 'pending'",
                        (target,)).fetchone()
     return row[0] if row else None
 
 
-def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
+def get(conn: Conn, ident: str) -> dict[str, Any] | None:
     seq = parse_id(ident)
     rows = _rows(conn.execute(f"SELECT {_FIELDS} FROM deliveries WHERE seq = ?", (seq,))) if seq else []
     if not rows:
@@ -256,7 +261,7 @@ def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
 SORTS = {"seq": "seq", "next_attempt_at": "next_attempt_at", "attempts": "attempts"}
 
 
-def listing(conn: sqlite3.Connection, *, state: str | None = None, target: str | None = None,
+def listing(conn: Conn, *, state: str | None = None, target: str | None = None,
             since: str | None = None, before: int | None = None, limit: int = 50, finding: str | None = None,
             event: str | None = None, sort: Sort | None = None) -> list[dict[str, Any]]:
     """Newest first; page with ``before`` = the last seq seen. Or in ``sort`` order (a key of SORTS, its ``after``
@@ -292,14 +297,14 @@ def _filters(state: str | None, target: str | None, since: str | None) -> tuple[
     return given(("state = ?", state), ("target = ?", target), ("created_at >= ?", since))
 
 
-def replay(conn: sqlite3.Connection, seqs: Sequence[int], now: str) -> int:
+def replay(conn: Conn, seqs: Sequence[int], now: str) -> int:
     """Send again from scratch: pending now, attempts reset, rendered payload dropped (mappings may have changed)."""
     marks = ",".join("?" * len(seqs))
     return conn.execute(f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, payload = NULL, "
                         f"done_at = NULL WHERE seq IN ({marks}) AND state IN ('dead', 'done')", (now, *seqs)).rowcount
 
 
-def replay_page(conn: sqlite3.Connection, *, state: str, target: str | None, since: str | None, after: int,
+def replay_page(conn: Conn, *, state: str, target: str | None, since: str | None, after: int,
                 limit: int) -> list[int]:
     """Seqs of the next page to replay, in ascending order (never the whole set in memory)."""
     where, args = _filters(state, target, since)
@@ -308,27 +313,27 @@ def replay_page(conn: sqlite3.Connection, *, state: str, target: str | None, sin
                                        (*args, after, limit))]
 
 
-def replay_count(conn: sqlite3.Connection, *, state: str, target: str | None, since: str | None) -> int:
+def replay_count(conn: Conn, *, state: str, target: str | None, since: str | None) -> int:
     """How many deliveries a bulk replay will queue (its progress bar's length)."""
     where, args = _filters(state, target, since)
     return int(conn.execute(f"SELECT count(*) FROM deliveries WHERE {' AND '.join(where)}", args).fetchone()[0])
 
 
-def counts(conn: sqlite3.Connection, target: str | None = None) -> dict[str, int]:
+def counts(conn: Conn, target: str | None = None) -> dict[str, int]:
     """Deliveries by state (only the states that have some), of one target or of all: where a queue stands."""
     where, args = _filters(None, target, None)
     sql = "SELECT state, count(*) FROM deliveries" + (f" WHERE {' AND '.join(where)}" if where else "")
     return dict(conn.execute(sql + " GROUP BY state", args).fetchall())
 
 
-def queue_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
+def queue_stats(conn: Conn) -> dict[str, tuple[int, str | None]]:
     """Per target: pending count and the oldest pending created_at."""
     rows = conn.execute("SELECT target, count(*), min(created_at) FROM deliveries WHERE state IN ('pending', "
                         "'in_flight') GROUP BY target").fetchall()
     return {t: (n, oldest) for t, n, oldest in rows}
 
 
-def dead_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
+def dead_stats(conn: Conn) -> dict[str, tuple[int, str | None]]:
     """Per target: dead letters waiting and when the oldest died."""
     rows = conn.execute("SELECT target, count(*), min(done_at) FROM deliveries WHERE state = 'dead' "
                         "GROUP BY target").fetchall()

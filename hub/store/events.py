@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,12 +13,13 @@ from hub.errors import AdapterError
 from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
+from hub.store.conn import Conn, is_postgres
 from hub.store.keyset import Sort, keyset
 
 _INSERT = (
     "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq"
 )
 _STATE = "CASE WHEN state = 'pending' AND wait_until IS NOT NULL THEN 'waiting' ELSE state END AS state"
 _SUMMARY = (f"seq, 'evt_' || seq AS id, source, received_at, idempotency_key, content_type, verified_by, {_STATE}, "
@@ -100,12 +101,12 @@ class EventRow:
 _ROW = "seq, source, received_at, content_type, headers, body, verified_by"
 
 
-def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
+def insert(conn: Conn, ev: NewEvent) -> tuple[str, bool]:
     """Store an event once per (source, idempotency key). Returns (stored id, was a duplicate)."""
-    cur = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
-                                 ev.headers, ev.body, ev.verified_by))
-    if cur.rowcount == 1:
-        return event_id(cur.lastrowid or 0), False
+    added = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
+                                   ev.headers, ev.body, ev.verified_by)).fetchone()
+    if added is not None:
+        return event_id(added[0]), False
     row = conn.execute("SELECT seq FROM events WHERE source = ? AND idempotency_key = ?",
                        (ev.source, ev.idempotency_key)).fetchone()
     return event_id(row[0]), True
@@ -115,7 +116,7 @@ def insert(conn: sqlite3.Connection, ev: NewEvent) -> tuple[str, bool]:
 SORTS = {"seq": "seq", "received_at": "received_at"}  # the orders of ``listing``; migration 0011 indexes received_at
 
 
-def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str | None = None,
+def listing(conn: Conn, *, source: str | None = None, state: str | None = None,
             limit: int = 50, before: int | None = None, since: str | None = None,
             until: str | None = None, text: str | None = None, path: str | None = None,
             path_value: str | None = None, sort: Sort | None = None) -> list[dict[str, Any]]:
@@ -134,9 +135,12 @@ def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str |
                          ("received_at < ?", until))
     where, args = where + more, args + values
     if text is not None:
-        where.append("instr(body, ?) > 0")
+        where.append("position(? IN body) > 0" if is_postgres(conn) else "instr(body, ?) > 0")
         args.append(text.encode())
-    if path is not None:
+    if path is not None and is_postgres(conn):  # hub_try_json: pg_schema.py; keys quoted, as jsonpath wants them
+        where.append("jsonb_path_query_first(hub_try_json(body), CAST(? AS jsonpath)) #>> '{}' = ?")
+        args += [re.sub(r"\.([A-Za-z0-9_]+)", r'."\1"', path), path_value]
+    elif path is not None:
         where.append("CASE WHEN json_valid(CAST(body AS TEXT)) "
                      "THEN CAST(json_extract(CAST(body AS TEXT), ?) AS TEXT) END = ?")
         args += [path, path_value]
@@ -150,7 +154,7 @@ def listing(conn: sqlite3.Connection, *, source: str | None = None, state: str |
     return _rows(conn.execute(f"{sql} ORDER BY {order} LIMIT ?", (*args, *values, limit)))
 
 
-def get(conn: sqlite3.Connection, ident: str) -> dict[str, Any] | None:
+def get(conn: Conn, ident: str) -> dict[str, Any] | None:
     seq = parse_id(ident)
     if seq is None:
         return None
@@ -163,34 +167,36 @@ _READY = ("SELECT {row} FROM events e WHERE state = 'pending' AND (wait_until IS
           "AND w.seq < e.seq AND w.state = 'pending' AND w.wait_until > ?) ORDER BY seq LIMIT ?")
 
 
-def pending(conn: sqlite3.Connection, limit: int, now: str) -> list[EventRow]:
+def pending(conn: Conn, limit: int, now: str) -> list[EventRow]:
     """The oldest pending events, in commit order, with bodies; not those waiting past ``now``, nor the later
     events of their source (a finding's steps are applied in order)."""
     return [EventRow(*r) for r in conn.execute(_READY.format(row=_ROW), (now, now, limit))]
 
 
-def wait(conn: sqlite3.Connection, seq: int, until: str, reason: str) -> bool:
+def wait(conn: Conn, seq: int, until: str, reason: str) -> bool:
     """Hold a pending event back until ``until``, saying why; False if it is not pending any more."""
     return conn.execute("UPDATE events SET wait_until = ?, error = ? WHERE seq = ? AND state = 'pending'",
                         (until, reason, seq)).rowcount == 1
 
 
-def take(conn: sqlite3.Connection, seq: int, now: str) -> bool:
+def take(conn: Conn, seq: int, now: str) -> bool:
     """Mark a pending event processed (inside the transaction that applies it); False if it is not pending."""
     return conn.execute("UPDATE events SET state = 'processed', processed_at = ?, attempts = attempts + 1, "
                         "error = NULL, wait_until = NULL WHERE seq = ? AND state = 'pending'", (now, seq)).rowcount == 1
 
 
-def mark_failed(conn: sqlite3.Connection, seq: int, reason: str, now: str) -> None:
+def mark_failed(conn: Conn, seq: int, reason: str, now: str) -> None:
     conn.execute("UPDATE events SET state = 'failed', error = ?, attempts = attempts + 1, processed_at = ?, "
                  "wait_until = NULL WHERE seq = ? AND state = 'pending'", (reason, now, seq))
 
 
-def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed: bool = False,
+def reprocess(conn: Conn, *, ids: list[str] | None = None, failed: bool = False,
               source: str | None = None) -> int:
     """Put events back to pending: the given ids (any state), or every failed one (optionally of a source)."""
     if ids:
         seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
+        if not seqs:
+            return 0
         marks = ",".join("?" * len(seqs))
         return conn.execute(f"UPDATE events SET state = 'pending', error = NULL, wait_until = NULL "
                             f"WHERE seq IN ({marks})", seqs).rowcount
@@ -202,14 +208,14 @@ def reprocess(conn: sqlite3.Connection, *, ids: list[str] | None = None, failed:
     return 0
 
 
-def failed_count(conn: sqlite3.Connection, source: str | None = None) -> int:
+def failed_count(conn: Conn, source: str | None = None) -> int:
     sql, args = "SELECT count(*) FROM events WHERE state = 'failed'", []
     if source:
         sql, args = sql + " AND source = ?", [source]
     return int(conn.execute(sql, args).fetchone()[0])
 
 
-def failed_page(conn: sqlite3.Connection, *, source: str | None, after: int, limit: int) -> list[int]:
+def failed_page(conn: Conn, *, source: str | None, after: int, limit: int) -> list[int]:
     """Seqs of the next failed events after ``after``, ascending (a bulk reprocess goes page by page)."""
     sql = "SELECT seq FROM events WHERE state = 'failed' AND seq > ?"
     args: list[Any] = [after]
@@ -218,14 +224,16 @@ def failed_page(conn: sqlite3.Connection, *, source: str | None, after: int, lim
     return [r[0] for r in conn.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit))]
 
 
-def reprocess_failed(conn: sqlite3.Connection, seqs: list[int]) -> int:
+def reprocess_failed(conn: Conn, seqs: list[int]) -> int:
     """Failed events among ``seqs`` back to pending (one still failed: another reprocess may have taken it)."""
+    if not seqs:
+        return 0
     marks = ",".join("?" * len(seqs))
     return conn.execute(f"UPDATE events SET state = 'pending', error = NULL WHERE seq IN ({marks}) "
                         f"AND state = 'failed'", seqs).rowcount
 
 
-def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, EventRow]:
+def by_ids(conn: Conn, ids: list[str]) -> dict[str, EventRow]:
     """Rows (bodies included) keyed by event id."""
     seqs = [s for s in (parse_id(i) for i in ids) if s is not None]
     if not seqs:
@@ -235,11 +243,11 @@ def by_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, EventRow]:
     return {r.id: r for r in found}
 
 
-def source_of(conn: sqlite3.Connection, ident: str) -> str | None:
+def source_of(conn: Conn, ident: str) -> str | None:
     seq = parse_id(ident)
     row = conn.execute("SELECT source FROM events WHERE seq = ?", (seq,)).fetchone() if seq else None
     return row[0] if row else None
 
 
-def counts(conn: sqlite3.Connection) -> dict[str, int]:
+def counts(conn: Conn) -> dict[str, int]:
     return dict(conn.execute("SELECT state, count(*) FROM events GROUP BY state").fetchall())

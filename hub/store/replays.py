@@ -10,9 +10,9 @@ the insert are one job of the event's own group commit, so the guard adds no com
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 
 from hub.store import events
+from hub.store.conn import Conn, is_postgres
 
 STEP = 2_000
 
@@ -25,31 +25,51 @@ def digest(source: str, material: bytes) -> bytes:
 _INSERT = (  # events.insert's statement, unless an unexpired digest says this is a replay: one statement, one descent
     "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
     "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM replay_guard WHERE digest = ? AND expires_at > ?) "
-    "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq"
 )
 
 
-def insert_event(conn: sqlite3.Connection, ev: events.NewEvent, key: bytes, expires: float, now: float
+def insert_event(conn: Conn, ev: events.NewEvent, key: bytes, expires: float, now: float
                  ) -> tuple[str, bool]:
     """``events.insert``, unless ``key`` was accepted and has not expired: then (that event's id, duplicate).
 
     Two statements on the common path (the event, then its digest), with no savepoint: if the second fails
     after the first, the event is kept without its digest, so a retry by the sender is stored twice
-    (at least once, never lost). Only an I/O error or a full disk can fail it, and those fail the commit."""
-    cur = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type, ev.headers, ev.body,
-                                 ev.verified_by, key, now))
-    if cur.rowcount == 1:
-        seq = cur.lastrowid or 0
-        conn.execute("INSERT OR REPLACE INTO replay_guard (digest, expires_at, event_seq) VALUES (?, ?, ?)",
-                     (key, expires, seq))
-        return events.event_id(seq), False
+    (at least once, never lost). Only an I/O error or a full disk can fail it, and those fail the commit.
+
+    On PostgreSQL several processes insert at once, and a check then an insert would let two of them given the same
+    request both store it: there the digest's row comes first (``_insert_claiming``)."""
+    if is_postgres(conn):
+        return _insert_claiming(conn, ev, key, expires, now)
+    added = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type, ev.headers,
+                                   ev.body, ev.verified_by, key, now)).fetchone()
+    if added is not None:
+        conn.execute("INSERT INTO replay_guard (digest, expires_at, event_seq) VALUES (?, ?, ?) ON CONFLICT (digest) "
+                     "DO UPDATE SET expires_at = excluded.expires_at, event_seq = excluded.event_seq",
+                     (key, expires, added[0]))
+        return events.event_id(added[0]), False
     row = conn.execute("SELECT event_seq FROM replay_guard WHERE digest = ? AND expires_at > ?", (key, now)).fetchone()
     if row is not None:
         return events.event_id(row[0]), True
     return events.insert(conn, ev)  # not a replay: a duplicate idempotency key, which this answers
 
 
-def prune_step(conn: sqlite3.Connection, now: float) -> int:
+def _insert_claiming(conn: Conn, ev: events.NewEvent, key: bytes, expires: float, now: float) -> tuple[str, bool]:
+    """Take the digest first (insert it, or renew an expired one), then store the event, in one transaction. A
+    second process given the same request waits on the digest's unique key until the first commits, then finds it
+    taken: a duplicate of the first's event."""
+    taken = conn.execute("INSERT INTO replay_guard (digest, expires_at, event_seq) VALUES (?, ?, 0) "
+                         "ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at, event_seq = 0 "
+                         "WHERE replay_guard.expires_at <= ? RETURNING digest", (key, expires, now)).fetchone()
+    if taken is None:
+        row = conn.execute("SELECT event_seq FROM replay_guard WHERE digest = ?", (key,)).fetchone()
+        return events.event_id(row[0]), True
+    ident, duplicate = events.insert(conn, ev)
+    conn.execute("UPDATE replay_guard SET event_seq = ? WHERE digest = ?", (events.parse_id(ident), key))
+    return ident, duplicate
+
+
+def prune_step(conn: Conn, now: float) -> int:
     """Delete up to ``STEP`` expired digests; returns how many went. No index on the expiry (one more B-tree
     write per event): digests are random, so expired rows are spread evenly and a step reads about
     ``STEP / expired share`` rows, once per retention run."""
@@ -57,6 +77,6 @@ def prune_step(conn: sqlite3.Connection, now: float) -> int:
                         "WHERE expires_at <= ? LIMIT ?)", (now, STEP)).rowcount
 
 
-def held(conn: sqlite3.Connection) -> int:
+def held(conn: Conn) -> int:
     """How many digests the guard holds, expired ones that retention has not pruned yet included."""
     return int(conn.execute("SELECT count(*) FROM replay_guard").fetchone()[0])

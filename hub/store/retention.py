@@ -13,8 +13,9 @@ window. Findings, their history, external refs and tokens are state, not traffic
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from hub.store.conn import Conn
 
 STEP = 2_000
 
@@ -25,20 +26,20 @@ class Step:
     next_seq: int | None  # where the next range starts; None: the walk is over
 
 
-def extent(conn: sqlite3.Connection) -> int:
+def extent(conn: Conn) -> int:
     """The seqs a full prune walks at most, summed over its tables (a progress bar's length): max(seq) is read
     from the end of each primary key, not counted."""
     return sum(conn.execute(f"SELECT coalesce(max(seq), 0) FROM {t}").fetchone()[0]
                for t in ("deliveries", "events", "audit_log"))
 
 
-def _range(conn: sqlite3.Connection, table: str, born: str, after: int, cutoffs: dict[str, str | None]
+def _range(conn: Conn, table: str, born: str, after: int, cutoffs: dict[str, str | None]
            ) -> tuple[int, int] | None:
     """(first, last) seq of the ``STEP`` rows after ``after``; None when there are none, or when the first was
     born after every cutoff (nothing from there on can be old enough)."""
     first, last, first_born = conn.execute(
         f"SELECT min(seq), max(seq), (SELECT {born} FROM {table} WHERE seq > :after ORDER BY seq LIMIT 1) "
-        f"FROM (SELECT seq FROM {table} WHERE seq > :after ORDER BY seq LIMIT :step)",
+        f"FROM (SELECT seq FROM {table} WHERE seq > :after ORDER BY seq LIMIT :step) AS page",
         {"after": after, "step": STEP}).fetchone()
     if first is None or first_born >= max(c for c in cutoffs.values() if c):
         return None
@@ -53,7 +54,7 @@ def _old(cutoffs: dict[str, str | None], at: str) -> tuple[str, dict[str, str]]:
     return where, args
 
 
-def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | None, dead_before: str | None) -> Step:
+def deliveries_step(conn: Conn, after: int, done_before: str | None, dead_before: str | None) -> Step:
     """Delete prunable deliveries (with their attempt logs and snapshots) among the ``STEP`` rows after seq
     ``after``."""
     cutoffs = {"done": done_before, "dead": dead_before}
@@ -70,7 +71,7 @@ def deliveries_step(conn: sqlite3.Connection, after: int, done_before: str | Non
     return Step(len(seqs), rng[1])
 
 
-def events_step(conn: sqlite3.Connection, after: int, processed_before: str | None, failed_before: str | None) -> Step:
+def events_step(conn: Conn, after: int, processed_before: str | None, failed_before: str | None) -> Step:
     """Delete prunable events among the ``STEP`` rows after seq ``after``, unless a delivery still reads one."""
     cutoffs = {"processed": processed_before, "failed": failed_before}
     if (rng := _range(conn, "events", "received_at", after, cutoffs)) is None:
@@ -83,7 +84,7 @@ def events_step(conn: sqlite3.Connection, after: int, processed_before: str | No
     return Step(deleted, rng[1])
 
 
-def audit_step(conn: sqlite3.Connection, after: int, before: str | None) -> Step:
+def audit_step(conn: Conn, after: int, before: str | None) -> Step:
     """Delete audit rows written before ``before`` among the ``STEP`` rows after seq ``after``."""
     if (rng := _range(conn, "audit_log", "at", after, {"audit": before})) is None or before is None:
         return Step(0, None)

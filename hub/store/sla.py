@@ -14,7 +14,6 @@ Every timestamp is the hub's fixed-width ISO form (``hub.ids.iso``), so text com
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 from collections.abc import Iterator
 from typing import Any
@@ -22,11 +21,12 @@ from typing import Any
 import orjson
 
 from hub.models import SEVERITIES
+from hub.store.conn import Conn
+from hub.store.dialect import join_text, json_items, json_text, seconds_between
 
 COUNTS = ("open_within_sla", "open_breached", "open_no_sla", "resolved_within_sla", "resolved_late",
           "resolved_no_sla")
 _IN_PERIOD = "(f.status = 'resolved' AND f.resolved_at >= :since AND f.resolved_at < :until)"
-_SECS = "(julianday(f.resolved_at) - julianday(f.first_seen)) * 86400.0"
 _STATE = ("CASE WHEN f.status = 'open' THEN (CASE WHEN f.sla_due_at IS NULL THEN 'no_sla' "
           "WHEN f.sla_due_at > :now THEN 'within_sla' ELSE 'breached' END) "
           "WHEN f.status = 'resolved' THEN (CASE WHEN f.sla_due_at IS NULL THEN 'resolved_no_sla' "
@@ -52,12 +52,12 @@ class _Group:
                 "median_time_to_resolve_secs": _secs(statistics.median(self.secs)) if self.secs else None}
 
 
-def _filters(source: str | None, tag: str | None) -> str:
+def _filters(conn: Conn, source: str | None, tag: str | None) -> str:
     where = ""
     if source is not None:
         where += " AND f.source = :source"
     if tag is not None:
-        where += " AND EXISTS (SELECT 1 FROM json_each(f.asset, '$.tags') WHERE value = :tag)"
+        where += f" AND EXISTS (SELECT 1 FROM {json_items(conn, 'f.asset', 'tags')} WHERE value = :tag)"
     return where
 
 
@@ -65,7 +65,7 @@ def _secs(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def report(conn: sqlite3.Connection, *, since: str, until: str, now: str, source: str | None = None,
+def report(conn: Conn, *, since: str, until: str, now: str, source: str | None = None,
            tag: str | None = None) -> dict[str, Any]:
     """The SLA report: ``total``, then ``by_severity`` (every severity, in order, zeros included), ``by_source``
     and ``by_tag`` (the keys that have findings, by name). Each row has the ``COUNTS`` and the mean and median
@@ -76,9 +76,9 @@ def report(conn: sqlite3.Connection, *, since: str, until: str, now: str, source
     at 100,000 findings against about 0.5 s for this (bench/sla.py)."""
     args = {"since": since, "until": until, "now": now, "source": source, "tag": tag}
     cur = conn.execute(
-        f"SELECT f.severity, f.source, json_extract(f.asset, '$.tags'), {_BUCKET}, "
-        f"CASE WHEN f.status = 'resolved' THEN {_SECS} END "
-        f"FROM findings f WHERE (f.status = 'open' OR {_IN_PERIOD}){_filters(source, tag)}", args)
+        f"SELECT f.severity, f.source, {json_text(conn, 'f.asset', 'tags')}, {_BUCKET}, "
+        f"CASE WHEN f.status = 'resolved' THEN {seconds_between(conn, 'f.first_seen', 'f.resolved_at')} END "
+        f"FROM findings f WHERE (f.status = 'open' OR {_IN_PERIOD}){_filters(conn, source, tag)}", args)
     total = _Group()
     groups: dict[str, dict[str, _Group]] = {"severity": {}, "source": {}, "tag": {}}
     for severity, src, tags, bucket, secs in cur:
@@ -109,19 +109,19 @@ EXPORT_COLUMNS = ("id", "source", "severity", "status", "sla_state", "title", "a
                   "sla_due_at", "resolved_at", "sla_breached_at")
 
 
-def export_rows(conn: sqlite3.Connection, *, now: str, source: str | None = None, tag: str | None = None,
+def export_rows(conn: Conn, *, now: str, source: str | None = None, tag: str | None = None,
                 status: str | None = None, page: int = 1000) -> Iterator[tuple[Any, ...]]:
     """Every finding (or those of a source, a tag, a status) with its SLA state (``within_sla``, ``breached``,
     ``no_sla``, ``resolved_within_sla``, ``resolved_late``, ``resolved_no_sla``, ``dismissed``), in
     ``EXPORT_COLUMNS`` order, oldest first. Paged by id so 100k findings are never in memory at once."""
-    where = _filters(source, tag) + (" AND f.status = :status" if status is not None else "")
+    where = _filters(conn, source, tag) + (" AND f.status = :status" if status is not None else "")
     args: dict[str, Any] = {"now": now, "source": source, "tag": tag, "status": status, "page": page, "after": ""}
     while True:
         rows = conn.execute(
             f"SELECT f.id, f.source, f.severity, f.status, {_STATE}, f.title, "
-            "coalesce(json_extract(f.asset, '$.identifier'), json_extract(f.asset, '$.hostname'), "
-            "json_extract(f.asset, '$.ip')), "
-            "(SELECT group_concat(value, ';') FROM json_each(f.asset, '$.tags')), "
+            f"coalesce({json_text(conn, 'f.asset', 'identifier')}, {json_text(conn, 'f.asset', 'hostname')}, "
+            f"{json_text(conn, 'f.asset', 'ip')}), "
+            f"(SELECT {join_text(conn, 'value', ';')} FROM {json_items(conn, 'f.asset', 'tags')}), "
             "f.first_seen, f.sla_due_at, f.resolved_at, f.sla_breached_at "
             f"FROM findings f WHERE f.id > :after{where} ORDER BY f.id LIMIT :page", args).fetchall()
         yield from rows

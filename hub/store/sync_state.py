@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
 
+from hub.store.conn import Conn
 
-def get(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+
+def get(conn: Conn, key: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
     return orjson.loads(row[0]) if row else None
 
 
-def put(conn: sqlite3.Connection, key: str, value: dict[str, Any], now: str) -> None:
+def put(conn: Conn, key: str, value: dict[str, Any], now: str) -> None:
     conn.execute("INSERT INTO sync_state (key, value, updated_at) VALUES (?, ?, ?) "
                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                  (key, orjson.dumps(value).decode(), now))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
 
 from hub.store._rows import rows as _rows
+from hub.store.conn import Conn
+from hub.store.dialect import contains
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -15,41 +16,41 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def insert(conn: sqlite3.Connection, token_id: str, name: str, prefix: str, digest: str, scopes: list[str],
+def insert(conn: Conn, token_id: str, name: str, prefix: str, digest: str, scopes: list[str],
            created_at: str, expires_at: str | None) -> None:
     conn.execute("INSERT INTO api_tokens (id, name, prefix, hash, scopes, created_at, expires_at) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (token_id, name, prefix, digest, orjson.dumps(scopes).decode(), created_at, expires_at))
 
 
-def by_id(conn: sqlite3.Connection, token_id: str) -> dict[str, Any] | None:
+def by_id(conn: Conn, token_id: str) -> dict[str, Any] | None:
     rows = _rows(conn.execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)))
     return _decode(rows[0]) if rows else None
 
 
-def listing(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def listing(conn: Conn) -> list[dict[str, Any]]:
     return [_decode(r) for r in _rows(conn.execute(
         "SELECT id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_tokens "
         "ORDER BY created_at"))]
 
 
-def revoke(conn: sqlite3.Connection, token_id: str, at: str) -> bool:
+def revoke(conn: Conn, token_id: str, at: str) -> bool:
     return conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                         (at, token_id)).rowcount == 1
 
 
-def touch(conn: sqlite3.Connection, token_id: str, at: str) -> None:
+def touch(conn: Conn, token_id: str, at: str) -> None:
     conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
 
 
-def audit(conn: sqlite3.Connection, at: str, actor: str, action: str, target: str | None, result: str,
+def audit(conn: Conn, at: str, actor: str, action: str, target: str | None, result: str,
           detail: dict[str, Any], remote_addr: str | None) -> None:
     conn.execute("INSERT INTO audit_log (at, actor, action, target, result, detail, remote_addr) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (at, actor, action, target, result, orjson.dumps(detail, default=str).decode(), remote_addr))
 
 
-def audit_listing(conn: sqlite3.Connection, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
+def audit_listing(conn: Conn, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
     sql, args = "SELECT * FROM audit_log", []
     if actor:
         sql, args = sql + " WHERE actor = ?", [actor]
@@ -59,7 +60,7 @@ def audit_listing(conn: sqlite3.Connection, limit: int = 100, actor: str | None 
     return rows
 
 
-def audit_page(conn: sqlite3.Connection, actor: str | None, action: str | None, before: int | None,
+def audit_page(conn: Conn, actor: str | None, action: str | None, before: int | None,
                limit: int) -> list[dict[str, Any]]:
     """The console's audit list, newest first: ``actor`` matches anywhere in the actor (a token's name or id),
     ``action`` exactly; ``before`` is the last seq of the previous page (keyset: a deep page costs what the first
@@ -69,7 +70,7 @@ def audit_page(conn: sqlite3.Connection, actor: str | None, action: str | None, 
     if before is not None:
         where, args = ["seq < ?"], [before]
     if actor:
-        where, args = [*where, "instr(actor, ?) > 0"], [*args, actor]
+        where, args = [*where, contains(conn, "actor")], [*args, actor]
     if action:
         where, args = [*where, "action = ?"], [*args, action]
     sql = "SELECT * FROM audit_log" + (" WHERE " + " AND ".join(where) if where else "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,6 +23,7 @@ from hub.ids import iso, parse_iso, parse_uint
 from hub.store import deliveries as delivery_rows
 from hub.store import failures as failure_rows
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 from hub.ui.context import ConsoleContext
 from hub.ui.lists import MAX_PAGE, PAGE, Filter, _value
 from hub.ui.web import Denied, Viewer, Web
@@ -122,7 +122,7 @@ class Failures:
         now, client = iso(self.ctx.clock()), request.client.host if request.client else None
         chosen = {k: v for k, v in values.items() if v is not None}
 
-        def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        def write(conn: Conn) -> dict[str, Any]:
             job = failure_rows.create_job(conn, chosen, max_seq, done_by, viewer.actor, now)
             token_rows.audit(conn, now, viewer.actor, "console.deliveries.replay_bulk", job["id"], "ok",
                              {"filter": chosen, "max_seq": max_seq, "done_by": done_by, "total": job["total"]},

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +26,7 @@ from hub.store import deliveries as delivery_rows
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 from hub.store.keyset import Sort
 
 PAGE = 50
@@ -80,7 +80,7 @@ class Query:
     limit: int
 
 
-Fetch = Callable[[sqlite3.Connection, Mapping[str, Any], Sort, int], list[dict[str, Any]]]
+Fetch = Callable[[Conn, Mapping[str, Any], Sort, int], list[dict[str, Any]]]
 Check = Callable[[Mapping[str, Any], float], None]  # (filters, now): ValueError when they do not go together
 
 
@@ -170,7 +170,7 @@ class Listing:
         """``sort`` from the row after ``row``."""
         return replace(sort, after=(row.get("sort_key"), row[self.tiebreak]))
 
-    def page(self, conn: sqlite3.Connection, query: Query) -> tuple[list[dict[str, Any]], str | None]:
+    def page(self, conn: Conn, query: Query) -> tuple[list[dict[str, Any]], str | None]:
         """One page and the ``before`` of the next one (None on the last page): one query, a row more than shown."""
         rows = self.fetch(conn, query.values, query.sort, query.limit + 1)
         more = len(rows) > query.limit
@@ -245,7 +245,7 @@ def _body_search(v: Mapping[str, Any], now: float) -> None:
                          "must be at most 7 days")
 
 
-def _events(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
+def _events(conn: Conn, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
     rows = event_rows.listing(conn, source=v["source"], state=v["state"], since=v["since"], until=v["until"],
                               text=v["q"], path=v["path"], path_value=v["value"], sort=sort, limit=limit)
     for r in rows:
@@ -253,7 +253,7 @@ def _events(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit: i
     return rows
 
 
-def _findings(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
+def _findings(conn: Conn, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
     rows = finding_rows.page(conn, severity=v["severity"], status=v["status"], source=v["source"], asset=v["asset"],
                              fingerprint=v["fingerprint"], cve=v["cve"], sla_breached=v["sla_breached"],
                              sort=sort, limit=limit)
@@ -262,7 +262,7 @@ def _findings(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit:
     return rows
 
 
-def _deliveries(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
+def _deliveries(conn: Conn, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
     rows = delivery_rows.listing(conn, state=v["state"], target=v["target"], finding=v["finding"], event=v["event"],
                                  sort=sort, limit=limit)
     for r in rows:  # as `hub deliveries list`: only a pending delivery has a next attempt
@@ -270,7 +270,7 @@ def _deliveries(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limi
     return rows
 
 
-def _audit(conn: sqlite3.Connection, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
+def _audit(conn: Conn, v: Mapping[str, Any], sort: Sort, limit: int) -> list[dict[str, Any]]:
     rows = token_rows.audit_page(conn, actor=v["actor"], action=v["action"], before=_before(sort), limit=limit)
     for r in rows:  # an audit row has a seq, not an id: ``aud_<seq>`` is its ``before`` in the URL
         r["id"] = f"aud_{r['seq']}"

@@ -5,7 +5,6 @@ show``, ``hub deliveries show``, ``hub render``, ``hub explain``), read with a f
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -24,6 +23,7 @@ from hub.store import deliveries as delivery_rows
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 from hub.ui import overview
 from hub.ui.context import ConsoleContext
 from hub.ui.lists import Listing, Query, listings
@@ -95,7 +95,7 @@ class Pages:
             await web.audit(request, "anonymous", "console.login", None, f"401 {refused}", {"error": message})
             return self._login_form(request, 401, f"Not logged in: {message}.", form.get("next"))
         viewer = f"token:{row['name']} ({row['id']})"
-        def touch(conn: sqlite3.Connection) -> int:  # last_used_at, as an API call sets it
+        def touch(conn: Conn) -> int:  # last_used_at, as an API call sets it
             token_rows.touch(conn, row["id"], iso(now))
             return 1
 

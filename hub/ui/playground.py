@@ -12,7 +12,6 @@ headers the connector marks secret) is replaced wherever an edited template prin
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from hub.mappings import Example, Mapping, example_from
 from hub.models import EVENT_TYPES
 from hub.store import events as event_rows
 from hub.store import findings as finding_rows
+from hub.store.conn import Conn
 
 MASK = "********"
 KINDS = tuple(k for k in EVENT_TYPES if k != "delivery.dead")  # a dead letter needs a delivery, not a subject
@@ -44,7 +44,7 @@ class Goldens:
     failed: list[goldens.Mismatch]
 
 
-def subject(conn: sqlite3.Connection, ident: str, kind: str) -> Example | None:
+def subject(conn: Conn, ident: str, kind: str) -> Example | None:
     """A stored finding (``fnd_``) at lifecycle step ``kind``, or a stored event (``evt_``) as ``event.received``,
     as ``hub render`` reads its ``--finding`` file; None when no such object is stored."""
     if ident.startswith("evt_"):

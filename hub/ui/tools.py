@@ -4,7 +4,6 @@ list, create with the token shown once, revoke; each change an audit row written
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from hub import jsonlimits, tokens
 from hub.ids import iso, parse_uint
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 from hub.ui import playground
 from hub.ui.context import ConsoleContext
 from hub.ui.pages import pretty
@@ -104,7 +104,7 @@ class Tools:
         made: dict[str, Any] = {}
         after: dict[str, Any] = {"name": name, "scopes": scopes}
 
-        def create(conn: sqlite3.Connection) -> int:  # runs before the audit row is written: it gets id and expiry
+        def create(conn: Conn) -> int:  # runs before the audit row is written: it gets id and expiry
             made["token"], made["row"] = tokens.issue(conn, name, scopes, now, days)
             after.update(id=made["row"]["id"], expires_at=made["row"]["expires_at"])
             return 1

@@ -7,7 +7,6 @@ CSRF token, else 403. A token revoked or expired since the login ends the sessio
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from hub.api.anonymous import AnonymousLimiter
 from hub.errors import StoreUnavailableError
 from hub.ids import iso, parse_iso
 from hub.store import tokens as token_rows
+from hub.store.conn import Conn
 from hub.ui.context import ConsoleContext
 from hub.ui.session import COOKIE, Session, Sessions
 
@@ -133,7 +133,7 @@ class Web:
         self.env.filters["safe_link"] = safe_link
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Conn:
         return self.ctx.store.conn
 
     def viewer(self, request: Request) -> Viewer | None:
@@ -200,13 +200,13 @@ class Web:
         return self.render(request, "error.html", viewer, status, code=status, message=message)
 
     async def audit(self, request: Request, actor: str, action: str, target: str | None, result: str,
-                    detail: dict[str, Any], change: Callable[[sqlite3.Connection], int] | None = None) -> int:
+                    detail: dict[str, Any], change: Callable[[Conn], int] | None = None) -> int:
         """Write the audit row, in the same transaction as ``change`` when there is one (returns the rows it changed;
         none changed, another writer came first, and the row says 409)."""
         client = request.client.host if request.client else None
         stamp = iso(self.ctx.clock())
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: Conn) -> int:
             changed = change(conn) if change is not None else 0
             token_rows.audit(conn, stamp, actor, action, target, result if change is None or changed else
                              "409 conflict", detail, client)

@@ -1,0 +1,222 @@
+"""The PostgreSQL store: several hub processes on one database.
+
+Same contract as the SQLite store (hub/store/sqlite.py): ``write(fn)`` runs ``fn(conn)`` in a transaction and
+returns once it is committed; ``read(fn)`` runs a long read off the event loop; ``conn`` serves the short reads
+the API and the console make on the loop. The query modules are the same functions: ``PgConn`` takes their SQL
+(``?`` and ``:name`` placeholders, ``LIKE`` without case, as SQLite reads them) and hands it to psycopg.
+
+Writes run on a thread pool of the pool's size, each on a pooled connection (psycopg 3 with psycopg_pool): the
+query functions are synchronous units of work, as they are for SQLite, so a connection is held for one
+transaction on one thread. No group commit here: PostgreSQL merges the WAL flushes of concurrent commits itself,
+and each process, with a pool of connections, commits many at once. A single-statement write runs in autocommit
+(one round trip); others in a transaction, retried on a deadlock or a serialization failure, which PostgreSQL
+reports instead of blocking when two processes' transactions cross.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from hub.errors import StoreError, StoreUnavailableError
+from hub.store import events, pg_schema, replays
+from hub.store.conn import Conn
+from hub.store.probe import touch_probe
+from hub.store.writer import BatchHook
+
+T = TypeVar("T")
+log = logging.getLogger("hub.store")
+RETRIES = 4  # a transaction that met a deadlock or a serialization failure runs again, up to this many times
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<!:):([A-Za-z_]\w*)|%|\bLIKE\b")
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """SQLite's placeholders as psycopg's: ``?`` -> ``%s``, ``:name`` -> ``%(name)s``, a literal ``%`` -> ``%%``;
+    ``LIKE`` -> ``ILIKE`` (SQLite's LIKE ignores the case of ASCII letters). String literals keep their text."""
+
+    def one(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if text.startswith("'"):
+            return text.replace("%", "%%")
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if text == "LIKE":
+            return "ILIKE"
+        return f"%({m.group(1)})s"
+
+    return _TOKEN.sub(one, sql)
+
+
+class PgConn:
+    """A psycopg connection that takes the query modules' SQL (see ``translate``)."""
+
+    dialect = "postgres"
+
+    def __init__(self, raw: psycopg.Connection[Any]):
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> psycopg.Cursor[Any]:
+        cur = self.raw.cursor()
+        cur.execute(translate(sql), parameters if isinstance(parameters, dict) else tuple(parameters))
+        return cur
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        cur = self.raw.cursor()
+        rows = [tuple(p) for p in parameters]
+        if rows:
+            cur.executemany(translate(sql), rows)
+        return cur
+
+
+class _LoopConn(PgConn):
+    """The connection for the short reads made on the event loop (autocommit: no transaction is left open
+    between them). A connection the server ended (a restart, a failover) is opened again and the read retried once;
+    only reads use it, so a retry repeats nothing."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]):
+        self._connect = connect
+        super().__init__(connect())
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> psycopg.Cursor[Any]:
+        for attempt in (1, 2):
+            try:
+                if self.raw.broken or self.raw.closed:
+                    self.raw = self._connect()
+                return super().execute(sql, parameters)
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not self.raw.broken:  # a session the server ended while idle: once more, anew
+                    raise StoreUnavailableError(f"the store cannot be read: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class PostgresStore:
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_size: int = 8, max_pending: int = 10_000, on_batch: BatchHook | None = None,
+                 connect_timeout: float = 5.0, migrate: bool = True):
+        self.url = url
+        self.location = redact_url(url)
+        self.max_pending = max_pending
+        self.on_batch = on_batch
+        self._pending = 0
+        self._closed = False
+        self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(connect_timeout))}
+        try:
+            if migrate:
+                with psycopg.connect(url, **self._kwargs) as conn:
+                    pg_schema.apply(conn)
+            self.conn = _LoopConn(self._connect)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the store at {self.location}: {_first_line(exc)}") from None
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs=self._kwargs, open=True,
+                                   name="hub-store", timeout=connect_timeout + 5)
+        self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="hub-pg")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, **self._kwargs)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def start(self) -> None:
+        """Nothing to start: the pool opened with the store."""
+
+    async def write(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> T:
+        """Run ``fn`` in a transaction of its own on a pooled connection; returns once it is committed."""
+        if self._closed:
+            raise StoreUnavailableError("the store is not accepting writes")
+        if self._pending >= self.max_pending:
+            raise StoreUnavailableError(f"{self._pending} writes are waiting for the database")
+        self._pending += 1
+        started = time.perf_counter()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, single_statement)
+        finally:
+            self._pending -= 1
+        if self.on_batch:
+            self.on_batch(1, time.perf_counter() - started)
+        return result
+
+    def write_sync(self, fn: Callable[[Conn], T]) -> T:
+        """One transaction on the calling thread, for the CLI and tests."""
+        return self._run(fn, False)
+
+    async def read(self, fn: Callable[[Conn], T]) -> T:
+        """A long read on a pooled connection in a worker thread, in one transaction (one snapshot)."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, False)
+
+    def _run(self, fn: Callable[[Conn], T], single_statement: bool) -> T:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.pool.connection() as raw:
+                    if single_statement:
+                        return fn(PgConn(raw))
+                    with raw.transaction():
+                        return fn(PgConn(raw))
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                if attempt == RETRIES:
+                    raise StoreUnavailableError(f"the store cannot commit: {_first_line(exc)}") from exc
+                log.info("transaction retried after %s", type(exc).__name__)
+                time.sleep(0.005 * attempt)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                raise StoreUnavailableError(f"the store cannot commit: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    async def insert_event(self, ev: events.NewEvent, replay: tuple[bytes, float] | None = None,
+                           now: float = 0.0) -> tuple[str, bool]:
+        """As SqliteStore.insert_event. With a replay digest this is a transaction of several statements: the
+        digest's row is the lock that makes two processes given the same request agree on one event."""
+        if replay is None:
+            return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+        return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
+
+    async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
+        try:
+            await asyncio.wait_for(self.write(touch_probe, single_statement=True), timeout)
+            return True
+        except (TimeoutError, StoreError):
+            return False
+
+    def check_writable(self) -> None:
+        try:
+            self.write_sync(touch_probe)
+        except (psycopg.Error, StoreError) as exc:
+            raise StoreError(f"cannot write the store at {self.location}: {_first_line(exc)}") from None
+
+    async def close(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Close without an event loop: finish the writes running, then the pool and the loop's connection."""
+        self._closed = True
+        self._threads.shutdown(wait=True)
+        self.pool.close()
+        self.conn.raw.close()

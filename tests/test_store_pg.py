@@ -1,0 +1,166 @@
+"""What only PostgreSQL has: several processes on one database at once. Two stores opened on one schema stand for two
+hub processes (each has its own pool and connections); threads make them race."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from hub.errors import StoreError
+from hub.ids import iso
+from hub.leader import Leadership
+from hub.store import deliveries as outbox
+from hub.store import events as event_rows
+from hub.store import open_store, replays
+from hub.store.postgres import PostgresStore, redact_url, translate
+from tests.pg import fresh_schema, requires_pg
+
+pytestmark = requires_pg
+T0 = 1_790_000_000.0
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with fresh_schema() as u:
+        yield u
+
+
+def stores(url: str, n: int) -> list[PostgresStore]:
+    return [open_store(url, pool_size=4) for _ in range(n)]  # type: ignore[misc]
+
+
+def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """``fn(i)`` on ``n`` threads released at once."""
+    gate = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        gate.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def test_placeholders_become_psycopgs_and_literals_keep_their_text() -> None:
+    assert translate("SELECT ? WHERE a LIKE ? AND b = '50% ?' AND c = :name") == \
+        "SELECT %s WHERE a ILIKE %s AND b = '50%% ?' AND c = %(name)s"
+    assert translate("SELECT x::jsonb ->> 'k'") == "SELECT x::jsonb ->> 'k'"
+
+
+def test_migrations_started_at_once_apply_once(url: str) -> None:
+    opened = race(4, lambda _: open_store(url, pool_size=1))
+    try:
+        names = opened[0].conn.execute("SELECT name, count(*) FROM hub_migrations GROUP BY name").fetchall()
+        assert names and all(n == 1 for _, n in names)
+    finally:
+        for s in opened:
+            s.shutdown()
+
+
+def test_an_unreachable_server_is_one_sentence_without_the_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://hub:s3cret-pw@127.0.0.1:1/hub")
+    assert "s3cret-pw" not in str(caught.value) and "hub:***@127.0.0.1:1" in str(caught.value)
+    assert redact_url("postgresql://u:p@h:5/d?x=1") == "postgresql://u:***@h:5/d?x=1"
+
+
+def test_the_same_event_sent_to_two_processes_at_once_is_stored_once(url: str) -> None:
+    a, b = stores(url, 2)
+    try:
+        ev = event_rows.NewEvent("se", iso(T0), "key-1", "application/json", "{}", b"{}", "hmac-sha256")
+        keyed = race(8, lambda i: (a, b)[i % 2].write_sync(lambda c: event_rows.insert(c, ev)))
+        digest = replays.digest("se", b"signed")
+        unkeyed = event_rows.NewEvent("se", iso(T0), None, "application/json", "{}", b"{}", "hmac-sha256")
+        guarded = race(8, lambda i: (a, b)[i % 2].write_sync(
+            lambda c: replays.insert_event(c, unkeyed, digest, T0 + 300, T0)))
+        for answers in (keyed, guarded):
+            assert len({ident for ident, _ in answers}) == 1  # one event, whichever process stored it
+            assert sorted(dup for _, dup in answers) == [False] + [True] * 7
+        assert event_rows.counts(a.conn) == {"pending": 2}
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_two_processes_claiming_at_once_never_share_a_row_and_keep_each_keys_order(url: str) -> None:
+    a, b = stores(url, 2)
+    try:
+        rows = [outbox.NewDelivery("r", "t", "finding.updated", f"fnd_{k}", None, f"k{k}", f"k{k}-{i}", None)
+                for i in range(10) for k in range(12)]
+        a.write_sync(lambda c: outbox.insert(c, rows, iso(T0)))
+        claimed: list[tuple[int, str]] = []
+        lock = threading.Lock()
+        overtook: list[str] = []
+
+        def worker(i: int) -> None:
+            store = (a, b)[i % 2]
+            while True:
+                got = store.write_sync(lambda c: outbox.claim(c, "t", iso(T0), 5, iso(T0 + 60)))
+                if not got:
+                    if outbox.counts(store.conn, "t").get("pending", 0) == 0:
+                        return
+                    continue
+                for r in got:  # no earlier row of its key may still be pending or in flight
+                    earlier = store.conn.execute(
+                        "SELECT count(*) FROM deliveries WHERE order_key = (SELECT order_key FROM deliveries "
+                        "WHERE seq = ?) AND seq < ? AND state <> 'done'", (r.seq, r.seq)).fetchone()[0]
+                    if earlier:
+                        overtook.append(r.idempotency_key)
+                with lock:
+                    claimed.extend((r.seq, r.idempotency_key) for r in got)
+                results = [outbox.Result(r.seq, "done", None, 200, "ok", "ok", 1.0) for r in got]
+                store.write_sync(lambda c, done=results: outbox.record(c, done, iso(T0)))  # type: ignore[misc]
+
+        race(4, worker)
+        assert overtook == []
+        assert len(claimed) == len(rows) == len({seq for seq, _ in claimed})  # each row once
+        assert outbox.counts(a.conn, "t") == {"done": len(rows)}
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+async def test_the_leader_lock_moves_when_its_holder_goes(url: str) -> None:
+    changes: list[tuple[str, bool]] = []
+    first = Leadership(url, on_change=lambda leads: changes.append(("first", leads)))
+    second = Leadership(url, on_change=lambda leads: changes.append(("second", leads)))
+    try:
+        assert await first.check() is True
+        assert await second.check() is False
+        assert await first.check() is True  # kept while its session lives
+        await first.close()
+        assert await second.check() is True
+        assert await first.check() is False
+        assert changes == [("first", True), ("second", True)]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_write_after_the_server_dropped_the_connections_works_again(url: str) -> None:
+    import psycopg
+
+    name = f"hub-test-{id(url)}"
+    store = open_store(f"{url}&application_name={name}", pool_size=2)
+    try:
+        await store.start()
+        await store.insert_event(event_rows.NewEvent("se", iso(T0), None, None, "{}", b"x", "token"))
+        with psycopg.connect(url, autocommit=True) as admin:  # a restart, as the hub's sessions see it
+            ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE application_name = %s", (name,)).fetchone()[0]
+        assert ended >= 2
+        await asyncio.sleep(0.1)
+        for _ in range(3):  # the pool checks a connection when it is returned broken, and replaces it
+            try:
+                await store.insert_event(event_rows.NewEvent("se", iso(T0), None, None, "{}", b"y", "token"))
+                break
+            except StoreError:
+                continue
+        assert event_rows.counts(store.conn) == {"pending": 2}  # the loop's connection reconnects too
+    finally:
+        await store.close()
