@@ -38,7 +38,7 @@ from hub.ids import iso
 from hub.models import SEVERITIES
 from hub.runtime import Hub
 from hub.settings import load_config
-from hub.store import Store
+from hub.store import SqliteStore
 
 DAY = 86400.0
 GOAL_MS = 300.0
@@ -102,7 +102,7 @@ def failure(seq: int, state: str) -> tuple[int | None, str | None]:
 
 def fill(db: Path, events: int, findings: int, now: float) -> dict[str, int]:
     """The whole store in one write transaction per table; returns the row counts."""
-    store = Store(db, synchronous="off")
+    store = SqliteStore(db, synchronous="off")
     conn, rnd = store.conn, random.Random(1)
     counts: dict[str, int] = {}
 
