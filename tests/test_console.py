@@ -347,7 +347,8 @@ async def test_csv_export_is_the_filtered_list_in_the_on_screen_columns(console)
             ("events", "source=scanner", event_rows.listing(c.hub.store.conn, source="scanner", limit=EVERY)),
             ("findings", "severity=high", finding_rows.page(c.hub.store.conn, severity="high", limit=EVERY))):
         html = await c.page(f"/ui/{name}?{query}&limit=1")
-        titles = re.findall(r'<th scope="col">([^<]*)</th>', html.split('<table class="list">')[1])
+        head = html.split('<table class="list">')[1].split("</thead>")[0]
+        titles = [re.sub(r"<[^>]+>", "", t).strip(" ▲▼") for t in re.findall(r'<th scope="col"[^>]*>(.*?)</th>', head)]
         r = await c.client.get(f"/ui/{name}.csv?{query}")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
         rows = list(csv.reader(io.StringIO(r.text)))

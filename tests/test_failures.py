@@ -271,3 +271,25 @@ async def test_the_pages_have_the_security_headers_and_a_job_without_its_task_sh
         assert "interrupted" in shown and "Cancel" in shown and "http-equiv" not in shown
         assert "Cancel" not in await c.page(f"/ui/replays/{job}")
         assert "No replay job rpl_99" in await c.page("/ui/replays/rpl_99", 404)
+
+
+@pytest.mark.sqlite_only
+def test_groups_and_members_read_the_failed_deliveries_index_not_the_outbox(tmp_path):
+    """The group queries' condition is the partial index's WHERE, word for word: a change to one without the other
+    makes every failure page scan the whole outbox again, which only this plan shows."""
+    from hub.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "hub.db")
+    conn = failure_rows.register(store.conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    failure_rows.groups(conn)
+    failure_rows.group(conn, "t", "HTTP 400: bad")
+    failure_rows.members(conn, "t", "HTTP 400: bad", 10, 50)
+    conn.set_trace_callback(None)
+    reads = [s for s in statements if "FROM deliveries" in s]
+    assert len(reads) == 3
+    for sql in reads:
+        plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX deliveries_failed" in plan and "SCAN deliveries |" not in plan + " |", plan
+    store.conn.close()

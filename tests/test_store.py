@@ -29,7 +29,8 @@ def test_migrations_create_the_design_tables_and_are_versioned():
     applied = [m.name for m in migrations.applied(db)]
     assert applied == ["0001_initial", "0002_external_refs_by_remote_id", "0003_deliveries_dead_index",
                        "0004_deliveries_by_event", "0005_delivery_snapshots", "0006_delivery_lease",
-                       "0007_replay_guard", "0008_event_wait", "0009_failure_groups", "0010_console_indexes"]
+                       "0007_replay_guard", "0008_event_wait", "0009_failure_groups", "0010_console_indexes",
+                       "0011_console_sorts"]
     migrations.apply(db)  # idempotent
     assert [m.name for m in migrations.applied(db)] == applied
 

@@ -258,3 +258,50 @@ async def test_reads_off_the_loop_see_committed_writes(store: Store) -> None:
     counts = await store.read(event_rows.counts)
     assert counts == {"pending": 20}
     assert orjson.loads(orjson.dumps(counts)) == counts  # plain ints, not Decimals: JSON-able as the API returns
+
+
+async def test_sorted_pages_follow_the_order_across_ties_on_both_engines(store: Store) -> None:
+    """The console's sorted lists (hub/store/keyset.py): severity by rank, a missing due date after every date, an
+    asset filter (read first, then sorted), keyset cursors of (value, id) in row-value comparisons; pages of 4
+    concatenate to exactly the sorted set."""
+    from hub.store.keyset import Sort
+
+    made = []
+    for i in range(30):
+        f = Finding.model_validate({
+            "id": f"fnd_{i % 7:02d}{i:024d}", "fingerprint": f"fp{i}", "source": "s", "title": f"t{i}",
+            "severity": ("low", "critical", "high")[i % 3], "first_seen": iso(T0), "last_seen": iso(T0 + i % 4),
+            "sla_due_at": None if i % 5 == 0 else iso(T0 + i % 3), "asset": {"identifier": f"h{i % 2}"}})
+        made.append(f)
+        await store.write(lambda conn, f=f: finding_rows.save(conn, f, None, iso(T0)))
+    rank = {"critical": 5, "high": 4, "medium": 3, "low": 2, "info": 1}
+    keys = {"severity": lambda f: rank[f.severity], "sla_due_at": lambda f: f.sla_due_at or finding_rows.NO_DUE,
+            "last_seen": lambda f: f.last_seen}
+    for key, value in keys.items():
+        for descending in (True, False):
+            for asset in (None, "h1"):
+                chosen = [f for f in made if asset is None or f.asset.identifier == asset]
+                expected = [f.id for f in sorted(chosen, key=lambda f: (value(f), f.id), reverse=descending)]
+                seen: list[str] = []
+                sort = Sort(key, descending)
+                while True:
+                    rows = await store.read(lambda conn, s=sort, a=asset: finding_rows.page(conn, asset=a, sort=s,
+                                                                                           limit=4))
+                    seen += [r["id"] for r in rows]
+                    if len(rows) < 4:
+                        break
+                    sort = Sort(key, descending, (rows[-1]["sort_key"], rows[-1]["id"]))
+                assert seen == expected, (key, descending, asset)
+    for i in range(1, 6):
+        await store.insert_event(event(key=f"k{i}"))
+    await store.write(lambda conn: outbox.insert(conn, [delivery(f"d{i}", f"o{i}") for i in range(6)], iso(T0)))
+    by_tries = await store.read(lambda conn: outbox.listing(conn, sort=Sort("attempts", False), limit=10))
+    assert [r["id"] for r in by_tries] == [f"dlv_{i}" for i in range(1, 7)]
+    queue = await store.read(lambda conn: outbox.listing(conn, state="pending", target="t",
+                                                        sort=Sort("next_attempt_at", True, (iso(T0), 4)), limit=10))
+    assert [r["id"] for r in queue] == ["dlv_3", "dlv_2", "dlv_1"]
+    received = await store.read(lambda conn: event_rows.listing(conn, sort=Sort("received_at", False, (iso(T0), 2)),
+                                                                limit=10))
+    assert [r["id"] for r in received] == ["evt_3", "evt_4", "evt_5"]
+    failed = await store.read(lambda conn: failure_rows.groups(conn, "t"))
+    assert failed == []

@@ -1,8 +1,9 @@
 """The console's overview over a recent window: events received per source, delivery attempts per target and per
 minute.
 
-Rows are numbered in commit order, and their times follow it, so each query starts at the window's first row, found
-by walking the primary key back from the newest row: what it costs follows the rows in the window, not the table.
+What each query costs follows the rows in the window, not the table: events are found by the received-at index;
+attempts, whose rows are numbered in commit order with times that follow it, from the window's first row, found by
+walking the primary key back from the newest row.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def _window_start(conn: Conn, table: str, column: str, since: str) -> int:
 
 
 def sources(conn: Conn, since: str) -> list[SourceActivity]:
-    """Events received at or after ``since``, per source."""
-    start = _window_start(conn, "events", "received_at", since)
+    """Events received at or after ``since``, per source: a search of the received-at index (migration 0011). The
+    walk back from the newest row is for tables without one; with the index there, the planner read the whole index
+    to find that start (70 ms at 300,000 events, bench/console.py's overview)."""
     return [SourceActivity(*r) for r in conn.execute(
-        "SELECT source, count(*), sum(state = 'failed') FROM events WHERE seq > ? AND received_at >= ? "
-        "GROUP BY source ORDER BY source", (start, since))]
+        "SELECT source, count(*), sum(state = 'failed') FROM events WHERE received_at >= ? "
+        "GROUP BY source ORDER BY source", (since,))]
 
 
 def attempts(conn: Conn, since: str) -> list[Attempts]:

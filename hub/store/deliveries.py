@@ -17,6 +17,7 @@ from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
 from hub.store.conn import Conn, Cursor, is_postgres
+from hub.store.keyset import Sort, keyset
 
 _CLAIM = """
 SELECT d.seq FROM deliveries d
@@ -254,10 +255,18 @@ def get(conn: Conn, ident: str) -> dict[str, Any] | None:
     return row
 
 
+# The orders of ``listing`` (migration 0011 indexes them with the seq). Only a pending delivery has a next attempt
+# (the column of the others is the last one's), so that order lists one target's pending deliveries: its queue, in
+# the index its worker claims from (deliveries_due), so the outbox's writes keep one index fewer.
+SORTS = {"seq": "seq", "next_attempt_at": "next_attempt_at", "attempts": "attempts"}
+
+
 def listing(conn: Conn, *, state: str | None = None, target: str | None = None,
             since: str | None = None, before: int | None = None, limit: int = 50, finding: str | None = None,
-            event: str | None = None) -> list[dict[str, Any]]:
-    """Newest first; page with ``before`` = the last seq seen. ``finding``: only that finding's deliveries.
+            event: str | None = None, sort: Sort | None = None) -> list[dict[str, Any]]:
+    """Newest first; page with ``before`` = the last seq seen. Or in ``sort`` order (a key of SORTS, its ``after``
+    the previous page's last (key value, seq); each row has the key's value as ``sort_key``). ``finding``: only that
+    finding's deliveries.
     ``event``: the deliveries an inbound event caused: its own (event.received) and those of the finding steps it
     made, which carry the finding id, not the event's; a step and its deliveries are written in one transaction
     with one time stamp, which ties them together. Written as a union of two index searches: the same condition
@@ -274,10 +283,14 @@ def listing(conn: Conn, *, state: str | None = None, target: str | None = None,
     if before is not None:
         where.append("seq < ?")
         args.append(before)
-    sql = ("SELECT seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, state, attempts, created_at, "
-           "next_attempt_at, last_status, last_error FROM deliveries")
-    sql += f" WHERE {' AND '.join(where)}" if where else ""
-    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+    column = SORTS[sort.key] if sort else "seq"
+    if column == "next_attempt_at" and (state != "pending" or target is None):
+        raise ValueError("the order by next attempt is a target's queue: it needs state pending and a target")
+    more, values, order = keyset(column, "seq", sort or Sort("seq"))
+    sql = (f"SELECT seq, 'dlv_' || seq AS id, route, target, kind, finding_id, event_id, state, attempts, created_at, "
+           f"next_attempt_at, last_status, last_error, {column} AS sort_key FROM deliveries")
+    sql += f" WHERE {' AND '.join(where + more)}" if where or more else ""
+    return _rows(conn.execute(f"{sql} ORDER BY {order} LIMIT ?", (*args, *values, limit)))
 
 
 def _filters(state: str | None, target: str | None, since: str | None) -> tuple[list[str], list[Any]]:

@@ -14,6 +14,7 @@ from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
 from hub.store.conn import Conn, is_postgres
+from hub.store.keyset import Sort, keyset
 
 _INSERT = (
     "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
@@ -112,11 +113,16 @@ def insert(conn: Conn, ev: NewEvent) -> tuple[str, bool]:
 
 
 
+SORTS = {"seq": "seq", "received_at": "received_at"}  # the orders of ``listing``; migration 0011 indexes received_at
+
+
 def listing(conn: Conn, *, source: str | None = None, state: str | None = None,
             limit: int = 50, before: int | None = None, since: str | None = None,
             until: str | None = None, text: str | None = None, path: str | None = None,
-            path_value: str | None = None) -> list[dict[str, Any]]:
-    """Newest first, without bodies; page with ``before`` = the last ``seq`` seen. ``since``/``until``: received
+            path_value: str | None = None, sort: Sort | None = None) -> list[dict[str, Any]]:
+    """Newest first, without bodies; page with ``before`` = the last ``seq`` seen. Or in ``sort`` order (a key of
+    SORTS, its ``after`` the previous page's last (key value, seq); each row has the key's value as ``sort_key``).
+    ``since``/``until``: received
     at or after / before these times. ``waiting`` is a pending event held back until ``wait_until`` (its source's
     API is down; ``error`` says why). ``text``: bytes contained in the body; ``path``/``path_value``: JSON bodies with
     ``path_value`` (compared as text) at that JSON path, which the caller has checked."""
@@ -141,8 +147,11 @@ def listing(conn: Conn, *, source: str | None = None, state: str | None = None,
     if before is not None:
         where.append("seq < ?")
         args.append(before)
-    sql = f"SELECT {_SUMMARY} FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
-    return _rows(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+    column = SORTS[sort.key] if sort else "seq"
+    more, values, order = keyset(column, "seq", sort or Sort("seq"))
+    sql = f"SELECT {_SUMMARY}, {column} AS sort_key FROM events" + (f" WHERE {' AND '.join(where + more)}"
+                                                                   if where or more else "")
+    return _rows(conn.execute(f"{sql} ORDER BY {order} LIMIT ?", (*args, *values, limit)))
 
 
 def get(conn: Conn, ident: str) -> dict[str, Any] | None:

@@ -89,6 +89,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         """CREATE FUNCTION hub_try_json(body bytea) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
            BEGIN RETURN convert_from(body, 'UTF8')::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$""",
     )),
+    # SQLite's 0011 (hub/store/schema.py says why); the generated columns are STORED, PostgreSQL's only kind
+    ("0011_console_sorts", (
+        "ALTER TABLE findings ADD COLUMN severity_rank integer GENERATED ALWAYS AS (CASE severity "
+        "WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3 WHEN 'low' THEN 2 WHEN 'info' THEN 1 "
+        "ELSE 0 END) STORED",
+        f"ALTER TABLE findings ADD COLUMN sla_due_sort {T} GENERATED ALWAYS AS "
+        "(coalesce(sla_due_at, '9999-12-31T23:59:59.999Z')) STORED",
+        "CREATE INDEX findings_by_severity ON findings (severity_rank, id)",
+        "CREATE INDEX findings_by_due ON findings (sla_due_sort, id)",
+        "CREATE INDEX findings_by_last_seen ON findings (last_seen, id)",
+        "CREATE INDEX events_received ON events (received_at, seq)",
+        "CREATE INDEX deliveries_attempts ON deliveries (attempts, seq)",
+        "CREATE INDEX deliveries_failed ON deliveries (target, seq) WHERE (state = 'dead' OR (state = 'pending' "
+        "AND attempts > 0 AND last_error IS NOT NULL))",
+    )),
 )
 
 # every table with an identity ``seq``: the copy moves their sequences past the copied ids

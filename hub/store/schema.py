@@ -236,3 +236,27 @@ def console_indexes(db: Database) -> None:
     it made the asset filter walk it with a random read per finding (1.2 s against 0.2 s for a rare asset)."""
     _run(db, "CREATE INDEX finding_history_event ON finding_history (event_id) WHERE event_id IS NOT NULL",
          "CREATE INDEX deliveries_finding ON deliveries (finding_id, created_at) WHERE finding_id IS NOT NULL")
+
+
+@migrations(name="0011_console_sorts")
+def console_sorts(db: Database) -> None:
+    """The console's lists sort by column with keyset pages (hub/ui/lists.py): each order is an index on (key, id),
+    walked from the cursor, so a page reads its rows and no more, however deep. A finding's severity sorts by rank
+    (critical 5 .. info 1), and a missing SLA due date sorts after every date: two generated columns (virtual: no
+    rewrite of the table, no change to the writes) give the indexes plain columns, which a row value comparison
+    seeks in (on an expression index SQLite scans from the start). Delivery attempts change at each claim: one
+    index entry moved per claimed row. The next attempt's order is a target's queue, which deliveries_due has.
+    The failure groups read the failed deliveries (hub/store/failures.py): a partial index of those, by target,
+    instead of a scan of the outbox; a delivery that goes through on its first try never enters it."""
+    _run(db, "ALTER TABLE findings ADD COLUMN severity_rank INTEGER GENERATED ALWAYS AS (CASE severity "
+             "WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3 WHEN 'low' THEN 2 WHEN 'info' THEN 1 "
+             "ELSE 0 END) VIRTUAL",
+         "ALTER TABLE findings ADD COLUMN sla_due_sort TEXT GENERATED ALWAYS AS "
+         "(coalesce(sla_due_at, '9999-12-31T23:59:59.999Z')) VIRTUAL",
+         "CREATE INDEX findings_by_severity ON findings (severity_rank, id)",
+         "CREATE INDEX findings_by_due ON findings (sla_due_sort, id)",
+         "CREATE INDEX findings_by_last_seen ON findings (last_seen, id)",
+         "CREATE INDEX events_received ON events (received_at, seq)",
+         "CREATE INDEX deliveries_attempts ON deliveries (attempts, seq)",
+         "CREATE INDEX deliveries_failed ON deliveries (target, seq) WHERE (state = 'dead' OR (state = 'pending' "
+         "AND attempts > 0 AND last_error IS NOT NULL))")

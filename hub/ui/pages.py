@@ -26,7 +26,7 @@ from hub.store import tokens as token_rows
 from hub.store.conn import Conn
 from hub.ui import overview
 from hub.ui.context import ConsoleContext
-from hub.ui.lists import Listing, listings
+from hub.ui.lists import Listing, Query, listings
 from hub.ui.session import COOKIE
 from hub.ui.web import UNAVAILABLE, Denied, Viewer, Web, permalink
 
@@ -126,32 +126,32 @@ class Pages:
         target = permalink(q) or (f"/ui/findings?{urlencode({'asset': q})}" if q else "/ui/")
         return RedirectResponse(target, status_code=303)
 
-    def _listing(self, name: str, request: Request) -> tuple[Listing, dict[str, Any], str | None, int]:
+    def _listing(self, name: str, request: Request) -> tuple[Listing, Query]:
         listing = self.lists[name]
         try:
-            values, before, limit = listing.parse(request.query_params, self.ctx.clock())
+            return listing, listing.parse(request.query_params, self.ctx.clock())
         except ValueError as exc:
             raise Denied(400, str(exc)) from None
-        return listing, values, before, limit
 
     def listing_page(self, name: str) -> Any:
         async def page(request: Request, viewer: Viewer) -> Response:
-            listing, values, before, limit = self._listing(name, request)
-            rows, next_before = listing.page(self.ctx.store.conn, values, before, limit)
+            listing, query = self._listing(name, request)
+            rows, next_before = listing.page(self.ctx.store.conn, query)
             params = {k: v for k, v in request.query_params.items() if k != "before" and v}
             return self.web.render(
                 request, "list.html", viewer, listing=listing, rows=rows, values=request.query_params,
+                heads=_heads(listing, query, params),
                 next_url=f"?{urlencode({**params, 'before': next_before})}" if next_before else None,
-                first_url=f"?{urlencode(params)}" if before else None,
+                first_url=f"?{urlencode(params)}" if query.sort.after else None,
                 csv_url=f"/ui/{name}.csv?{urlencode({k: v for k, v in params.items() if k != 'limit'})}",
-                bulk_url=f"/ui/replay?{urlencode({k: v for k, v in params.items() if k != 'limit'})}"
+                bulk_url=f"/ui/replay?{urlencode({k: v for k, v in params.items() if k not in ('limit', 'sort')})}"
                 if name == "deliveries" else None)
         return page
 
     def listing_csv(self, name: str) -> Any:
         async def export(request: Request, viewer: Viewer) -> Response:
-            listing, values, _, _ = self._listing(name, request)
-            return StreamingResponse(listing.csv(self.ctx.store, values), media_type="text/csv; charset=utf-8",
+            listing, query = self._listing(name, request)
+            return StreamingResponse(listing.csv(self.ctx.store, query), media_type="text/csv; charset=utf-8",
                                      headers={"content-disposition": f'attachment; filename="{name}.csv"'})
         return export
 
@@ -245,3 +245,21 @@ class Pages:
             raise Denied(409, f"{ident} changed meanwhile; reload it.")
         self.ctx.wake_deliveries()
         return RedirectResponse(f"/ui/deliveries/{quote(ident, safe='')}?done=replay", status_code=303)
+
+
+def _heads(listing: Listing, query: Query, params: dict[str, str]) -> list[dict[str, Any]]:
+    """Each column's title, with a link that sorts the list by it (the filters kept, from the first page) when the
+    list sorts by it and its filters allow that order: the reverse of the current order on the sorted column, else
+    the column's first order. ``sorted``: ascending or descending on the sorted column (``aria-sort``)."""
+    current = query.order.removeprefix("-")
+    heads = []
+    for c in listing.columns:
+        key = listing.sort_key(c.key)
+        head: dict[str, Any] = {"column": c, "url": None,
+                                "sorted": ("descending" if query.sort.descending else "ascending")
+                                if c.key == current else None}
+        if key is not None and key.allowed(params):
+            descending = not query.sort.descending if c.key == current else key.descending
+            head["url"] = f"?{urlencode({**params, 'sort': ('-' if descending else '') + c.key})}"
+        heads.append(head)
+    return heads
