@@ -150,7 +150,7 @@ def test_migrate_a_sqlite_file_says_what_is_pending_then_applies_it(tmp_path: Pa
     code, out = run("migrate", "--to", str(db))
     assert code == 0 and out.strip() == f"{db}: nothing to apply ({total} migrations applied already)"
     SqliteStore(db).conn.close()  # the store opens on what `hub migrate` left, with nothing more to do
-    assert run("migrate", "--to", str(db), "--status")[1].splitlines()[-1] == f"{db}: 10 applied, 0 pending"
+    assert run("migrate", "--to", str(db), "--status")[1].splitlines()[-1] == f"{db}: {total} applied, 0 pending"
 
 
 def test_migrate_reads_the_store_from_the_config(tmp_path: Path) -> None:
@@ -200,7 +200,9 @@ def test_two_migrations_at_once_apply_each_migration_once() -> None:
             names = conn.execute("SELECT name, count(*) FROM hub_migrations GROUP BY name").fetchall()
         assert sorted(names) == [(name, 1) for name, _ in pg_schema.MIGRATIONS]
         code, out = run("migrate", "--to", url, "--status")
-        assert code == 0 and out.splitlines() == ["applied  0010_baseline", f"{url}: 1 applied, 0 pending"]
+        names = [name for name, _ in pg_schema.MIGRATIONS]
+        assert code == 0 and out.splitlines() == [*(f"applied  {n}" for n in names),
+                                                  f"{url}: {len(names)} applied, 0 pending"]
 
 
 @requires_pg

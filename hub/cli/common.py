@@ -76,6 +76,10 @@ def open_store(config: Settings) -> Store:
     from hub.store import open_store as open_at
 
     try:
-        return open_at(config.store_location, busy_timeout_ms=config.storage.busy_timeout_ms, pool_size=2)
+        store = open_at(config.store_location, busy_timeout_ms=config.storage.busy_timeout_ms, pool_size=2)
     except HubError as exc:
         fail(str(exc))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # closed when the command ends: PostgreSQL's pool has threads and connections to end
+        ctx.call_on_close(store.shutdown)
+    return store

@@ -54,6 +54,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    def shutdown(self) -> None:
+        """Close from synchronous code (the CLI), once nothing runs on the store; closing twice is harmless."""
+
 
 def is_url(where: str | Path) -> bool:
     return str(where).startswith(("postgresql://", "postgres://"))

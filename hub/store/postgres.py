@@ -216,6 +216,8 @@ class PostgresStore:
 
     def shutdown(self) -> None:
         """Close without an event loop: finish the writes running, then the pool and the loop's connection."""
+        if self._closed:
+            return
         self._closed = True
         self._threads.shutdown(wait=True)
         self.pool.close()

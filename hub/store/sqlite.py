@@ -138,6 +138,11 @@ class SqliteStore:
             self.writer = None
         self.conn.close()
 
+    def shutdown(self) -> None:
+        """Close without an event loop (a CLI command's store, whose writer never started)."""
+        if self.writer is None:
+            self.conn.close()
+
 
 
 @contextlib.contextmanager
