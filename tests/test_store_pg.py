@@ -4,21 +4,29 @@ hub processes (each has its own pool and connections); threads make them race.""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from hub.app import create_app
 from hub.errors import StoreError
 from hub.ids import iso
 from hub.leader import Leadership
+from hub.runtime import Hub
+from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
 from hub.store import open_store, replays
 from hub.store.postgres import PostgresStore, redact_url, translate
+from hub.tokens import issue
 from tests.pg import fresh_schema, requires_pg
+from tests.support import base_config, write_config
 
 pytestmark = requires_pg
 T0 = 1_790_000_000.0
@@ -164,3 +172,30 @@ async def test_a_write_after_the_server_dropped_the_connections_works_again(url:
         assert event_rows.counts(store.conn) == {"pending": 2}  # the loop's connection reconnects too
     finally:
         await store.close()
+
+
+async def test_a_console_session_opened_on_one_process_is_valid_on_another(url: str, tmp_path: Path) -> None:
+    """Without console.session_secret each process used to make its own key: behind a load balancer a login on one
+    was a stranger to the next. On PostgreSQL the first process makes the key and keeps it in the database."""
+    data = base_config(tmp_path)
+    data["storage"] = {"url": url}
+    config = write_config(tmp_path / "hub.yaml", data)
+    hubs = [Hub(load_config(config), scheduler=False) for _ in range(2)]
+    try:
+        token, _ = hubs[0].store.write_sync(lambda c: issue(c, "ops", ["admin"], T0, None))
+        clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(h)), base_url="http://hub.test")
+                   for h in hubs]
+        form = await clients[0].get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]*)"', form.text)
+        assert csrf is not None
+        answer = await clients[0].post("/ui/login", data={"csrf": csrf.group(1), "token": token, "next": "/ui/"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
+        page = await clients[1].get("/ui/", cookies=dict(clients[0].cookies))
+        assert page.status_code == 200 and "Log out" in page.text, page.text[:300]
+        stranger = await clients[1].get("/ui/", cookies={k: v[:-2] + "xx" for k, v in clients[0].cookies.items()})
+        assert stranger.status_code == 303  # a forged signature still sends to the login page
+        for client in clients:
+            await client.aclose()
+    finally:
+        for h in hubs:
+            await h.store.close()

@@ -7,6 +7,7 @@ CSRF token, else 403. A token revoked or expired since the login ends the sessio
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from hub import tokens
 from hub.api.anonymous import AnonymousLimiter
 from hub.errors import StoreUnavailableError
 from hub.ids import iso, parse_iso
+from hub.store import sync_state
 from hub.store import tokens as token_rows
 from hub.store.conn import Conn
 from hub.ui.context import ConsoleContext
@@ -119,12 +121,18 @@ def safe_link(url: Any) -> str | None:
     return text if text.startswith(("https://", "http://")) else None
 
 
+SESSION_KEY = "console:session-key"  # sync_state's key of the console's key on PostgreSQL, shared by the processes
+
+
 class Web:
     def __init__(self, ctx: ConsoleContext):
         self.ctx = ctx
         cfg = ctx.settings.console
-        self.sessions = Sessions(cfg.session_secret.get_secret_value().encode() if cfg.session_secret else None,
-                                 cfg.session_hours)
+        key = cfg.session_secret.get_secret_value().encode() if cfg.session_secret else None
+        if key is None and ctx.store.dialect == "postgres":  # several processes behind one load balancer: one key
+            proposed, now = {"key": secrets.token_hex(32)}, iso(ctx.clock())
+            key = ctx.store.write_sync(lambda c: sync_state.shared_value(c, SESSION_KEY, proposed, now))["key"].encode()
+        self.sessions = Sessions(key, cfg.session_hours)
         self.anonymous = AnonymousLimiter(ctx.clock)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
