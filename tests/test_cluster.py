@@ -240,7 +240,9 @@ def settle(url: str, expected: int, timeout: float) -> dict[str, int]:
             if time.monotonic() > deadline:
                 stuck = [(d["id"], d["state"], d["attempts"], d["last_error"])
                          for d in outbox.listing(conn, limit=1000) if d["state"] != "done"][:10]
-                raise AssertionError(f"not settled in {timeout} s: events {events}, deliveries {states}; {stuck}")
+                failed = conn.execute("SELECT seq, error FROM events WHERE state = 'failed'").fetchall()
+                raise AssertionError(f"not settled in {timeout} s: events {events} (failed: {failed}), deliveries "
+                                     f"{states}; {stuck}")
             time.sleep(0.1)
     finally:
         conn.raw.close()
@@ -274,6 +276,7 @@ def check(url: str, sender: Sender, sink: Sink, tool_ids: list[str], steps: int,
         assert sorted(set(got)) == list(range(steps)), (tool_id, got)
         assert got == sorted(got), f"{tool_id}: its deliveries arrived out of order: {got}"
     dups = sink.duplicates()
+    named = {r.delivery: f"{r.tool_id} v{r.step}" for r in sink.received}
     by_process: dict[int, int] = {}
     for r in sink.received:
         by_process[r.process] = by_process.get(r.process, 0) + 1
@@ -281,9 +284,9 @@ def check(url: str, sender: Sender, sink: Sink, tool_ids: list[str], steps: int,
           f"{sum(s == 200 for a in sender.answers.values() for s, _ in a)} of them duplicates; {sender.errors} "
           f"requests failed and were sent again), each stored once; {len(sink.received)} requests at the sink "
           f"for {len(keys)} deliveries, by process {dict(sorted(by_process.items()))}; {sum(dups.values())} "
-          f"duplicate(s) at the sink" + (f" ({sorted(dups)}): sent again after their lease passed, their process "
-                                         f"having died between the sink's answer and recording it (at least once)"
-                                         if dups else ""))
+          f"duplicate(s) at the sink" + (f" {sorted(named[d] for d in dups)}: sent again after their lease passed, "
+                                         "their process having been killed after sending them and before recording "
+                                         "the sink's answer (at least once)" if dups else ""))
 
 
 # --- the tests -------------------------------------------------------------------------------------------------------
@@ -304,15 +307,17 @@ def test_processes_share_intake_and_delivery_once_and_in_order(tmp_path: Path, n
 
 def test_sigkill_mid_load_loses_nothing_and_keeps_order(tmp_path: Path):
     tool_ids, steps, kills = [f"K-{i}" for i in range(24)], 5, 4
-    with cluster(tmp_path, 3, lease=2.0, delay=0.05) as (procs, sink, url):
+    with cluster(tmp_path, 3, lease=2.0, delay=0.3) as (procs, sink, url):
         sender = Sender(procs)
         led: list[int] = []
+        cut: list[int] = []  # deliveries the sink was answering for the victim when it was killed
 
         async def killer() -> None:
             for k in range(kills):
                 await asyncio.sleep(1.0)
                 led.append(k % len(procs) in await asyncio.to_thread(leaders, procs))
                 victim = procs[k % len(procs)]
+                cut.append(sink.started.get(k % len(procs), 0) - sink.finished.get(k % len(procs), 0))
                 victim.kill()  # SIGKILL: mid-request, mid-claim, mid-processing, whatever it was doing
                 await asyncio.sleep(0.3)
                 await asyncio.to_thread(victim.start)
@@ -322,7 +327,8 @@ def test_sigkill_mid_load_loses_nothing_and_keeps_order(tmp_path: Path):
 
         asyncio.run(asyncio.wait_for(run(), 90))
         settle(url, len(tool_ids) * steps, 40)  # leases of 2 s bring back what the killed processes held
-        check(url, sender, sink, tool_ids, steps, f"3 processes, {kills} SIGKILLs ({sum(led)} of the leader)")
+        check(url, sender, sink, tool_ids, steps, f"3 processes, {kills} SIGKILLs ({sum(led)} of the leader, with "
+                                                  f"{cut} deliveries being answered by the sink)")
         assert sender.errors > 0  # the kills did land while requests were being sent
         assert len(leaders(procs)) == 1
 
