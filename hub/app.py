@@ -28,8 +28,9 @@ def create_app(hub: Hub) -> Any:
     async def readyz(request: Request) -> Response:
         checks = {"store": hub.started and await hub.store.ping(),
                   "scheduler": hub.scheduler_running or not hub.use_scheduler}
-        ok = all(checks.values())
-        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+        ok = all(checks.values())  # "leader" is information, not a check: a follower is as ready as the leader
+        return JSONResponse({"ok": ok, "checks": checks, "leader": hub.leadership.is_leader()},
+                            status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
         hub.metrics.write_queue.set(hub.store.pending)

@@ -3,16 +3,18 @@ row left in flight by a holder that is gone goes back to pending once its lease 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hub.store import SqliteStore
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
-from tests.support import deliveries_of, force
+from tests.support import deliveries_of, force, store_at
 from tests.test_pipeline import OUT_SECRET, config_data, harness, item, order_ok
 
 
@@ -108,3 +110,25 @@ async def test_a_result_write_that_fails_for_good_lets_the_rows_go_to_their_leas
         assert failures == 1 and not worker.verdicts.waiting
         assert transport.calls == 2  # re-sent once its lease ended; the receiver deduplicates on webhook-id
         assert len(app.state.received) == 1
+
+
+class Hanging(httpx.AsyncBaseTransport):
+    """A target that never answers."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+async def test_a_delivery_cut_off_at_shutdown_goes_back_to_pending_at_once(tmp_path: Path) -> None:
+    """The hub stops while a target hangs: past the grace the attempt is cut off and its row is pending again
+    (its attempt not counted) when the hub has closed, not in flight until its lease ends: with several processes
+    on one database another one delivers it at once."""
+    data = config_data(tmp_path)
+    data["routes"][0]["to"] = ["hook"]
+    async with harness(tmp_path, data, Hanging()) as h:
+        h.hub.dispatcher.grace = 0.2
+        await h.send([item(1)])
+        await h.until(lambda: h.states() == {"in_flight": 1})
+    with store_at(tmp_path / "hub.db") as conn:
+        assert [(d["state"], d["attempts"]) for d in deliveries_of(conn)] == [("pending", 0)]

@@ -16,6 +16,7 @@ from hub.cli import main
 from hub.settings import load_config
 from hub.store import deliveries as outbox
 from tests.fakes.webhook import Scripted, receiver
+from tests.pg import fresh_schema, requires_pg
 from tests.support import HubHarness, deliveries_of, events_of, findings_of, scanner_source, write_config
 
 OUT_SECRET = "whsec_c2VjcmV0LWZvci1vdXRib3VuZC1ob29rcw=="
@@ -266,3 +267,27 @@ def test_example_config_routes_findings_to_the_archive():
 @pytest.fixture(autouse=True)
 def _quiet_scheduler_logs(caplog):
     caplog.set_level("WARNING", logger="apscheduler")
+
+
+@requires_pg
+async def test_on_postgresql_one_findings_steps_taken_in_one_round_apply_in_order(tmp_path: Path):
+    """The backlog a new leader finds holds several steps of each finding. They are applied one after another, as
+    SQLite's single writer does, not at once on the pool's connections: there the second insert of a finding
+    failed on its unique fingerprint, or an update overtook its create (the cluster tests found it)."""
+    app = receiver(OUT_SECRET)
+    data = config_data(tmp_path)
+    data["routes"][0]["to"] = ["hook"]
+    with fresh_schema() as url:
+        data["storage"] = {"url": url}
+        async with HubHarness.running(tmp_path, data, {"hook": Scripted(app)}, scheduler=False, timeout=20) as h:
+            h.hub.leadership.leader = False  # a follower: the events wait for a leader
+            for severity in ("low", "medium", "high", "critical"):
+                for i in range(3):
+                    await h.send([item(i, severity=severity)])
+            assert h.events("pending") == 12
+            h.hub.leadership.leader = True
+            h.hub.pipeline.wake()
+            await h.until(lambda: h.settled(12))
+            assert h.events("failed") == 0
+    steps = ["finding.created", "finding.updated", "finding.updated", "finding.updated"]
+    assert order_ok(app.state.received) == {f"F-{i}": steps for i in range(3)}

@@ -60,7 +60,8 @@ async def _post(client: httpx.AsyncClient, n: int) -> int:
 @pytest.mark.sqlite_only  # a SQLite file's failing pages; PostgreSQL's own disk is not the hub's to fill
 async def test_readyz_fails_while_commits_that_write_pages_fail_and_recovers_after(tmp_path):
     async with _client(tmp_path) as (hub, client):
-        assert (await client.get("/readyz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["leader"] is True  # one process on SQLite: it leads
         disk = FullDisk(hub.store.writer.conn)
         hub.store.writer.conn = disk  # type: ignore[assignment]
         disk.full = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -57,10 +58,19 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str |
     dropped = hub.metrics.dropped
     limits = EdgeLimits(server.header_timeout_secs, server.body_timeout_secs, cap, server.max_header_bytes,
                         on_drop=lambda reason: dropped.labels(reason).inc())
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(create_app(hub), host=host or server.host, port=port or server.port, log_config=None,
                 access_log=server.access_log if access_log is None else access_log, lifespan="on",
                 server_header=False, log_level=log_level, http=protocol_class(limits),
                 timeout_keep_alive=server.keepalive_timeout_secs)
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """SIGTERM is a stop asked for: exit 0. Uvicorn shuts down gracefully on it (the hub closes: deliveries in flight
+    finish or are released), then raises the signal again with the handler it found, this one: without it the default
+    action ends the process as killed by SIGTERM (status -15), which supervisors and orchestrators read as a crash.
+    A SIGTERM before uvicorn listens lands here too: nothing was accepted yet, so exiting at once loses nothing."""
+    raise SystemExit(0)
 
 
 @main.command("check-config")

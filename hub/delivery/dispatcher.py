@@ -36,6 +36,8 @@ class Dispatcher:
                                      transport=transports.get(name))
                         for name, connector in connectors.items()}
         self._tasks: list[asyncio.Task[None]] = []
+        self._runs: list[asyncio.Task[None]] = []  # the workers' run loops (in _tasks too)
+        self.grace = 10.0  # seconds the deliveries in flight get to finish at close
 
     async def start(self) -> None:
         if not self.shared:  # shared: the rows in flight may be another live process's; their leases bring back those
@@ -44,7 +46,8 @@ class Dispatcher:
             if reset:
                 log.warning("%d deliveries were in flight when the hub stopped; retrying them", reset)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(w.run(), name=f"hub-target-{n}") for n, w in self.workers.items()]
+        self._runs = [loop.create_task(w.run(), name=f"hub-target-{n}") for n, w in self.workers.items()]
+        self._tasks = [*self._runs]
         self._tasks.append(loop.create_task(self._expire_leases(), name="hub-delivery-leases"))
 
     async def _expire_leases(self) -> None:
@@ -72,7 +75,14 @@ class Dispatcher:
                 worker.wake.set()
 
     async def close(self) -> None:
-        await asyncio.gather(*(w.close() for w in self.workers.values()))
+        """Stop claiming, wait for the run loops to end their round, then close the workers. In that order: a claim
+        committed after a worker had counted its deliveries in flight would start deliveries nobody waits for,
+        whose rows would stay in flight until their lease ends."""
+        for worker in self.workers.values():
+            worker.stop()
+        if self._runs:
+            await asyncio.wait(self._runs, timeout=self.grace)
+        await asyncio.gather(*(w.close(self.grace) for w in self.workers.values()))
         if self.render_pool is not None:
             await self.render_pool.close()
         for task in self._tasks:

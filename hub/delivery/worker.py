@@ -216,13 +216,39 @@ class Worker:
             verdicts = [verdict_for_exception(exc, self.cfg.request.timeout_secs)] * len(rows)
         await self._record(rows, verdicts, time.perf_counter() - started)
 
-    async def close(self, grace: float = 10.0) -> None:
+    def stop(self) -> None:
+        """Claim nothing more: the run loop ends after its current round (a claim being written included)."""
         self._closing = True
         self.wake.set()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let the deliveries in flight finish (up to ``grace`` seconds), then give back what is still held."""
+        self.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release_held()
         while not self.clients.empty():
             await self.clients.get_nowait().aclose()
         self.connector.close()
+
+    async def _release_held(self) -> None:
+        """Rows still held at close go back to pending now, not when their lease ends (minutes later, and with
+        several processes another one is waiting to deliver them): verdicts the store refused get one more try,
+        and rows whose attempt was cut off by the grace are released (the attempt may have reached the target:
+        at least once, as after a lease)."""
+        if self.verdicts.waiting:
+            await self.verdicts.again()
+        left = sorted(self.held)
+        if not left:
+            return
+        try:
+            await self.store.write(lambda conn: outbox.release(conn, left))
+        except Exception as exc:  # noqa: BLE001  (the store is failing: the lease brings them back)
+            log.warning("target %s: %d deliveries still in flight at shutdown could not be released (%s); they go "
+                        "back to pending when their lease ends", self.name, len(left), exc)
+            return
+        self.held.difference_update(left)
+        log.warning("target %s: %d deliveries still in flight at shutdown were released", self.name, len(left))

@@ -22,9 +22,9 @@ _PLAIN = ("id", "fingerprint", "source", "scanner", "tool_id", "title", "severit
 _COLUMNS = (*_PLAIN, *_JSON.values(), "scope", "updated_at")
 # A due date moved into the future (a reopen, a lowered severity) clears the breach mark, so the breach job
 # notices the new date when it passes; one moved but still past (a raised severity) keeps it: no second notice.
+# "Moved" compares with coalesce: SQLite's `IS NOT` is no PostgreSQL operator, and `IS DISTINCT FROM` needs SQLite 3.39.
 _REARM = ("sla_breached_at = CASE WHEN coalesce(excluded.sla_due_at, '') <> coalesce(findings.sla_due_at, '') "
-          "AND excluded.sla_due_at "
-          "> excluded.updated_at THEN NULL ELSE findings.sla_breached_at END")
+          "AND excluded.sla_due_at > excluded.updated_at THEN NULL ELSE findings.sla_breached_at END")
 _UPSERT = (f"INSERT INTO findings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
            f"ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
            + ", " + _REARM)
