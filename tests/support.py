@@ -82,8 +82,9 @@ def events_of(conn: Conn, *, source: str | None = None, state: str | None = None
 @contextlib.contextmanager
 def store_at(path: Path) -> Iterator[Conn]:
     """A connection to the store file at ``path`` (another process may be serving it), closed on exit; under
-    HUB_TEST_STORE=postgres, to the test's PostgreSQL schema instead."""
-    store = open_store(pg.current[0] if pg.current else path)
+    HUB_TEST_STORE=postgres, to the test's PostgreSQL schema when no hub made that file (its config was
+    base_config's)."""
+    store = open_store(pg.current[0] if pg.current and not path.exists() else path)
     try:
         yield store.conn
     finally:
