@@ -273,6 +273,37 @@ async def test_the_pages_have_the_security_headers_and_a_job_without_its_task_sh
         assert "No replay job rpl_99" in await c.page("/ui/replays/rpl_99", 404)
 
 
+async def test_an_interrupted_bulk_replay_resumes_where_it_stopped_over_the_same_set(tmp_path):
+    """A job the hub stopped in the middle of (its row says running, no task runs it) is resumed from its cursor,
+    over the set fixed when it was confirmed: rows that died since are not in it. Admin only, audited; a job that
+    has ended is a 409."""
+    async with running(tmp_path) as c:
+        seqs = [add(c, "dead", "dead") for _ in range(3)]
+        bounds = c.hub.store.write_sync(failure_rows.bounds)
+        orphan = c.hub.store.write_sync(lambda conn: failure_rows.create_job(
+            conn, {"state": "dead", "target": "dead"}, bounds, OLD, "token:gone (0)", OLD))
+        c.hub.store.write_sync(lambda conn: conn.execute("UPDATE replay_jobs SET replayed = 1, after = ? "
+                                                         "WHERE seq = ?", (seqs[0], orphan["seq"])))
+        late = add(c, "dead", "dead")  # died after the confirm: outside the set
+        before = snapshot(c)
+        await c.login(c.token("read"))
+        page = await c.page(f"/ui/replays/{orphan['id']}")
+        assert "interrupted" in page and "Resume" not in page
+        await c.login(c.token("admin"))
+        page = await c.page(f"/ui/replays/{orphan['id']}")
+        assert "Resume" in page
+        r = await c.client.post(f"/ui/replays/{orphan['id']}/resume", data={"csrf": csrf(page)})
+        assert r.status_code == 303
+        row = await ended(c, orphan["id"])
+        assert row["state"] == "done" and row["replayed"] == 3 and row["total"] == 3
+        after = snapshot(c)
+        assert sorted(s for s in before if after[s] != before[s]) == seqs[1:]  # the first was replayed before
+        assert after[late] == before[late]
+        assert [a["target"] for a in c.audit("console.replays.resume")] == [orphan["id"]]
+        again = await c.client.post(f"/ui/replays/{orphan['id']}/resume", data={"csrf": csrf(page)})
+        assert again.status_code == 409
+
+
 @pytest.mark.sqlite_only
 def test_groups_and_members_read_the_failed_deliveries_index_not_the_outbox(tmp_path):
     """The group queries' condition is the partial index's WHERE, word for word: a change to one without the other

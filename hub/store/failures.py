@@ -181,7 +181,8 @@ def cancel_job(conn: Conn, seq: int, now: str) -> int:
 def step(conn: Conn, seq: int, page: int, now: str) -> str:
     """Replay the job's next page (at most ``page`` rows of its set past its cursor) and record how far it got, in
     one transaction; a job with nothing left is done. Returns the job's state after the step."""
-    job = conn.execute("SELECT state, filter, max_seq, done_by, after FROM replay_jobs WHERE seq = ?",
+    lock = " FOR UPDATE" if is_postgres(conn) else ""  # SQLite's write transaction is exclusive already
+    job = conn.execute(f"SELECT state, filter, max_seq, done_by, after FROM replay_jobs WHERE seq = ?{lock}",
                        (seq,)).fetchone()
     if job is None or job[0] != "running":
         return str(job[0]) if job else "done"

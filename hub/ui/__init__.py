@@ -56,6 +56,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         Route("/replay", web.action(failures.start), methods=["POST"]),
         Route("/replays/{ident}", web.view(failures.job)),
         Route("/replays/{ident}/cancel", web.action(failures.cancel), methods=["POST"]),
+        Route("/replays/{ident}/resume", web.action(failures.resume), methods=["POST"]),
         Route("/playground", web.view(tools.playground)),
         Route("/playground", web.action(tools.playground_render, admin=False), methods=["POST"]),
         Route("/tokens", web.view(tools.tokens)),

@@ -130,9 +130,12 @@ class Failures:
             return job
 
         job = await self.ctx.store.write(write)
-        self.running[job["seq"]] = task = asyncio.create_task(self._run(job["seq"]))
-        task.add_done_callback(lambda _: self.running.pop(job["seq"], None))
+        self._launch(job["seq"])
         return RedirectResponse(f"/ui/replays/{job['id']}", status_code=303)
+
+    def _launch(self, seq: int) -> None:
+        self.running[seq] = task = asyncio.create_task(self._run(seq))
+        task.add_done_callback(lambda _: self.running.pop(seq, None))
 
     async def _run(self, seq: int) -> None:
         try:
@@ -153,6 +156,22 @@ class Failures:
             raise Denied(404, f"No replay job {ident}.")
         return self.web.render(request, "replay_job.html", viewer, job=job,
                                interrupted=job["state"] == "running" and job["seq"] not in self.running)
+
+    async def resume(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
+        """Go on with a job the hub stopped in the middle of (a restart, a store that refused a page): from where it
+        got to, over the same fixed set. Steps lock the job's row, so a job another process still runs is not
+        replayed twice: the two take turns on one cursor."""
+        ident = request.path_params["ident"]
+        job = failure_rows.get_job(self.ctx.store.conn, ident)
+        if job is None:
+            raise Denied(404, f"No replay job {ident}.")
+        if job["state"] != "running":
+            raise Denied(409, f"{ident} has already ended ({job['state']}).")
+        if job["seq"] not in self.running:
+            detail = {"replayed": job["replayed"], "total": job["total"]}
+            await self.web.audit(request, viewer.actor, "console.replays.resume", ident, "ok", detail)
+            self._launch(job["seq"])
+        return RedirectResponse(f"/ui/replays/{quote(ident, safe='')}", status_code=303)
 
     async def cancel(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
         ident = request.path_params["ident"]
