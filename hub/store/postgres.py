@@ -30,7 +30,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hub.errors import StoreError, StoreUnavailableError
-from hub.store import events, pg_schema, replays
+from hub.store import events, pg_schema, probe, replays
 from hub.store.conn import Conn
 from hub.store.probe import touch_probe
 from hub.store.writer import BatchHook
@@ -199,11 +199,7 @@ class PostgresStore:
         return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
-        try:
-            await asyncio.wait_for(self.write(touch_probe, single_statement=True), timeout)
-            return True
-        except (TimeoutError, StoreError):
-            return False
+        return await probe.ping(self.write, timeout)
 
     def check_writable(self) -> None:
         try:

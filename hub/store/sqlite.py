@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlite_utils import Database
 
 from hub.errors import StoreError, StoreUnavailableError
-from hub.store import events, replays
+from hub.store import events, probe, replays
 from hub.store.conn import Conn
 from hub.store.probe import touch_probe
 from hub.store.schema import migrations
@@ -117,11 +117,7 @@ class SqliteStore:
 
         An empty transaction commits on a full disk (nothing to write), so the probe rewrites a small row with
         a fresh blob: it fails while event writes fail, and passes again once they can succeed."""
-        try:
-            await asyncio.wait_for(self.write(touch_probe, single_statement=True), timeout)
-            return True
-        except (TimeoutError, StoreError):
-            return False
+        return await probe.ping(self.write, timeout)
 
     def check_writable(self) -> None:
         """Raise StoreError naming the path unless a write commits now (``hub serve`` calls it before it listens:
