@@ -186,10 +186,10 @@ def median(figures: list[Figures]) -> Figures:
                    sum(f.ok for f in figures), sum(f.other for f in figures))
 
 
-def start_hubs(config: Path, ports: list[int], procs: stores.Procs, work: Path) -> list[subprocess.Popen]:
-    """``hub serve`` on each port; the first alone until it listens (it creates the store), then the others."""
+def start_hubs(config: Path, ports: list[int], procs: stores.Procs, work: Path, hubs: list[subprocess.Popen]) -> None:
+    """``hub serve`` on each port, into ``hubs`` as each starts (a failure leaves the started ones there to kill);
+    the first alone until it listens (it creates the store), then the others."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    hubs = []
     for k, port in enumerate(ports):
         with open(work / f"hub-{k}.log", "wb") as log:
             hubs.append(procs.start([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port",
@@ -200,7 +200,6 @@ def start_hubs(config: Path, ports: list[int], procs: stores.Procs, work: Path) 
     for k, (port, hub) in enumerate(zip(ports, hubs, strict=True)):
         if k:
             wait_hub(port, hub, work / f"hub-{k}.log")
-    return hubs
 
 
 def wait_hub(port: int, hub: subprocess.Popen, log: Path) -> None:
@@ -220,17 +219,20 @@ def measure(kind: str, processes: int, args: argparse.Namespace, load: Callable[
                           "sources:\n  bench:\n    verify: {scheme: hmac-sha256, header: X-Signature, "
                           f"secrets: [\"{SECRET}\"]}}\n")
         ports = [free_port() for _ in range(processes)]
-        hubs = start_hubs(config, ports, procs, folder)
-        load([bare_port], 1)
-        load(ports, 1)  # warm-up, not counted (its events are stored and counted below)
-        run = Run(kind, processes, [], [], 0)
-        for r in range(args.rounds):
-            run.bare.append(load([bare_port], args.seconds))
-            run.hub.append(load(ports, args.seconds))
-            print(f"{prefix}round {r + 1}: bare {run.bare[-1].rps:,.0f} req/s, hub {run.hub[-1].rps:,.0f} req/s",
-                  flush=True)
-        for hub in hubs:
-            procs.kill(hub)  # SIGKILL, every hub
+        hubs: list[subprocess.Popen] = []
+        try:
+            start_hubs(config, ports, procs, folder, hubs)
+            load([bare_port], 1)
+            load(ports, 1)  # warm-up, not counted (its events are stored and counted below)
+            run = Run(kind, processes, [], [], 0)
+            for r in range(args.rounds):
+                run.bare.append(load([bare_port], args.seconds))
+                run.hub.append(load(ports, args.seconds))
+                print(f"{prefix}round {r + 1}: bare {run.bare[-1].rps:,.0f} req/s, hub {run.hub[-1].rps:,.0f} req/s",
+                      flush=True)
+        finally:
+            for hub in hubs:
+                procs.kill(hub)  # SIGKILL, every hub (also on the way out of a failure: before the schema is dropped)
         run.on_disk = stores.count_events(where)  # after the SIGKILL: what a restarted hub would find
     return run
 
@@ -240,10 +242,10 @@ def report(runs: list[Run], args: argparse.Namespace, client: str, body_size: in
     print(f"\nclient: {client}, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s, "
           f"body {body_size} B, {os.cpu_count()} CPUs; medians")
     if any(r.processes > 1 for r in runs):
-        print("N processes: " + ("N wrk at once, one per port, connections split evenly; req/s summed, p50 the "
+        print("N processes: " + ("N wrk at once, one per port, connections split evenly;\n  req/s summed, p50 the "
                                  "request-weighted mean of their p50, p99 the max of their p99" if client == "wrk" else
                                  "one client, connections split evenly over the N ports; p50/p99 over all requests"))
-    bare = median([f for r in runs for f in r.bare])
+    bare = median([f for r in runs for f in r.bare])  # with --compare: over the rounds of every configuration
     hubs = {r.label: median(r.hub) for r in runs}
     if len(runs) == 1 and runs[0].label == stores.label("sqlite", 1):
         names = {runs[0].label: "hub serve"}
