@@ -144,10 +144,13 @@ class Procs:
             os.killpg(proc.pid, sig)
         proc.wait(timeout=30)
 
-    def stop(self, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
-        """A graceful stop (SIGTERM to the process, which stops its own workers); SIGKILL if it hangs."""
-        if proc.poll() is None:
-            proc.terminate()
+    def stop(self, procs: list[subprocess.Popen[Any]], timeout: float = 30) -> None:
+        """A graceful stop: SIGTERM to each process at once (each stops its own workers), once only (uvicorn takes
+        a second one as "exit now"), then wait; SIGKILL for one that hangs."""
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
