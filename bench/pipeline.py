@@ -301,4 +301,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # every child is already stopped (main's finally)
+        sys.exit(130)
