@@ -1,6 +1,7 @@
 """Intake benchmark: `hub serve` against a bare Starlette route, same client, same run.
 
     python bench/ingest.py [--seconds 5] [--rounds 3] [--connections 32] [--client auto|wrk|python]
+                           [--store sqlite|postgres] [--processes N] [--pg-url URL] [--compare]
 
 Starts `hub serve` (one hmac-sha256 source, a fresh SQLite file, synchronous=FULL) and a bare Starlette
 app with one POST route answering 202, both on uvicorn with the same settings (uvloop, httptools, no
@@ -8,6 +9,13 @@ access log). Each round loads the bare app then the hub with signed ~1 KB JSON b
 every one distinct (the hub answers a repeated body as a replay, 200 without storing it),
 and the medians are printed with the ratio hub/bare. At the end the hub is SIGKILLed and the events
 on disk are counted: every acknowledged (202) event must be there.
+
+--store postgres runs the hub on a fresh schema of --pg-url (default: env HUB_BENCH_PG_URL, else
+postgresql://127.0.0.1:5432/test), dropped at the end; --processes N starts N hubs on that schema, each on its own
+port, and spreads the load over them (wrk: N wrk at once, connections split evenly, req/s summed, p50 the
+request-weighted mean of their p50, p99 the max of their p99; python client: one client over the N ports). Every
+hub is SIGKILLed before the count. --compare runs SQLite x1 and PostgreSQL x1, x2, x3 one after the other and prints
+one table, each row with its ratio to the bare app and to SQLite x1.
 """
 
 from __future__ import annotations
@@ -19,18 +27,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen
+import stores
 
 SECRET = "bench-secret-0123456789"
 HERE = Path(__file__).resolve().parent
@@ -89,9 +98,10 @@ def unique_bodies(seconds: float) -> list[bytes]:
     return [make_body(i, run) for i in range(int(seconds * 20_000) + 2_000)]
 
 
-def load_python(port: int, seconds: float, connections: int) -> Figures:
-    requests = [raw_request(port, body) for body in unique_bodies(seconds)]
-    res = loadgen.run("127.0.0.1", port, requests, connections, seconds)
+def load_python(ports: list[int], seconds: float, connections: int) -> Figures:
+    """One client spreading its connections over ``ports``: percentiles over every request of the load."""
+    requests = [raw_request(ports[0], body) for body in unique_bodies(seconds)]
+    res = loadgen.run("127.0.0.1", ports, requests, connections, seconds)
     lat = sorted(res.latencies) or [0.0]
     ok = sum(n for s, n in res.statuses.items() if 200 <= s < 300)
     return Figures(res.requests / res.seconds, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, ok,
@@ -121,20 +131,153 @@ end
 """
 
 
-def load_wrk(port: int, seconds: float, connections: int, work: Path) -> Figures:
-    bodies = work / "bodies.tsv"  # one "signature TAB body" per line, fresh for each load
-    bodies.write_text("".join(f"{signature(b)}\t{b.decode()}\n" for b in unique_bodies(seconds)))
-    script = work / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-                          "-s", str(script), f"http://127.0.0.1:{port}/hooks/bench", "--", str(bodies)],
-                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+def _wrk_figures(out: str) -> tuple[Figures, int]:
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return Figures(rps, p50, p99, total - non2xx, non2xx)
+    return Figures(rps, p50, p99, total - non2xx, non2xx), total
+
+
+def load_wrk(ports: list[int], seconds: float, connections: int, work: Path, procs: stores.Procs) -> Figures:
+    """One wrk per port, all at once, the connections split evenly. wrk reports percentiles, not latencies, so
+    with several ports: req/s summed, p50 the request-weighted mean of the runs' p50, p99 the max of their p99."""
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    runs = []
+    for k, port in enumerate(ports):
+        bodies = work / f"bodies-{k}.tsv"  # one "signature TAB body" per line, fresh for each load
+        bodies.write_text("".join(f"{signature(b)}\t{b.decode()}\n" for b in unique_bodies(seconds)))
+        share = connections // len(ports) + (1 if k < connections % len(ports) else 0)
+        runs.append(procs.start(["wrk", "-t1", f"-c{share}", f"-d{max(1, round(seconds))}s", "--latency",
+                                 "-s", str(script), f"http://127.0.0.1:{port}/hooks/bench", "--", str(bodies)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    parts = []
+    for proc in runs:
+        out, err = proc.communicate(timeout=seconds + 60)
+        if proc.returncode != 0:
+            raise SystemExit(f"wrk failed ({proc.returncode}): {err.strip()}")
+        parts.append(_wrk_figures(out))
+    return combine(parts)
+
+
+def combine(parts: list[tuple[Figures, int]]) -> Figures:
+    """Runs made at once, each with its request count: req/s summed, p50 the request-weighted mean of their p50,
+    p99 the max of their p99 (wrk gives percentiles, not the latencies to merge)."""
+    if len(parts) == 1:
+        return parts[0][0]
+    total = sum(n for _, n in parts) or 1
+    return Figures(sum(f.rps for f, _ in parts), sum(f.p50_ms * n for f, n in parts) / total,
+                   max(f.p99_ms for f, _ in parts), sum(f.ok for f, _ in parts), sum(f.other for f, _ in parts))
+
+
+@dataclass
+class Run:
+    """One configuration's rounds: the bare app's and the hubs' figures, and the events found after SIGKILL."""
+
+    kind: str
+    processes: int
+    bare: list[Figures]
+    hub: list[Figures]
+    on_disk: int
+
+    @property
+    def label(self) -> str:
+        return stores.label(self.kind, self.processes)
+
+
+def median(figures: list[Figures]) -> Figures:
+    return Figures(*(statistics.median(getattr(f, a) for f in figures) for a in ("rps", "p50_ms", "p99_ms")),
+                   sum(f.ok for f in figures), sum(f.other for f in figures))
+
+
+def start_hubs(config: Path, ports: list[int], procs: stores.Procs, work: Path, hubs: list[subprocess.Popen]) -> None:
+    """``hub serve`` on each port, into ``hubs`` as each starts (a failure leaves the started ones there to kill);
+    the first alone until it listens (it creates the store), then the others."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for k, port in enumerate(ports):
+        with open(work / f"hub-{k}.log", "wb") as log:
+            hubs.append(procs.start([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port",
+                                     str(port), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=log))
+        if k == 0:
+            wait_hub(port, hubs[0], work / "hub-0.log")
+    for k, (port, hub) in enumerate(zip(ports, hubs, strict=True)):
+        if k:
+            wait_hub(port, hub, work / f"hub-{k}.log")
+
+
+def wait_hub(port: int, hub: subprocess.Popen, log: Path) -> None:
+    try:
+        wait_port(port, hub)
+    except SystemExit as exc:
+        raise SystemExit(f"{exc}; hub log:\n{log.read_text(errors='replace')[-2000:]}") from None
+
+
+def measure(kind: str, processes: int, args: argparse.Namespace, load: Callable[[list[int], float], Figures],
+            bare_port: int, work: Path, procs: stores.Procs, prefix: str) -> Run:
+    folder = work / f"{kind}-{processes}"
+    with stores.location(kind, folder, args.pg_url) as where:
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "hub.yaml"
+        config.write_text(f"server: {{host: 127.0.0.1, port: 8080}}\nstorage: {stores.storage_yaml(where)}\n"
+                          "sources:\n  bench:\n    verify: {scheme: hmac-sha256, header: X-Signature, "
+                          f"secrets: [\"{SECRET}\"]}}\n")
+        ports = [free_port() for _ in range(processes)]
+        hubs: list[subprocess.Popen] = []
+        try:
+            start_hubs(config, ports, procs, folder, hubs)
+            load([bare_port], 1)
+            load(ports, 1)  # warm-up, not counted (its events are stored and counted below)
+            run = Run(kind, processes, [], [], 0)
+            for r in range(args.rounds):
+                run.bare.append(load([bare_port], args.seconds))
+                run.hub.append(load(ports, args.seconds))
+                print(f"{prefix}round {r + 1}: bare {run.bare[-1].rps:,.0f} req/s, hub {run.hub[-1].rps:,.0f} req/s",
+                      flush=True)
+        finally:
+            for hub in hubs:
+                procs.kill(hub)  # SIGKILL, every hub (also on the way out of a failure: before the schema is dropped)
+        run.on_disk = stores.count_events(where)  # after the SIGKILL: what a restarted hub would find
+    return run
+
+
+def report(runs: list[Run], args: argparse.Namespace, client: str, body_size: int) -> bool:
+    """Print the table; True if every acknowledged event was found after the SIGKILL."""
+    print(f"\nclient: {client}, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s, "
+          f"body {body_size} B, {os.cpu_count()} CPUs; medians")
+    if any(r.processes > 1 for r in runs):
+        print("N processes: " + ("N wrk at once, one per port, connections split evenly;\n  req/s summed, p50 the "
+                                 "request-weighted mean of their p50, p99 the max of their p99" if client == "wrk" else
+                                 "one client, connections split evenly over the N ports; p50/p99 over all requests"))
+    bare = median([f for r in runs for f in r.bare])  # with --compare: over the rounds of every configuration
+    hubs = {r.label: median(r.hub) for r in runs}
+    if len(runs) == 1 and runs[0].label == stores.label("sqlite", 1):
+        names = {runs[0].label: "hub serve"}
+    else:
+        names = {r.label: f"hub {r.label}" for r in runs}
+    base = hubs.get(stores.label("sqlite", 1))
+    compare = len(runs) > 1 and base is not None
+    print(f"{'server':<20}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+          + (f"{'/bare':>8}{'/sqlite x1':>12}" if compare else ""))
+    print(f"{'bare starlette':<20}{bare.rps:>10,.0f}{bare.p50_ms:>9.2f}{bare.p99_ms:>9.2f}{bare.other:>9}")
+    for name, f in hubs.items():
+        extra = f"{f.rps / bare.rps:>8.2f}{f.rps / base.rps:>12.2f}" if compare and base else ""
+        print(f"{names[name]:<20}{f.rps:>10,.0f}{f.p50_ms:>9.2f}{f.p99_ms:>9.2f}{f.other:>9}{extra}")
+    if not compare:
+        f = next(iter(hubs.values()))
+        print(f"ratio hub/bare: {f.rps / bare.rps:.2f} (target >= 0.40); hub p99 {f.p99_ms:.1f} ms "
+              "(target <= 15 ms)")
+    durable = True
+    for r in runs:
+        acked = hubs[r.label].ok
+        ok = r.on_disk >= acked
+        durable = durable and ok
+        where = "" if len(runs) == 1 else f"{r.label}: "
+        print(f"durability: {where}{acked:,} acknowledged in the measured rounds, {r.on_disk:,} events on disk after "
+              f"SIGKILL (warm-up included): {'OK' if ok else 'LOST EVENTS'}")
+    return durable
 
 
 def main() -> None:
@@ -143,69 +286,43 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    stores.add_arguments(ap)
     args = ap.parse_args()
+    configs = stores.configurations(ap, args)
+    if max(n for _, n in configs) > args.connections:
+        ap.error("--connections must be at least the number of processes")
     client = "wrk" if args.client == "wrk" or (args.client == "auto" and shutil.which("wrk")) else "python"
+    stores.exit_on_sigterm()
 
     work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    body = make_body(0)
-    config = work / "hub.yaml"
-    config.write_text("server: {host: 127.0.0.1, port: 8080}\nstorage: {path: ./bench.db}\n"
-                      "sources:\n  bench:\n    verify: {scheme: hmac-sha256, header: X-Signature, "
-                      f"secrets: [\"{SECRET}\"]}}\n")
-    hub_port, bare_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    hub = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", str(hub_port),
-                            "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port",
-                             str(bare_port), "--no-access-log", "--log-level", "warning"], cwd=HERE, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = stores.Procs()
+
+    def load(ports: list[int], seconds: float) -> Figures:
+        if client == "wrk":
+            return load_wrk(ports, seconds, args.connections, work, procs)
+        return load_python(ports, seconds, args.connections)
+
     try:
-        wait_port(hub_port, hub)
+        bare_port = free_port()
+        bare = procs.start([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port",
+                            str(bare_port), "--no-access-log", "--log-level", "warning"], cwd=HERE,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         wait_port(bare_port, bare)
-
-        def load(port: int, seconds: float) -> Figures:
-            if client == "wrk":
-                return load_wrk(port, seconds, args.connections, work)
-            return load_python(port, seconds, args.connections)
-
-        load(bare_port, 1)
-        load(hub_port, 1)  # warm-up, not counted (its events are stored and counted below)
-        results: dict[str, list[Figures]] = {"bare": [], "hub": []}
-        for r in range(args.rounds):
-            results["bare"].append(load(bare_port, args.seconds))
-            results["hub"].append(load(hub_port, args.seconds))
-            print(f"round {r + 1}: bare {results['bare'][-1].rps:,.0f} req/s, hub {results['hub'][-1].rps:,.0f} req/s",
-                  flush=True)
-        hub.send_signal(signal.SIGKILL)
-        hub.wait(timeout=10)
-        from hub.store import SqliteStore, events
-
-        store = SqliteStore(work / "bench.db")  # after the SIGKILL: what a restarted hub would find
-        on_disk = sum(events.counts(store.conn).values())
-        store.conn.close()
+        runs = []
+        for kind, processes in configs:
+            prefix = "" if len(configs) == 1 else f"{stores.label(kind, processes)}: "
+            runs.append(measure(kind, processes, args, load, bare_port, work, procs, prefix))
     finally:
-        for proc in (hub, bare):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-
-    med = {k: Figures(*(statistics.median(getattr(f, a) for f in v) for a in ("rps", "p50_ms", "p99_ms")),
-                      sum(f.ok for f in v), sum(f.other for f in v)) for k, v in results.items()}
-    print(f"\nclient: {client}, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s, "
-          f"body {len(body)} B, {os.cpu_count()} CPUs; medians")
-    print(f"{'server':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-    for name, label in (("bare", "bare starlette"), ("hub", "hub serve")):
-        f = med[name]
-        print(f"{label:<16}{f.rps:>10,.0f}{f.p50_ms:>9.2f}{f.p99_ms:>9.2f}{f.other:>9}")
-    ratio = med["hub"].rps / med["bare"].rps
-    print(f"ratio hub/bare: {ratio:.2f} (target >= 0.40); hub p99 {med['hub'].p99_ms:.1f} ms (target <= 15 ms)")
-    acked = med["hub"].ok
-    print(f"durability: {acked:,} acknowledged in the measured rounds, {on_disk:,} events on disk after SIGKILL "
-          f"(warm-up included): {'OK' if on_disk >= acked else 'LOST EVENTS'}")
+        procs.close()
+    durable = report(runs, args, client, len(make_body(0)))
     shutil.rmtree(work, ignore_errors=True)
-    if on_disk < acked:
+    if not durable:
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # every child is already stopped (main's finally)
+        sys.exit(130)

@@ -1,13 +1,16 @@
 """A small HTTP/1.1 keep-alive load generator (asyncio + uvloop), used when wrk is not installed.
 
 Each of ``connections`` clients sends one request at a time on its own socket and waits for the
-answer, like wrk. Requests are pre-built bytes; the answer is read by Content-Length.
+answer, like wrk. Requests are pre-built bytes; the answer is read by Content-Length. Given several ports (hubs
+sharing one store), client k talks to ``ports[k % len(ports)]``: the connections are split evenly, and the
+latencies of every request on every port land in one list (exact percentiles over the whole load).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -46,19 +49,21 @@ async def _client(host: str, port: int, requests: list[bytes], offset: int, dead
         writer.close()
 
 
-async def _run(host: str, port: int, requests: list[bytes], connections: int, seconds: float) -> Result:
+async def _run(host: str, ports: Sequence[int], requests: list[bytes], connections: int, seconds: float) -> Result:
     out = Result()
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(*(_client(host, port, requests, k * 7919, deadline, out) for k in range(connections)))
+    await asyncio.gather(*(_client(host, ports[k % len(ports)], requests, k * 7919, deadline, out)
+                           for k in range(connections)))
     out.seconds = time.perf_counter() - start
     return out
 
 
-def run(host: str, port: int, requests: list[bytes], connections: int, seconds: float) -> Result:
+def run(host: str, port: int | Sequence[int], requests: list[bytes], connections: int, seconds: float) -> Result:
+    ports = [port] if isinstance(port, int) else list(port)
     try:
         import uvloop
 
-        return uvloop.run(_run(host, port, requests, connections, seconds))
+        return uvloop.run(_run(host, ports, requests, connections, seconds))
     except ImportError:
-        return asyncio.run(_run(host, port, requests, connections, seconds))
+        return asyncio.run(_run(host, ports, requests, connections, seconds))

@@ -19,6 +19,15 @@ run() {
 }
 run ingest bench/ingest.py --seconds 1 --rounds 1 --client python
 run pipeline bench/pipeline.py --events 50 --rate 100 --backlog 300 --small-backlog 100
+# the same on PostgreSQL, two hubs sharing one fresh schema (HUB_BENCH_PG_URL, default the local test server)
+if python bench/stores.py --pg-reachable; then
+    run ingest-pg2 bench/ingest.py --seconds 1 --rounds 1 --client python --store postgres --processes 2
+    run pipeline-pg2 bench/pipeline.py --events 50 --rate 100 --backlog 300 --small-backlog 100 --store postgres \
+        --processes 2
+else
+    echo "bench smoke: ingest-pg2, pipeline-pg2 skipped: no PostgreSQL at" \
+         "${HUB_BENCH_PG_URL:-postgresql://127.0.0.1:5432/test} (set HUB_BENCH_PG_URL)"
+fi
 run sources bench/sources.py --findings 100 --pages 2 --per-page 20
 run siem bench/siem.py --hec-events 1000 --bulk-events 500 --batch 100
 run poison bench/poison.py --events 10 --seconds 2
