@@ -5,12 +5,12 @@ returns once it is committed; ``read(fn)`` runs a long read off the event loop; 
 the API and the console make on the loop. The query modules are the same functions: ``PgConn`` takes their SQL
 (``?`` and ``:name`` placeholders, ``LIKE`` without case, as SQLite reads them) and hands it to psycopg.
 
-Writes run on a thread pool of the pool's size, each on a pooled connection (psycopg 3 with psycopg_pool): the
-query functions are synchronous units of work, as they are for SQLite, so a connection is held for one
-transaction on one thread. No group commit here: PostgreSQL merges the WAL flushes of concurrent commits itself,
-and each process, with a pool of connections, commits many at once. A single-statement write runs in autocommit
-(one round trip); others in a transaction, retried on a deadlock or a serialization failure, which PostgreSQL
-reports instead of blocking when two processes' transactions cross.
+Writes go through a group commit once the store is started (hub/store/pg_writer.py: many writes, one
+transaction, one WAL flush), on a connection of the pool (psycopg 3 with psycopg_pool) held by a writer thread:
+the query functions are synchronous units of work, as they are for SQLite. Before ``start`` (the CLI), and for
+``write_sync``, a write is a transaction of its own on a pooled connection (a single-statement one in autocommit),
+retried on a deadlock or a serialization failure, which PostgreSQL reports instead of blocking when two processes'
+transactions cross. Long reads (``read``) run on pooled connections in worker threads.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from hub.errors import StoreError, StoreUnavailableError
 from hub.store import events, pg_schema, probe, replays
 from hub.store.conn import Conn
+from hub.store.pg_writer import PgGroupWriter
 from hub.store.probe import touch_probe
 from hub.store.writer import BatchHook
 
@@ -81,6 +82,19 @@ class PgConn:
             cur.executemany(translate(sql), rows)
         return cur
 
+    def returning_many(self, sql: str, rows: Sequence[Sequence[Any]], /) -> list[Any]:
+        """``sql`` for each of ``rows``, sent together (psycopg pipelines an executemany with RETURNING): for each
+        row, the first row its RETURNING gave, or None."""
+        out: list[Any] = []
+        if not rows:
+            return out
+        cur = self.raw.cursor()
+        cur.executemany(translate(sql), [tuple(r) for r in rows], returning=True)
+        while True:
+            out.append(cur.fetchone())
+            if not cur.nextset():
+                return out
+
 
 class _LoopConn(PgConn):
     """The connection for the short reads made on the event loop (autocommit: no transaction is left open
@@ -127,6 +141,7 @@ class PostgresStore:
         self.on_batch = on_batch
         self._pending = 0
         self._closed = False
+        self.writer: PgGroupWriter | None = None
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(connect_timeout))}
         try:
             if migrate:
@@ -144,13 +159,18 @@ class PostgresStore:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return self.writer.pending if self.writer is not None else self._pending
 
     async def start(self) -> None:
-        """Nothing to start: the pool opened with the store."""
+        """Start the group commit (hub/store/pg_writer.py); the pool opened with the store."""
+        self.writer = PgGroupWriter(self.pool, PgConn, max_pending=self.max_pending, on_batch=self.on_batch)
+        self.writer.start()
 
     async def write(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> T:
-        """Run ``fn`` in a transaction of its own on a pooled connection; returns once it is committed."""
+        """Run ``fn`` in the next group commit (once started; before, in a transaction of its own on a pooled
+        connection); returns once it is committed."""
+        if self.writer is not None and not self._closed:
+            return await self.writer.submit(fn, single_statement=single_statement)
         if self._closed:
             raise StoreUnavailableError("the store is not accepting writes")
         if self._pending >= self.max_pending:
@@ -194,9 +214,16 @@ class PostgresStore:
                            now: float = 0.0) -> tuple[str, bool]:
         """As SqliteStore.insert_event. With a replay digest this is a transaction of several statements: the
         digest's row is the lock that makes two processes given the same request agree on one event."""
-        if replay is None:
-            return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
-        return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
+        if self.writer is None or self._closed:
+            if replay is None:
+                return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+            return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
+        if replay is None:  # with its neighbours in the batch, one round trip for all (pg_writer.py)
+            return await self.writer.submit(lambda conn: events.insert(conn, ev), single_statement=True,
+                                            bulk=events.insert_many, arg=ev)
+        item = (ev, replay[0], replay[1], now)
+        return await self.writer.submit(lambda conn: replays.insert_event(conn, *item), bulk=replays.insert_many,
+                                        arg=item)
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
         return await probe.ping(self.write, timeout)
@@ -208,6 +235,9 @@ class PostgresStore:
             raise StoreError(f"cannot write the store at {self.location}: {_first_line(exc)}") from None
 
     async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer = None
         self.shutdown()
 
     def shutdown(self) -> None:

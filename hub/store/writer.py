@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from hub.errors import StoreUnavailableError
+from hub.store.conn import Conn
 
 T = TypeVar("T")
 log = logging.getLogger("hub.store")
@@ -32,7 +33,7 @@ log = logging.getLogger("hub.store")
 
 @dataclass(eq=False)
 class Job(Generic[T]):
-    fn: Callable[[sqlite3.Connection], T]
+    fn: Callable[[Conn], T]
     future: asyncio.Future[T]
     single_statement: bool = False  # one statement is atomic on its own: no savepoint needed
     error: BaseException | None = field(default=None, init=False)
@@ -64,7 +65,7 @@ class GroupCommitWriter:
     def pending(self) -> int:
         return len(self._queue)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> asyncio.Future[T]:
         """Queue a write; the future resolves after the commit that includes it."""
         if self._closing or self._task is None:
             raise StoreUnavailableError("the store is not accepting writes")

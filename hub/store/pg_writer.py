@@ -1,0 +1,205 @@
+"""Group commit on PostgreSQL: many concurrent writes of one process in one transaction, one WAL flush.
+
+A write per transaction cost a thread hand-off, a pooled connection, a round trip for each of BEGIN, the
+statements and COMMIT, and a WAL flush: 3,800 event inserts a second at most on this machine, against 16,000 for
+SQLite's group commit. As in hub/store/writer.py, jobs queue on the event loop and a flusher takes all that is
+queued; here the whole batch (its statements are network round trips) runs on a writer thread, on one connection,
+in one transaction. While one batch commits, the next gathers.
+
+A statement that fails aborts a PostgreSQL transaction (SQLite's does not), so a job of several statements runs
+under a savepoint and fails alone. A single-statement job runs without one (two round trips saved per event); if
+it does fail, the transaction is lost, and the batch runs again with a savepoint around every job, so only the
+failing job fails. A deadlock or a serialization failure (two processes' batches crossing) rolls the batch back
+and runs it again; it was all rolled back, so nothing runs twice. A failed COMMIT, or a connection lost, fails
+every job of the batch with StoreUnavailableError: nothing of it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from hub.errors import StoreUnavailableError
+from hub.store.conn import Conn
+from hub.store.writer import BatchHook, Job
+
+T = TypeVar("T")
+Bulk = Callable[[Any, list[Any]], list[Any]]  # (connection, the jobs' args) -> their results, in order
+
+
+@dataclass(eq=False)
+class PgJob(Job[T]):
+    """A job that can also run together with its neighbours: consecutive jobs with one ``bulk`` run as one call
+    ``bulk(conn, [arg, ...])`` (the event inserts of a burst: one round trip). ``fn`` stays its way alone."""
+
+    bulk: Bulk | None = None
+    arg: Any = None
+
+log = logging.getLogger("hub.store")
+RETRIES = 4  # a batch that met a deadlock or a serialization failure runs again, up to this many times
+
+
+class PgGroupWriter:
+    def __init__(self, pool: ConnectionPool, wrap: Callable[[psycopg.Connection[Any]], Conn], *,
+                 max_batch: int = 512, max_pending: int = 10_000, on_batch: BatchHook | None = None):
+        self.pool, self.wrap = pool, wrap
+        self.max_batch, self.max_pending, self.on_batch = max_batch, max_pending, on_batch
+        self._queue: deque[Job[Any]] = deque()
+        self._wake = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-pg-commit")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pg-group-commit")
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False, bulk: Bulk | None = None,
+               arg: Any = None) -> asyncio.Future[T]:
+        if self._closing or self._task is None:
+            raise StoreUnavailableError("the store is not accepting writes")
+        if len(self._queue) >= self.max_pending:
+            raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the database")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(PgJob(cast(Any, fn), future, single_statement, bulk=bulk, arg=arg))
+        self._wake.set()
+        return future
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+                started = time.perf_counter()
+                try:
+                    await loop.run_in_executor(self._thread, self.commit, batch)
+                except Exception as exc:  # never let the flusher die: fail the batch instead
+                    log.exception("group commit failed")
+                    _fail(batch, StoreUnavailableError(f"store error: {exc}"))
+                if self.on_batch:
+                    self.on_batch(len(batch), time.perf_counter() - started)
+                for job in batch:
+                    if not job.future.done():
+                        if job.error is not None:
+                            job.future.set_exception(job.error)
+                        else:
+                            job.future.set_result(job.result)
+            if self._closing:
+                return
+
+    def commit(self, batch: list[Job[Any]]) -> None:
+        """Run and commit ``batch`` (on the writer thread; also the tests' way in): each job ends with a result or
+        an error."""
+        careful = False
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.pool.connection() as raw:
+                    if self._attempt(raw, batch, careful):
+                        return
+                careful = True  # a single-statement job failed and took the transaction with it
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                if attempt == RETRIES:
+                    _fail(batch, StoreUnavailableError(f"the store cannot commit: {_line(exc)}"))
+                    return
+                log.info("group commit retried after %s", type(exc).__name__)
+                time.sleep(0.005 * attempt)
+            except (psycopg.Error, PoolTimeout) as exc:
+                _fail(batch, StoreUnavailableError(f"the store cannot commit: {_line(exc)}"))
+                return
+        _fail(batch, StoreUnavailableError("the store cannot commit: the batch kept failing"))
+
+    def _attempt(self, raw: psycopg.Connection[Any], batch: list[Job[Any]], careful: bool) -> bool:
+        """One transaction over the batch; False when a job without a savepoint aborted it (nothing committed)."""
+        conn = self.wrap(raw)
+        try:
+            self._jobs(raw, conn, batch, careful)
+        except _Redo:
+            return False
+        return True
+
+    @staticmethod
+    def _jobs(raw: psycopg.Connection[Any], conn: Conn, batch: list[Job[Any]], careful: bool) -> None:
+        with raw.transaction():
+            for run in _runs(batch, careful):
+                if len(run) > 1:  # a bulk run: its statements fail together, and the batch runs again carefully
+                    bulk = cast(Bulk, cast(PgJob[Any], run[0]).bulk)
+                    try:
+                        results = bulk(conn, [cast(PgJob[Any], j).arg for j in run])
+                    except psycopg.Error as exc:
+                        _unavailable(exc)  # a deadlock goes up: the whole batch runs again
+                        raise _Redo from exc
+                    for job, result in zip(run, results, strict=True):
+                        job.error, job.result = None, result
+                    continue
+                job = run[0]
+                job.error, job.result = None, None
+                if job.single_statement and not careful:
+                    try:
+                        job.result = job.fn(conn)
+                    except Exception as exc:  # noqa: BLE001  (its caller gets it through its future)
+                        job.error = _unavailable(exc)
+                    if raw.info.transaction_status == pq.TransactionStatus.INERROR:
+                        raise _Redo
+                    continue
+                try:
+                    with raw.transaction():  # a savepoint: a failing job rolls back alone
+                        job.result = job.fn(conn)
+                except Exception as exc:  # noqa: BLE001
+                    job.error = _unavailable(exc)
+
+
+def _runs(batch: list[Job[Any]], careful: bool) -> list[list[Job[Any]]]:
+    """The batch in runs: consecutive jobs with one bulk function together (not when careful), others alone."""
+    runs: list[list[Job[Any]]] = []
+    for job in batch:
+        bulk = getattr(job, "bulk", None)
+        if not careful and bulk is not None and runs and getattr(runs[-1][0], "bulk", None) is bulk:
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
+
+
+class _Redo(Exception):
+    """A single-statement job aborted the transaction: run the batch again, every job under a savepoint."""
+
+
+def _unavailable(exc: Exception) -> Exception:
+    if isinstance(exc, (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)):
+        raise exc  # the whole batch runs again
+    return StoreUnavailableError(f"the store cannot commit: {_line(exc)}") if isinstance(
+        exc, psycopg.OperationalError) else exc
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _fail(batch: list[Job[Any]], error: StoreUnavailableError) -> None:
+    log.error("store could not commit %d write(s): %s", len(batch), error)
+    for job in batch:
+        job.error, job.result = error, None
