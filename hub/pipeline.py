@@ -15,13 +15,6 @@ A source with ``enrich:`` has its events completed from its API before they are 
 at a time in commit order. While that API fails, the event is marked waiting until its retry time and the rest of
 its source's events stay behind it (the pending read skips them); other sources go on, and a timer wakes the loop
 when the wait is over.
-
-The events of a round are applied at once (one write job each), which on SQLite still applies them in commit order:
-its one writer commits the jobs in the order they were handed over. PostgreSQL runs them on a pool of connections
-at the same time, so two steps of one finding taken in one round (a burst, or the backlog a new leader finds) would
-race: both see no finding and the second insert fails on the unique fingerprint, or an update lands before its
-create. There the events of one fingerprint scope (the only ones that can touch the same finding) are applied one
-after another, as an enriching source's are; other scopes still go at once.
 """
 
 from __future__ import annotations
@@ -87,7 +80,6 @@ class Pipeline:
         self.active = active  # None: always; else processing waits while it says no (hub/leader.py)
         self.clock, self.batch_events, self.on_deliveries = clock, batch_events, on_deliveries
         self.enrich = enrich
-        self.serial_scopes = store.dialect != "sqlite"  # see the module's doc
         self._processed = processed
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -150,16 +142,10 @@ class Pipeline:
             return done
         in_order = self.enrich.sources if self.enrich is not None else frozenset()
         chains: dict[str, list[EventRow]] = {}
-        alone: list[EventRow] = []
         for row in rows:
-            if self.serial_scopes:
-                fp = self.parsers.fingerprints.get(row.source)
-                chains.setdefault(fp.scope or row.source if fp is not None else row.source, []).append(row)
-            elif row.source in in_order:
+            if row.source in in_order:
                 chains.setdefault(row.source, []).append(row)
-            else:
-                alone.append(row)
-        runs = await asyncio.gather(*(self._one(row) for row in alone),
+        runs = await asyncio.gather(*(self._one(row) for row in rows if row.source not in in_order),
                                     *(self._in_order(chain) for chain in chains.values()))
         for row, result in (pair for run in runs for pair in run):
             if result is WAITING:

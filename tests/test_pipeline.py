@@ -271,9 +271,10 @@ def _quiet_scheduler_logs(caplog):
 
 @requires_pg
 async def test_on_postgresql_one_findings_steps_taken_in_one_round_apply_in_order(tmp_path: Path):
-    """The backlog a new leader finds holds several steps of each finding. They are applied one after another, as
-    SQLite's single writer does, not at once on the pool's connections: there the second insert of a finding
-    failed on its unique fingerprint, or an update overtook its create (the cluster tests found it)."""
+    """The backlog a new leader finds holds several steps of each finding. They are applied one after another, in
+    the order handed to the store (PostgreSQL's group commit, as SQLite's): when each write had a pooled connection
+    of its own the second insert of a finding failed on its unique fingerprint, or an update overtook its create
+    (the cluster tests found it)."""
     app = receiver(OUT_SECRET)
     data = config_data(tmp_path)
     data["routes"][0]["to"] = ["hook"]
