@@ -35,7 +35,7 @@ def create_app(hub: Hub) -> Any:
     async def metrics(request: Request) -> Response:
         hub.metrics.write_queue.set(hub.store.pending)
         if hub.started:
-            hub.refresh_gauges()
+            await hub.refresh_gauges()
         return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def http_error(request: Request, exc: Exception) -> Response:

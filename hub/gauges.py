@@ -11,8 +11,8 @@ from hub.store import Store
 from hub.store import deliveries as outbox
 
 
-def refresh(store: Store, metrics: Metrics, targets: Iterable[str], now: float) -> None:
-    stats, dead = outbox.queue_stats(store.conn), outbox.dead_stats(store.conn)
+async def refresh(store: Store, metrics: Metrics, targets: Iterable[str], now: float) -> None:
+    stats, dead = await store.peek(lambda conn: (outbox.queue_stats(conn), outbox.dead_stats(conn)))
     for name in targets:
         count, oldest = stats.get(name, (0, None))
         metrics.queue_depth.labels(name).set(count)

@@ -136,7 +136,8 @@ class Pipeline:
         """Process one round of pending events: each one is processed, failed (for good, with the reason), marked
         waiting (its source's API cannot complete it now), or left pending by a transient fault (the store could not
         commit), to be taken again later."""
-        rows = event_rows.pending(self.store.conn, self.batch_events, iso(self.clock()))
+        stamp = iso(self.clock())
+        rows = await self.store.peek(lambda conn: event_rows.pending(conn, self.batch_events, stamp))
         done = Round(taken=len(rows))
         if not rows:
             return done

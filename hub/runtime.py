@@ -91,8 +91,8 @@ class Hub:
         self.scheduler: Any = None
         self.started = False
 
-    def refresh_gauges(self) -> None:
-        gauges.refresh(self.store, self.metrics, self.config.targets, self.clock())
+    async def refresh_gauges(self) -> None:
+        await gauges.refresh(self.store, self.metrics, self.config.targets, self.clock())
 
     def _leadership_changed(self, leads: bool) -> None:
         if leads:
@@ -120,7 +120,7 @@ class Hub:
             self.dispatcher.wake()
 
         async def refresh() -> None:
-            self.refresh_gauges()
+            await self.refresh_gauges()
 
         async def retention() -> None:
             await prune(store, config.storage.retention, self.clock())

@@ -20,7 +20,7 @@ class SlaBreaches:
     async def check(self) -> int:
         """Mark and route the findings whose SLA date has passed; returns how many."""
         now = self.clock()
-        due = finding_rows.due_for_sla(self.store.conn, iso(now))
+        due = await self.store.peek(lambda conn: finding_rows.due_for_sla(conn, iso(now)))
         if not due:
             return 0
 

@@ -45,6 +45,10 @@ class Store(Protocol):
 
     async def read(self, fn: Callable[[Conn], T]) -> T: ...
 
+    async def peek(self, fn: Callable[[Conn], T]) -> T:
+        """A short read the event loop waits for: on SQLite on the loop's own connection (microseconds), on
+        PostgreSQL on a pooled connection in a worker thread (a network round trip must not hold the loop)."""
+
     async def insert_event(self, ev: events.NewEvent, replay: tuple[bytes, float] | None = None,
                            now: float = 0.0) -> tuple[str, bool]: ...
 

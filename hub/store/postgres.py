@@ -201,6 +201,12 @@ class PostgresStore:
         """A long read on a pooled connection in a worker thread, in one transaction (one snapshot)."""
         return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, False)
 
+    async def peek(self, fn: Callable[[Conn], T]) -> T:
+        """A short read on a pooled connection in a worker thread, in autocommit (Store.peek): the pipeline's
+        round of pending events is half a megabyte of bodies, which held the event loop, and every request, for
+        as long as it took to arrive."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, True)
+
     def _run(self, fn: Callable[[Conn], T], single_statement: bool) -> T:
         for attempt in range(1, RETRIES + 1):
             try:

@@ -103,6 +103,10 @@ class SqliteStore:
 
         return await asyncio.to_thread(run)
 
+    async def peek(self, fn: Callable[[Conn], T]) -> T:
+        """A short read on the loop's connection: in-process, microseconds (Store.peek)."""
+        return fn(self.conn)
+
     async def insert_event(self, ev: events.NewEvent, replay: tuple[bytes, float] | None = None,
                            now: float = 0.0) -> tuple[str, bool]:
         """Store an event; with ``replay`` (digest, expiry), one already accepted under that digest and not expired
