@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from hub.app import create_app
@@ -22,7 +23,7 @@ from hub.runtime import Hub
 from hub.settings import load_config
 from hub.store import deliveries as outbox
 from hub.store import events as event_rows
-from hub.store import open_store, replays
+from hub.store import open_store, replays, sync_state
 from hub.store.postgres import PostgresStore, redact_url, translate
 from hub.tokens import issue
 from tests.pg import fresh_schema, requires_pg
@@ -206,9 +207,10 @@ async def test_a_console_session_opened_on_one_process_is_valid_on_another(url: 
 
 
 async def test_a_failing_write_in_a_group_commit_fails_alone(url: str) -> None:
-    """PostgreSQL aborts a transaction at its first failing statement; the group commit's batch runs again with
-    a savepoint around every job, so the one bad write fails and the others commit: a hostile body with a NUL
-    in its headers (PostgreSQL's text refuses it) costs its sender a 503, not its neighbours."""
+    """PostgreSQL aborts a transaction at its first failing statement. An intake batch that fails goes again one
+    event at a time, and a batch of other writes runs again with a savepoint around every job: the one bad write
+    fails and the others commit. A hostile body with a NUL in its headers (PostgreSQL's text refuses it) costs its
+    sender an error, not its neighbours; so does a statement the database refuses (a CHECK)."""
     store = open_store(url, pool_size=2)
     await store.start()
     try:
@@ -231,5 +233,17 @@ async def test_a_failing_write_in_a_group_commit_fails_alone(url: str) -> None:
         assert answers[11] == (answers[13][0], False) and answers[13][1] is True  # type: ignore[index]
         assert answers[-1] == (answers[0][0], True)  # type: ignore[index]
         assert event_rows.counts(store.conn) == {"pending": 21}
+
+        def probe(row: int) -> Callable[[Any], Any]:  # store_probe holds one row, id 1 (a CHECK): id 2 is refused
+            return lambda conn: conn.execute("INSERT INTO store_probe (id, at, blob) VALUES (?, 0, ?) ON CONFLICT "
+                                             "(id) DO UPDATE SET at = excluded.at", (row, b""))
+
+        writes = await asyncio.gather(store.write(probe(1), single_statement=True),
+                                      store.write(probe(2), single_statement=True),
+                                      store.write(lambda c: sync_state.put(c, "k", {"v": 1}, iso(T0))),
+                                      return_exceptions=True)
+        assert writes[0] is not None and not isinstance(writes[0], BaseException)
+        assert isinstance(writes[1], psycopg.errors.CheckViolation) and writes[2] is None
+        assert sync_state.get(store.conn, "k") == {"v": 1}
     finally:
         await store.close()

@@ -35,12 +35,5 @@ class Conn(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
 
 
-class ManyConn(Conn, Protocol):
-    """PostgreSQL's connection can also run one statement for many rows in one round trip and return, for each
-    row, the first row its RETURNING gave (None when it gave none): the group commit's batched event inserts."""
-
-    def returning_many(self, sql: str, rows: Sequence[Sequence[Any]], /) -> list[Any]: ...
-
-
 def is_postgres(conn: Conn) -> bool:
     return getattr(conn, "dialect", "sqlite") == "postgres"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -14,10 +13,10 @@ from hub.errors import AdapterError
 from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
-from hub.store.conn import Conn, ManyConn, is_postgres
+from hub.store.conn import Conn, is_postgres
 from hub.store.keyset import Sort, keyset
 
-_INSERT = (
+INSERT = (
     "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq"
@@ -102,9 +101,14 @@ class EventRow:
 _ROW = "seq, source, received_at, content_type, headers, body, verified_by"
 
 
+def params(ev: NewEvent) -> tuple[Any, ...]:
+    """INSERT's arguments for ``ev``."""
+    return ev.source, ev.received_at, ev.idempotency_key, ev.content_type, ev.headers, ev.body, ev.verified_by
+
+
 def insert(conn: Conn, ev: NewEvent) -> tuple[str, bool]:
     """Store an event once per (source, idempotency key). Returns (stored id, was a duplicate)."""
-    added = conn.execute(_INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
+    added = conn.execute(INSERT, (ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
                                    ev.headers, ev.body, ev.verified_by)).fetchone()
     if added is not None:
         return event_id(added[0]), False
@@ -115,15 +119,6 @@ def insert(conn: Conn, ev: NewEvent) -> tuple[str, bool]:
 
 
 SORTS = {"seq": "seq", "received_at": "received_at"}  # the orders of ``listing``; migration 0011 indexes received_at
-
-
-def insert_many(conn: ManyConn, evs: Sequence[NewEvent]) -> list[tuple[str, bool]]:
-    """``insert`` for each of ``evs``, the inserts sent together (PostgreSQL's group commit: one round trip for a
-    batch, not one per event); a duplicate's id is read after."""
-    added = conn.returning_many(_INSERT, [(ev.source, ev.received_at, ev.idempotency_key, ev.content_type,
-                                           ev.headers, ev.body, ev.verified_by) for ev in evs])
-    return [(event_id(row[0]), False) if row is not None else insert(conn, ev) for row, ev in zip(added, evs,
-                                                                                                   strict=True)]
 
 
 def listing(conn: Conn, *, source: str | None = None, state: str | None = None,

@@ -4,7 +4,8 @@ A write per transaction cost a thread hand-off, a pooled connection, a round tri
 statements and COMMIT, and a WAL flush: 3,800 event inserts a second at most on this machine, against 16,000 for
 SQLite's group commit. As in hub/store/writer.py, jobs queue on the event loop and a flusher takes all that is
 queued; here the whole batch (its statements are network round trips) runs on a writer thread, on one connection,
-in one transaction. While one batch commits, the next gathers.
+in one transaction. While one batch commits, the next gathers. Intake's inserts have their own, on the event loop
+(hub/store/pg_intake.py).
 
 A statement that fails aborts a PostgreSQL transaction (SQLite's does not), so a job of several statements runs
 under a savepoint and fails alone. A single-statement job runs without one (two round trips saved per event); if
@@ -22,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -35,16 +35,6 @@ from hub.store.conn import Conn
 from hub.store.writer import BatchHook, Job
 
 T = TypeVar("T")
-Bulk = Callable[[Any, list[Any]], list[Any]]  # (connection, the jobs' args) -> their results, in order
-
-
-@dataclass(eq=False)
-class PgJob(Job[T]):
-    """A job that can also run together with its neighbours: consecutive jobs with one ``bulk`` run as one call
-    ``bulk(conn, [arg, ...])`` (the event inserts of a burst: one round trip). ``fn`` stays its way alone."""
-
-    bulk: Bulk | None = None
-    arg: Any = None
 
 log = logging.getLogger("hub.store")
 RETRIES = 4  # a batch that met a deadlock or a serialization failure runs again, up to this many times
@@ -68,14 +58,13 @@ class PgGroupWriter:
     def pending(self) -> int:
         return len(self._queue)
 
-    def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False, bulk: Bulk | None = None,
-               arg: Any = None) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> asyncio.Future[T]:
         if self._closing or self._task is None:
             raise StoreUnavailableError("the store is not accepting writes")
         if len(self._queue) >= self.max_pending:
             raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the database")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(PgJob(cast(Any, fn), future, single_statement, bulk=bulk, arg=arg))
+        self._queue.append(Job(cast(Any, fn), future, single_statement))
         self._wake.set()
         return future
 
@@ -144,18 +133,7 @@ class PgGroupWriter:
     @staticmethod
     def _jobs(raw: psycopg.Connection[Any], conn: Conn, batch: list[Job[Any]], careful: bool) -> None:
         with raw.transaction():
-            for run in _runs(batch, careful):
-                if len(run) > 1:  # a bulk run: its statements fail together, and the batch runs again carefully
-                    bulk = cast(Bulk, cast(PgJob[Any], run[0]).bulk)
-                    try:
-                        results = bulk(conn, [cast(PgJob[Any], j).arg for j in run])
-                    except psycopg.Error as exc:
-                        _unavailable(exc)  # a deadlock goes up: the whole batch runs again
-                        raise _Redo from exc
-                    for job, result in zip(run, results, strict=True):
-                        job.error, job.result = None, result
-                    continue
-                job = run[0]
+            for job in batch:
                 job.error, job.result = None, None
                 if job.single_statement and not careful:
                     try:
@@ -170,18 +148,6 @@ class PgGroupWriter:
                         job.result = job.fn(conn)
                 except Exception as exc:  # noqa: BLE001
                     job.error = _unavailable(exc)
-
-
-def _runs(batch: list[Job[Any]], careful: bool) -> list[list[Job[Any]]]:
-    """The batch in runs: consecutive jobs with one bulk function together (not when careful), others alone."""
-    runs: list[list[Job[Any]]] = []
-    for job in batch:
-        bulk = getattr(job, "bulk", None)
-        if not careful and bulk is not None and runs and getattr(runs[-1][0], "bulk", None) is bulk:
-            runs[-1].append(job)
-        else:
-            runs.append([job])
-    return runs
 
 
 class _Redo(Exception):

@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from hub.errors import StoreError, StoreUnavailableError
 from hub.store import events, pg_schema, probe, replays
 from hub.store.conn import Conn
+from hub.store.pg_intake import AsyncIntake
 from hub.store.pg_writer import PgGroupWriter
 from hub.store.probe import touch_probe
 from hub.store.writer import BatchHook
@@ -82,19 +83,6 @@ class PgConn:
             cur.executemany(translate(sql), rows)
         return cur
 
-    def returning_many(self, sql: str, rows: Sequence[Sequence[Any]], /) -> list[Any]:
-        """``sql`` for each of ``rows``, sent together (psycopg pipelines an executemany with RETURNING): for each
-        row, the first row its RETURNING gave, or None."""
-        out: list[Any] = []
-        if not rows:
-            return out
-        cur = self.raw.cursor()
-        cur.executemany(translate(sql), [tuple(r) for r in rows], returning=True)
-        while True:
-            out.append(cur.fetchone())
-            if not cur.nextset():
-                return out
-
 
 class _LoopConn(PgConn):
     """The connection for the short reads made on the event loop (autocommit: no transaction is left open
@@ -142,7 +130,7 @@ class PostgresStore:
         self._pending = 0
         self._closed = False
         self.writer: PgGroupWriter | None = None
-        self.intake: PgGroupWriter | None = None
+        self.intake: AsyncIntake | None = None
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(connect_timeout))}
         try:
             if migrate:
@@ -158,6 +146,9 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, **self._kwargs)
 
+    async def _connect_async(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, **self._kwargs)
+
     @property
     def pending(self) -> int:
         if self.writer is None or self.intake is None:
@@ -170,7 +161,7 @@ class PostgresStore:
         (its statements, its savepoints), and a request whose insert shared it waited for all of them (18 ms p50).
         Nothing orders an insert against the other writes: those read committed events only."""
         self.writer = PgGroupWriter(self.pool, PgConn, max_pending=self.max_pending, on_batch=self.on_batch)
-        self.intake = PgGroupWriter(self.pool, PgConn, max_pending=self.max_pending, on_batch=self.on_batch)
+        self.intake = AsyncIntake(self._connect_async, max_pending=self.max_pending, on_batch=self.on_batch)
         self.writer.start()
         self.intake.start()
 
@@ -232,12 +223,23 @@ class PostgresStore:
             if replay is None:
                 return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
             return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
-        if replay is None:  # with its neighbours in the batch, one round trip for all (pg_writer.py)
-            return await self.intake.submit(lambda conn: events.insert(conn, ev), single_statement=True,
-                                            bulk=events.insert_many, arg=ev)
-        item = (ev, replay[0], replay[1], now)
-        return await self.intake.submit(lambda conn: replays.insert_event(conn, *item), bulk=replays.insert_many,
-                                        arg=item)
+        if replay is None:  # with the other inserts of the moment, one round trip and one commit (pg_intake.py)
+
+            async def again() -> tuple[str, bool]:
+                return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
+
+            return await self.intake.submit(translate(events.INSERT), events.params(ev), alone=again,
+                                            duplicate=again, make_id=events.event_id)
+        key, expires = replay
+
+        async def alone() -> tuple[str, bool]:
+            return await self.write(lambda conn: replays.insert_event(conn, ev, key, expires, now))
+
+        async def duplicate() -> tuple[str, bool]:
+            return await self.write(lambda conn: replays.settled(conn, ev, key, None))
+
+        return await self.intake.submit(translate(replays.TAKE_THEN_INSERT), replays.taking(ev, key, expires, now),
+                                        alone=alone, duplicate=duplicate, make_id=events.event_id)
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
         return await probe.ping(self.write, timeout)

@@ -10,11 +10,10 @@ the insert are one job of the event's own group commit, so the guard adds no com
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 from hub.store import events
-from hub.store.conn import Conn, ManyConn, is_postgres
+from hub.store.conn import Conn, is_postgres
 
 STEP = 2_000
 
@@ -58,8 +57,8 @@ def insert_event(conn: Conn, ev: events.NewEvent, key: bytes, expires: float, no
 
 # PostgreSQL's statement: the digest's row first (inserted, or an expired one renewed), holding the event's seq
 # drawn from the events' sequence, then the event with that seq, only if the digest was taken. One statement, so a
-# batch of them is sent at once (``insert_many``).
-_TAKE_THEN_INSERT = (
+# burst of them is sent at once (hub/store/pg_intake.py).
+TAKE_THEN_INSERT = (
     "WITH s AS (SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq), "
     "g AS (INSERT INTO replay_guard (digest, expires_at, event_seq) SELECT ?, ?, s.seq FROM s "
     "ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at, event_seq = excluded.event_seq "
@@ -69,7 +68,7 @@ _TAKE_THEN_INSERT = (
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq")
 
 
-def _taking(ev: events.NewEvent, key: bytes, expires: float, now: float) -> tuple[Any, ...]:
+def taking(ev: events.NewEvent, key: bytes, expires: float, now: float) -> tuple[Any, ...]:
     return (key, expires, now, ev.source, ev.received_at, ev.idempotency_key, ev.content_type, ev.headers, ev.body,
             ev.verified_by)
 
@@ -77,12 +76,12 @@ def _taking(ev: events.NewEvent, key: bytes, expires: float, now: float) -> tupl
 def _insert_claiming(conn: Conn, ev: events.NewEvent, key: bytes, expires: float, now: float) -> tuple[str, bool]:
     """Take the digest first, then store the event, in one statement. A second process given the same request waits
     on the digest's unique key until the first commits, then finds it taken: a duplicate of the first's event."""
-    added = conn.execute(_TAKE_THEN_INSERT, _taking(ev, key, expires, now)).fetchone()
-    return _settled(conn, ev, key, added)
+    added = conn.execute(TAKE_THEN_INSERT, taking(ev, key, expires, now)).fetchone()
+    return settled(conn, ev, key, added)
 
 
-def _settled(conn: Conn, ev: events.NewEvent, key: bytes, added: Any) -> tuple[str, bool]:
-    """The answer for one ``_TAKE_THEN_INSERT``: the new event; else the digest's event (a replay); else the event
+def settled(conn: Conn, ev: events.NewEvent, key: bytes, added: Any) -> tuple[str, bool]:
+    """The answer for one ``TAKE_THEN_INSERT``: the new event; else the digest's event (a replay); else the event
     of the idempotency key (the digest was taken but the key was not new: the digest now names that event)."""
     if added is not None:
         return events.event_id(added[0]), False
@@ -93,13 +92,6 @@ def _settled(conn: Conn, ev: events.NewEvent, key: bytes, added: Any) -> tuple[s
     ident, duplicate = events.insert(conn, ev)
     conn.execute("UPDATE replay_guard SET event_seq = ? WHERE digest = ?", (events.parse_id(ident), key))
     return ident, duplicate
-
-
-def insert_many(conn: ManyConn, items: Sequence[tuple[events.NewEvent, bytes, float, float]]) -> list[tuple[str, bool]]:
-    """``insert_event`` on PostgreSQL for each of ``items`` (event, digest, expiry, now), the statements sent together:
-    the group commit's batch of intake in one round trip."""
-    added = conn.returning_many(_TAKE_THEN_INSERT, [_taking(*item) for item in items])
-    return [_settled(conn, item[0], item[1], row) for item, row in zip(items, added, strict=True)]
 
 
 def prune_step(conn: Conn, now: float) -> int:
