@@ -7,10 +7,11 @@ queued; here the whole batch (its statements are network round trips) runs on a 
 in one transaction. While one batch commits, the next gathers. Intake's inserts have their own, on the event loop
 (hub/store/pg_intake.py).
 
-A statement that fails aborts a PostgreSQL transaction (SQLite's does not), so a job of several statements runs
-under a savepoint and fails alone. A single-statement job runs without one (two round trips saved per event); if
-it does fail, the transaction is lost, and the batch runs again with a savepoint around every job, so only the
-failing job fails. A deadlock or a serialization failure (two processes' batches crossing) rolls the batch back
+A statement that fails aborts a PostgreSQL transaction (SQLite's does not), and a job that raises halfway leaves
+half its writes in it. A batch runs first without savepoints (each costs two round trips, and most batches have
+no failure): if a job fails, the transaction is rolled back and the batch runs again with a savepoint around every
+job, so only the failing job fails (a single-statement job that raises without touching the transaction just
+fails). A deadlock or a serialization failure (two processes' batches crossing) rolls the batch back
 and runs it again; it was all rolled back, so nothing runs twice. A failed COMMIT, or a connection lost, fails
 every job of the batch with StoreUnavailableError: nothing of it is committed.
 """
@@ -143,6 +144,13 @@ class PgGroupWriter:
                     if raw.info.transaction_status == pq.TransactionStatus.INERROR:
                         raise _Redo
                     continue
+                if not careful:  # no savepoint (two round trips a job): any failure runs the batch again carefully
+                    try:
+                        job.result = job.fn(conn)
+                    except Exception as exc:
+                        _unavailable(exc)  # a deadlock goes up as itself: the batch runs again as it was
+                        raise _Redo from exc
+                    continue
                 try:
                     with raw.transaction():  # a savepoint: a failing job rolls back alone
                         job.result = job.fn(conn)
@@ -151,7 +159,8 @@ class PgGroupWriter:
 
 
 class _Redo(Exception):
-    """A single-statement job aborted the transaction: run the batch again, every job under a savepoint."""
+    """A job failed and the transaction holds part of it (or PostgreSQL aborted it): run the batch again, every job
+    under a savepoint, so that only the failing one fails."""
 
 
 def _unavailable(exc: Exception) -> Exception:
