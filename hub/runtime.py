@@ -110,6 +110,11 @@ class Hub:
                     await fn()
             return run
 
+        async def statistics() -> None:  # PostgreSQL's planner, kept up with the queues (postgres.py says why)
+            from hub.store.postgres import refresh_statistics
+
+            await store.write(refresh_statistics)
+
         async def peers() -> None:
             await leadership.check()
             self.pipeline.wake()
@@ -134,6 +139,7 @@ class Hub:
                 Job("dead-letters", once(report_dead), every(3600))]
         if config.storage.url is not None:
             jobs.append(Job("leader", peers, every(CHECK_SECS)))
+            jobs.append(Job("statistics", once(statistics), every(15)))
         for name, poller in self.pollers.items():
             cfg = poller.cfg
             trigger = crontab(cfg.cron) if cfg.cron else every(cfg.every_secs or 300)

@@ -81,7 +81,7 @@ async def test_every_job_is_named_for_what_it_does(tmp_path):
         jobs = {job.id: job.name for job in build_scheduler(hub.jobs()).get_jobs()}
     finally:
         await hub.aclose()
-    shared = ("leader",) if hub.config.storage.url else ()  # several processes: who leads, checked every second
+    shared = ("leader", "statistics") if hub.config.storage.url else ()  # PostgreSQL: who leads; its planner
     assert jobs == {n: n for n in ("safety-net", "sla", "gauges", "retention", "dead-letters",
                                    "poll:secureendpoint", "sync:linear", *shared)}
 

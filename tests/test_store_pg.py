@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,3 +248,29 @@ async def test_a_failing_write_in_a_group_commit_fails_alone(url: str) -> None:
         assert sync_state.get(store.conn, "k") == {"v": 1}
     finally:
         await store.close()
+
+
+def test_a_backlog_written_at_once_gets_fresh_statistics_and_a_claim_that_uses_the_index(url: str) -> None:
+    """Autovacuum analyzes a table at most once a minute: until then a claim over a backlog written at once ran
+    with a plan made for an empty table and read the whole queue per claim. ``refresh_statistics`` (a leader job
+    every 15 s) analyzes the stale queue tables; afterwards the claim's plan searches the order index by key."""
+    from hub.store.postgres import refresh_statistics
+
+    store = open_store(url, pool_size=2)
+    try:
+        rows = [outbox.NewDelivery("r", "t", "finding.created", f"fnd_{i}", None, f"fnd_{i}", f"k{i}", None)
+                for i in range(5_000)]
+        store.write_sync(lambda c: outbox.insert(c, rows, iso(T0)))
+        deadline = time.monotonic() + 10  # a backend reports its row counts within a second or so
+        while (analyzed := store.write_sync(refresh_statistics)) == [] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert analyzed == ["deliveries"]
+        assert store.write_sync(refresh_statistics) == []  # fresh now: nothing to do
+        plan = "\n".join(r[0] for r in store.conn.execute(
+            "EXPLAIN SELECT d.seq FROM deliveries d WHERE d.target = ? AND d.state = 'pending' AND "
+            "d.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target = d.target AND "
+            "e.order_key = d.order_key AND e.seq < d.seq AND e.state IN ('pending', 'in_flight')) "
+            "ORDER BY d.next_attempt_at, d.seq LIMIT 16", ("t", iso(T0))))
+        assert "order_key = d.order_key" in plan.split("deliveries_order")[1].split("\n")[1], plan
+    finally:
+        store.shutdown()

@@ -105,6 +105,23 @@ class _LoopConn(PgConn):
         raise AssertionError("unreachable")
 
 
+QUEUE_TABLES = ("events", "deliveries")  # rewritten at every step; their plans need fresh statistics
+STALE_ROWS = 1_000  # and a tenth of the table: what ``refresh_statistics`` calls stale
+
+
+def refresh_statistics(conn: Conn) -> list[str]:
+    """ANALYZE the queue tables whose statistics are stale; returns their names. Autovacuum does it too, but at
+    most once a minute and after a fifth of the table changed: a backlog written at once (an outage's, a restore)
+    was claimed for that minute with a plan made for an empty table, reading the whole queue per claim (100 ms
+    against 0.5 ms at 20,000 pending)."""
+    stale = [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(?) "
+        "AND n_mod_since_analyze > greatest(?, n_live_tup / 10)", (list(QUEUE_TABLES), STALE_ROWS))]
+    for table in stale:
+        conn.execute(f"ANALYZE {table}")
+    return stale
+
+
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and errors."""
     parts = urlsplit(url)
