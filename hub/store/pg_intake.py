@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from hub.errors import StoreUnavailableError
+from hub.store.queue import BatchQueue
 from hub.store.writer import BatchHook
 
 log = logging.getLogger("hub.store")
@@ -41,57 +40,34 @@ class Insert:
     future: asyncio.Future[tuple[str, bool]]
 
 
-class AsyncIntake:
+class AsyncIntake(BatchQueue[Insert]):
+    waiting_for = "the database"
+
     def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]], *, max_pending: int,
                  on_batch: BatchHook | None = None):
-        self.connect, self.max_pending, self.on_batch = connect, max_pending, on_batch
+        super().__init__(max_batch=MAX_BATCH, max_pending=max_pending, name="hub-pg-intake")
+        self.connect, self.on_batch = connect, on_batch
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._queue: deque[Insert] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pg-intake")
 
     def submit(self, sql: str, params: tuple[Any, ...], *, alone: Callable[[], Awaitable[tuple[str, bool]]],
                duplicate: Callable[[], Awaitable[tuple[str, bool]]],
                make_id: Callable[[int], str]) -> asyncio.Future[tuple[str, bool]]:
-        if self._closing or self._task is None:
-            raise StoreUnavailableError("the store is not accepting writes")
-        if len(self._queue) >= self.max_pending:
-            raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the database")
         future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
-        self._queue.append(Insert(sql, params, alone, duplicate, make_id, future))
-        self._wake.set()
+        self.enqueue(Insert(sql, params, alone, duplicate, make_id, future))
         return future
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        await super().close()
         if self._conn is not None:
             await self._conn.close()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
-                started = asyncio.get_running_loop().time()
-                await self._flush(batch)
-                if self.on_batch:
-                    self.on_batch(len(batch), asyncio.get_running_loop().time() - started)
-            if self._closing:
-                return
+    async def flush(self, batch: list[Insert]) -> None:
+        started = asyncio.get_running_loop().time()
+        await self._insert_or_settle(batch)
+        if self.on_batch:
+            self.on_batch(len(batch), asyncio.get_running_loop().time() - started)
 
-    async def _flush(self, batch: list[Insert]) -> None:
+    async def _insert_or_settle(self, batch: list[Insert]) -> None:
         try:
             rows = await self._insert(batch)
         except Exception as exc:  # noqa: BLE001  (nothing committed: each goes alone, only a bad one fails)

@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -33,7 +32,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hub.errors import StoreUnavailableError
 from hub.store.conn import Conn
-from hub.store.writer import BatchHook, Job
+from hub.store.queue import BatchQueue
+from hub.store.writer import BatchHook, Job, settle, submit_job
 
 T = TypeVar("T")
 
@@ -41,65 +41,33 @@ log = logging.getLogger("hub.store")
 RETRIES = 4  # a batch that met a deadlock or a serialization failure runs again, up to this many times
 
 
-class PgGroupWriter:
+class PgGroupWriter(BatchQueue[Job[Any]]):
+    waiting_for = "the database"
+
     def __init__(self, pool: ConnectionPool, wrap: Callable[[psycopg.Connection[Any]], Conn], *,
                  max_batch: int = 512, max_pending: int = 10_000, on_batch: BatchHook | None = None):
-        self.pool, self.wrap = pool, wrap
-        self.max_batch, self.max_pending, self.on_batch = max_batch, max_pending, on_batch
-        self._queue: deque[Job[Any]] = deque()
-        self._wake = asyncio.Event()
+        super().__init__(max_batch=max_batch, max_pending=max_pending, name="hub-pg-group-commit")
+        self.pool, self.wrap, self.on_batch = pool, wrap, on_batch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-pg-commit")
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-pg-group-commit")
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
 
     def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> asyncio.Future[T]:
-        if self._closing or self._task is None:
-            raise StoreUnavailableError("the store is not accepting writes")
-        if len(self._queue) >= self.max_pending:
-            raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the database")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(Job(cast(Any, fn), future, single_statement))
-        self._wake.set()
-        return future
+        return submit_job(self, fn, single_statement)
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        await super().close()
         self._thread.shutdown(wait=True)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-                started = time.perf_counter()
-                try:
-                    await loop.run_in_executor(self._thread, self.commit, batch)
-                except Exception as exc:  # never let the flusher die: fail the batch instead
-                    log.exception("group commit failed")
-                    _fail(batch, StoreUnavailableError(f"store error: {exc}"))
-                if self.on_batch:
-                    self.on_batch(len(batch), time.perf_counter() - started)
-                for job in batch:
-                    if not job.future.done():
-                        if job.error is not None:
-                            job.future.set_exception(job.error)
-                        else:
-                            job.future.set_result(job.result)
-            if self._closing:
-                return
+    async def flush(self, batch: list[Job[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self.commit, batch)
+        except Exception as exc:  # never let the flusher die: fail the batch instead
+            log.exception("group commit failed")
+            _fail(batch, StoreUnavailableError(f"store error: {exc}"))
+        if self.on_batch:
+            self.on_batch(len(batch), time.perf_counter() - started)
+        settle(batch)
 
     def commit(self, batch: list[Job[Any]]) -> None:
         """Run and commit ``batch`` (on the writer thread; also the tests' way in): each job ends with a result or

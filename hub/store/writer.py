@@ -18,7 +18,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from hub.errors import StoreUnavailableError
 from hub.store.conn import Conn
+from hub.store.queue import BatchQueue
 
 T = TypeVar("T")
 log = logging.getLogger("hub.store")
@@ -43,62 +43,51 @@ class Job(Generic[T]):
 BatchHook = Callable[[int, float], None]  # (batch size, commit seconds)
 
 
-class GroupCommitWriter:
+def submit_job(queue: BatchQueue[Job[Any]], fn: Callable[[Conn], T], single_statement: bool) -> asyncio.Future[T]:
+    """Queue a write on a group commit of jobs; the future resolves after the commit that includes it."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    queue.enqueue(Job(fn, future, single_statement))
+    return future
+
+
+def settle(batch: list[Job[Any]]) -> None:
+    """Each job's future: its result, or its error."""
+    for job in batch:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+class GroupCommitWriter(BatchQueue[Job[Any]]):
+    waiting_for = "the disk"
+
     def __init__(self, conn: sqlite3.Connection, *, busy_timeout_ms: int, max_batch: int = 1024,
                  max_pending: int = 10_000, on_batch: BatchHook | None = None):
+        super().__init__(max_batch=max_batch, max_pending=max_pending, name="hub-group-commit")
         self.conn = conn
         self.busy_timeout_ms = busy_timeout_ms
-        self.max_batch = max_batch
-        self.max_pending = max_pending
         self.on_batch = on_batch
-        self._queue: deque[Job[Any]] = deque()
-        self._wake = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-commit")
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
         conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for a lock; see _commit_blocking
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-group-commit")
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
     def submit(self, fn: Callable[[Conn], T], *, single_statement: bool = False) -> asyncio.Future[T]:
-        """Queue a write; the future resolves after the commit that includes it."""
-        if self._closing or self._task is None:
-            raise StoreUnavailableError("the store is not accepting writes")
-        if len(self._queue) >= self.max_pending:
-            raise StoreUnavailableError(f"{len(self._queue)} writes are waiting for the disk")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(Job(fn, future, single_statement))
-        self._wake.set()
-        return future
+        return submit_job(self, fn, single_statement)
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        await super().close()
         self._thread.shutdown(wait=True)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                n = min(len(self._queue), self.max_batch)
-                batch = [self._queue.popleft() for _ in range(n)]
-                try:
-                    await self._commit(batch)
-                except Exception as exc:  # never let the flusher die: fail the batch instead
-                    log.exception("group commit failed")
-                    self._fail(batch, StoreUnavailableError(f"store error: {exc}"))
-                self._settle(batch)
-            if self._closing:
-                return
+    async def flush(self, batch: list[Job[Any]]) -> None:
+        try:
+            await self._commit(batch)
+        except Exception as exc:  # never let the flusher die: fail the batch instead
+            log.exception("group commit failed")
+            self._fail(batch, StoreUnavailableError(f"store error: {exc}"))
+        settle(batch)
 
     async def _commit(self, batch: list[Job[Any]]) -> None:
         started = time.perf_counter()
@@ -172,16 +161,6 @@ class GroupCommitWriter:
         log.error("store could not commit %d write(s): %s", len(batch), error)
         for job in batch:
             job.error, job.result = error, None
-
-    @staticmethod
-    def _settle(batch: list[Job[Any]]) -> None:
-        for job in batch:
-            if job.future.done():
-                continue
-            if job.error is not None:
-                job.future.set_exception(job.error)
-            else:
-                job.future.set_result(job.result)
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
