@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import Counter
 
@@ -47,10 +48,30 @@ from hub.store.conn import Conn
 from hub.store.events import EventRow, StoredEvent
 
 log = logging.getLogger("hub.pipeline")
+T = TypeVar("T")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between rounds while the store refuses writes
 WAITING = "waiting"  # _process's outcome for an event held back until its source's API answers
 IN_ORDER_SECS = 1.0  # longest a round spends on one enriching source's events
+
+
+@dataclass(slots=True)
+class _Ready:
+    """An event parsed (and enriched) outside the transaction, ready to apply; ``ctx`` carries its log ids."""
+
+    row: EventRow
+    event: StoredEvent
+    parsed: Parsed
+    now: float
+    ctx: contextvars.Context
+
+
+async def _transient(step: Awaitable[T]) -> T | HubError:
+    """The step's result, or the transient error it raised (the event stays pending; the round reports it)."""
+    try:
+        return await step
+    except HubError as exc:
+        return exc
 
 
 @dataclass
@@ -146,7 +167,7 @@ class Pipeline:
         for row in rows:
             if row.source in in_order:
                 chains.setdefault(row.source, []).append(row)
-        runs = await asyncio.gather(*(self._one(row) for row in rows if row.source not in in_order),
+        runs = await asyncio.gather(self._together([row for row in rows if row.source not in in_order]),
                                     *(self._in_order(chain) for chain in chains.values()))
         for row, result in (pair for run in runs for pair in run):
             if result is WAITING:
@@ -156,7 +177,7 @@ class Pipeline:
                 done.settled += 1
             elif result is None:
                 done.settled += 1  # failed visibly, or processed meanwhile by a reprocess
-            else:  # _process let a transient fault through: the event stays pending
+            else:  # a transient fault: the event stays pending
                 done.deferred += 1
                 done.reason = str(result)
                 log.debug("%s left pending: %s", row.id, result, extra={"event_id": row.id, "source": row.source})
@@ -164,11 +185,33 @@ class Pipeline:
             self.on_deliveries(done.targets)
         return done
 
-    async def _one(self, row: EventRow) -> list[tuple[EventRow, object]]:
-        try:
-            return [(row, await self._process(row))]
-        except HubError as exc:  # a transient fault (the only kind _process lets through): reported by the round
-            return [(row, exc)]
+    async def _together(self, rows: list[EventRow]) -> list[tuple[EventRow, object]]:
+        """Events applied in any order among themselves (their sources do not enrich): each parsed in a task of its
+        own, then all applied in one write job, with one statement taking them (``events.take_many``). A job and a
+        take per event cost a round trip, a plan and a future each: on PostgreSQL most of a round's time, in the
+        process that also answers requests. If the shared job fails (one event's apply raised), each event goes
+        again in a job of its own (``_commit``), so that only the failing one fails; a transient fault leaves them
+        all pending, as it would have each of them."""
+        prepared = await asyncio.gather(*(_transient(self._prepare(row)) for row in rows))
+        ready = [p for p in prepared if isinstance(p, _Ready)]
+        outcomes: dict[int, object] = {}
+        if len(ready) > 1:
+            try:
+                applied = await self.store.write(lambda conn: self.apply_all(conn, ready))
+            except Exception as exc:  # noqa: BLE001  (decided below: transient, or one event's own failure)
+                if is_transient(exc):
+                    outcomes = {r.row.seq: exc for r in ready}
+                else:
+                    log.debug("%d events applied together failed (%s); each goes alone", len(ready), exc)
+            else:
+                for r, outcome in zip(ready, applied, strict=True):
+                    r.ctx.run(self._count, r, outcome)
+                    outcomes[r.row.seq] = outcome
+        alone = [r for r in ready if r.row.seq not in outcomes]
+        each = await asyncio.gather(*(_transient(self._commit(r)) for r in alone))
+        outcomes.update((r.row.seq, result) for r, result in zip(alone, each, strict=True))
+        return [(row, outcomes[p.row.seq] if isinstance(p, _Ready) else p)
+                for row, p in zip(rows, prepared, strict=True)]
 
     async def _in_order(self, rows: list[EventRow]) -> list[tuple[EventRow, object]]:
         """A source's events one after another; after one that waits or is left pending, the rest stay pending.
@@ -178,7 +221,7 @@ class Pipeline:
         stop = loop.time() + IN_ORDER_SECS
         out: list[tuple[EventRow, object]] = []
         for row in rows:
-            [(_, result)] = await self._one(row)
+            result = await _transient(self._process(row))
             out.append((row, result))
             if result is WAITING or isinstance(result, Exception) or loop.time() > stop:
                 break
@@ -187,8 +230,14 @@ class Pipeline:
     async def _process(self, row: EventRow) -> Applied | str | None:
         """The event's outcome; None when it failed (stored as ``failed``, once) or was taken meanwhile.
         ``WAITING`` when its source's API cannot complete it now (marked, with the reason and the retry time).
-        Raises only a transient error, after which the event is still pending. Each runs in its own task
-        (``gather``), so the ids bound here for its log lines are this event's alone (and cost under 1 us)."""
+        Raises only a transient error, after which the event is still pending."""
+        ready = await self._prepare(row)
+        return await self._commit(ready) if isinstance(ready, _Ready) else ready
+
+    async def _prepare(self, row: EventRow) -> _Ready | str | None:
+        """Parse (and enrich) the event outside the transaction. WAITING or None (failed) as ``_process`` says; raises
+        only a transient error. Each runs in its own task (``gather``), so the ids bound here for its log lines are
+        this event's alone (and cost under 1 us); its apply runs in a copy of this context."""
         logs.bind(event_id=row.id, source=row.source)
         try:
             event = row.event()
@@ -196,8 +245,6 @@ class Pipeline:
             now = self.clock()
             if self.enrich is not None and event.source in self.enrich.sources:
                 parsed = await self.enrich(event, parsed, now)
-            ctx = contextvars.copy_context()  # the write job runs in the writer's batch: it logs with this event's ids
-            outcome = await self.store.write(lambda conn: ctx.run(self.apply, conn, row.seq, event, parsed, now))
         except EnrichmentWait as wait:
             return await self._wait(row, wait)
         except Exception as exc:  # whatever fails this event fails it alone, visibly (or leaves it, if transient)
@@ -205,11 +252,27 @@ class Pipeline:
                 raise
             await self._fail(row.seq, row.source, exc)
             return None
-        if outcome is not None:
-            self._processed.labels(event.source, "processed").inc()
-            log.debug("%s processed: %d finding(s), steps %s, deliveries to %s", row.id, outcome.findings,
-                      outcome.kinds or "-", ", ".join(sorted(outcome.targets)) or "none")
+        return _Ready(row, event, parsed, now, contextvars.copy_context())
+
+    async def _commit(self, ready: _Ready) -> Applied | None:
+        """Apply one prepared event in a write job of its own; None when it failed or was taken meanwhile."""
+        logs.bind(event_id=ready.row.id, source=ready.row.source)
+        try:
+            outcome = await self.store.write(
+                lambda conn: ready.ctx.run(self.apply, conn, ready.row.seq, ready.event, ready.parsed, ready.now))
+        except Exception as exc:  # this event's own failure, or a transient one (raised)
+            if is_transient(exc):
+                raise
+            await self._fail(ready.row.seq, ready.row.source, exc)
+            return None
+        self._count(ready, outcome)
         return outcome
+
+    def _count(self, ready: _Ready, outcome: Applied | None) -> None:
+        if outcome is not None:
+            self._processed.labels(ready.event.source, "processed").inc()
+            log.debug("%s processed: %d finding(s), steps %s, deliveries to %s", ready.row.id, outcome.findings,
+                      outcome.kinds or "-", ", ".join(sorted(outcome.targets)) or "none")
 
     async def _wait(self, row: EventRow, wait: EnrichmentWait) -> str:
         """Mark the event waiting until ``wait.until`` and wake the loop then."""
@@ -240,9 +303,19 @@ class Pipeline:
 
     def apply(self, conn: Conn, seq: int, event: StoredEvent, parsed: Parsed,
               now: float) -> Applied | None:
-        """Everything one event changes, inside the caller's transaction."""
+        """Everything one event changes, inside the caller's transaction; None if it was not pending any more."""
         if not event_rows.take(conn, seq, iso(now)):
             return None  # processed meanwhile (a reprocess raced us)
+        return self._apply_taken(conn, event, parsed, now)
+
+    def apply_all(self, conn: Conn, ready: list[_Ready]) -> list[Applied | None]:
+        """``apply`` for each event, in order, inside the caller's transaction, with one statement taking them all.
+        Each runs in its own context (its log lines carry its ids)."""
+        taken = event_rows.take_many(conn, [r.row.seq for r in ready], iso(max(r.now for r in ready)))
+        return [r.ctx.run(self._apply_taken, conn, r.event, r.parsed, r.now) if r.row.seq in taken else None
+                for r in ready]
+
+    def _apply_taken(self, conn: Conn, event: StoredEvent, parsed: Parsed, now: float) -> Applied:
         out = Applied()
         stamp = iso(now)
         fp_config = self.parsers.fingerprints.get(event.source)

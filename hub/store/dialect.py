@@ -5,6 +5,10 @@ JSON columns are text in both engines (written by the hub, read back whole); the
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from hub.store.conn import Conn, is_postgres
 
 
@@ -37,3 +41,11 @@ def seconds_between(conn: Conn, start: str, end: str) -> str:
     if is_postgres(conn):
         return f"extract(epoch FROM ({end}::timestamptz - {start}::timestamptz))::float8"
     return f"(julianday({end}) - julianday({start})) * 86400.0"
+
+
+def one_of(conn: Conn, column: str, values: list[Any]) -> tuple[str, Any]:
+    """``column`` is one of ``values``, as one placeholder: the same statement text whatever their number (a prepared
+    statement's cache holds one plan, not one per count). Returns the fragment and its argument."""
+    if is_postgres(conn):
+        return f"{column} = ANY(?)", list(values)
+    return f"{column} IN (SELECT value FROM json_each(?))", orjson.dumps(list(values)).decode()

@@ -14,6 +14,7 @@ from hub.ids import parse_seq
 from hub.store._rows import given
 from hub.store._rows import rows as _rows
 from hub.store.conn import Conn, is_postgres
+from hub.store.dialect import one_of
 from hub.store.keyset import Sort, keyset
 
 INSERT = (
@@ -188,6 +189,16 @@ def take(conn: Conn, seq: int, now: str) -> bool:
     """Mark a pending event processed (inside the transaction that applies it); False if it is not pending."""
     return conn.execute("UPDATE events SET state = 'processed', processed_at = ?, attempts = attempts + 1, "
                         "error = NULL, wait_until = NULL WHERE seq = ? AND state = 'pending'", (now, seq)).rowcount == 1
+
+
+def take_many(conn: Conn, seqs: list[int], now: str) -> set[int]:
+    """``take`` for several events in one statement; returns the seqs it took (those still pending)."""
+    if not seqs:
+        return set()
+    which, arg = one_of(conn, "seq", seqs)
+    return {r[0] for r in conn.execute(
+        "UPDATE events SET state = 'processed', processed_at = ?, attempts = attempts + 1, error = NULL, "
+        f"wait_until = NULL WHERE {which} AND state = 'pending' RETURNING seq", (now, arg))}
 
 
 def mark_failed(conn: Conn, seq: int, reason: str, now: str) -> None:
