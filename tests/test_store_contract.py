@@ -68,6 +68,46 @@ async def test_an_idempotency_key_stores_one_event_and_answers_its_id(store: Sto
     assert stored.body == b'{"a": 1}' and isinstance(stored.body, bytes)
 
 
+async def test_a_burst_of_inserts_answers_each_one_as_if_it_came_alone(store: Store) -> None:
+    """Inserts made at once share one batch (PostgreSQL: one INSERT of many rows, whose RETURNING names the rows
+    stored): a key already stored, a key twice in the burst, the same key from two sources and events without a key
+    each get their own answer."""
+    stored, _ = await store.insert_event(event(key="old"))
+    burst = [event(key="new-1"), event(), event(key="old"), event(key="twice"), event(source="other", key="twice"),
+             event(), event(key="twice", body=b"again"), event(key="new-2")]
+    answers = await asyncio.gather(*(store.insert_event(ev) for ev in burst))
+    assert [dup for _, dup in answers] == [False, False, True, False, False, False, True, False]
+    assert answers[2][0] == stored and answers[6][0] == answers[3][0]
+    new = [event_rows.parse_id(i) or 0 for i, dup in answers if not dup]
+    assert new == sorted(new) and len(set(new)) == 6  # ids grow in the order of the burst
+    rows = event_rows.by_ids(store.conn, [i for i, _ in answers])
+    first_of_key = [*burst[:6], burst[3], burst[7]]  # a duplicate answers the event stored first
+    assert [(rows[i].source, rows[i].body) for i, _ in answers] == [(ev.source, ev.body) for ev in first_of_key]
+
+
+async def test_a_burst_of_guarded_inserts_answers_each_one_as_if_it_came_alone(store: Store) -> None:
+    """Sources with a replay window, at once (PostgreSQL: one statement takes the digests and stores the events): a
+    digest still held, one expired, one twice in the burst, and a new digest whose idempotency key was taken."""
+    def d(name: str) -> bytes:
+        return replays.digest("scanner", name.encode())
+
+    held, _ = await store.insert_event(event(), replay=(d("held"), T0 + 300), now=T0)
+    await store.insert_event(event(), replay=(d("expired"), T0 + 5), now=T0)
+    keyed, _ = await store.insert_event(event(key="k"))
+    now = T0 + 10
+    burst = [(d("held"), None), (d("expired"), None), (d("new"), None), (d("new"), None), (d("other"), "k"),
+             (d("plain"), None)]
+    answers = await asyncio.gather(*(store.insert_event(event(key=key), replay=(digest, now + 300), now=now)
+                                     for digest, key in burst), store.insert_event(event(key="k2")))
+    assert [dup for _, dup in answers] == [True, False, False, True, True, False, False]
+    assert answers[0][0] == held and answers[3][0] == answers[2][0] and answers[4][0] == keyed
+    new = [event_rows.parse_id(i) or 0 for i, dup in answers[:6] if not dup]
+    assert new == sorted(new) and len(set(new)) == 3
+    again = await asyncio.gather(*(store.insert_event(event(key=key), replay=(digest, now + 300), now=now + 1)
+                                   for digest, key in burst[1:3] + burst[4:]))  # each request sent again
+    assert again == [(answers[1][0], True), (answers[2][0], True), (keyed, True), (answers[5][0], True)]
+
+
 async def test_a_replayed_request_is_a_duplicate_until_its_digest_expires(store: Store) -> None:
     digest = replays.digest("scanner", b"signed material")
     first = await store.insert_event(event(), replay=(digest, T0 + 300), now=T0)

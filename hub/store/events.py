@@ -22,6 +22,29 @@ INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq"
 )
+_COLUMNS = "source, received_at, idempotency_key, content_type, headers, body, verified_by"
+_TYPED = ("CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), "
+          "CAST(? AS bytea), CAST(? AS text)")  # the first row's types are the VALUES list's
+SEQS_IN_ORDER = ("s AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq, v.* FROM v "
+                 "ORDER BY o)")  # the rows of ``v``, each with the seq its event gets, drawn in ordinal order
+
+
+def values(n: int, first: str, width: int) -> str:
+    """A VALUES list of ``n`` rows of ``width`` placeholders, the first row's typed by ``first``."""
+    rest = "(" + ", ".join(["?"] * width) + ")"
+    return ", ".join([f"({first})", *[rest] * (n - 1)])
+
+
+def insert_rows(n: int) -> str:
+    """PostgreSQL: ``n`` events in one statement, each row ``(ordinal, *params(ev))``. Their seqs are drawn in the
+    ordinals' order (``SEQS_IN_ORDER``), so ids grow in it; the answer is one row per ordinal, in order: the seq
+    stored, or NULL for an event whose idempotency key was taken (pg_intake.py)."""
+    return (f"WITH v (o, {_COLUMNS}) AS (VALUES {values(n, _TYPED, 8)}), {SEQS_IN_ORDER}, "
+            f"e AS (INSERT INTO events (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM s ORDER BY seq "
+            "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq) "
+            "SELECT e.seq FROM s LEFT JOIN e ON e.seq = s.seq ORDER BY s.o")
+
+
 _STATE = "CASE WHEN state = 'pending' AND wait_until IS NOT NULL THEN 'waiting' ELSE state END AS state"
 _SUMMARY = (f"seq, 'evt_' || seq AS id, source, received_at, idempotency_key, content_type, verified_by, {_STATE}, "
             "attempts, error, processed_at, wait_until, length(body) AS size")

@@ -1,21 +1,26 @@
-"""PostgreSQL intake on the event loop: the event inserts of a burst in one transaction, with psycopg's async API.
+"""PostgreSQL intake on the event loop: the event inserts of a burst in one statement, with psycopg's async API.
 
 Intake is the one write that is always the same statement, and every request waits for it. Run from a writer thread
 (hub/store/pg_writer.py), each batch handed the GIL back and forth between the thread and the event loop at every
-message of its pipeline; here the batch is an ``executemany`` on an ``AsyncConnection``, awaited on the loop like
-any socket, and the loop serves requests while PostgreSQL works.
+message of its pipeline; here the batch is awaited on an ``AsyncConnection`` on the loop like any socket, and the
+loop serves requests while PostgreSQL works.
 
-A batch is one statement per event (``events.insert`` or, for sources with a replay window, the digest and the
-event in one statement: ``replays._TAKE_THEN_INSERT``), sent together, committed once. An event that RETURNING
-did not give back is a duplicate (of its idempotency key or its digest): its answer is read after the commit, by
-the same functions the other writes use, through ``settle`` (the store's ordinary write path). If the batch fails
-(a bad row: PostgreSQL's text refuses a NUL; the connection lost; a deadlock), nothing of it is committed and each
-event goes through ``settle`` alone, so only the bad one fails.
+The events of a batch are one statement on an autocommit connection: one round trip, one plan and one commit
+(``events.insert_rows``; for sources with a replay window ``replays.take_then_insert_rows``, the digests and the
+events). BEGIN, a statement per event and COMMIT cost three round trips and a plan per event: at the 4 to 16 events
+a batch holds under load, about twice the client's CPU and the server's per event (bench/ingest.py). Each row
+carries its ordinal and the answer has one row per ordinal: the event's seq, or NULL when it was not stored (its
+idempotency key or its digest was taken). That answer is then read by the same functions the other writes use,
+through ``settle`` (the store's ordinary write path), as is the answer of a digest met twice in one batch (one
+statement cannot take a digest twice). If a batch fails (a bad row: PostgreSQL's text refuses a NUL; the connection
+lost; a deadlock), nothing of it is committed and each event goes through ``settle`` alone, so only the bad one
+fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +28,9 @@ from typing import Any
 
 import psycopg
 
+from hub.errors import StoreError
+from hub.store import events, replays
+from hub.store.pg_sql import translate
 from hub.store.queue import BatchQueue
 from hub.store.writer import BatchHook
 
@@ -32,11 +40,10 @@ MAX_BATCH = 512
 
 @dataclass(eq=False, slots=True)
 class Insert:
-    sql: str  # the statement as psycopg takes it (translated)
-    params: tuple[Any, ...]
+    params: tuple[Any, ...]  # events.params(ev), or replays.taking(...) (the digest first)
+    replay: bool  # the event takes a digest of the replay guard
     alone: Callable[[], Awaitable[tuple[str, bool]]]  # the insert through the ordinary write path
-    duplicate: Callable[[], Awaitable[tuple[str, bool]]]  # the answer when RETURNING gave nothing back
-    make_id: Callable[[int], str]
+    duplicate: Callable[[], Awaitable[tuple[str, bool]]]  # the answer when the statement stored nothing
     future: asyncio.Future[tuple[str, bool]]
 
 
@@ -49,11 +56,11 @@ class AsyncIntake(BatchQueue[Insert]):
         self.connect, self.on_batch = connect, on_batch
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    def submit(self, sql: str, params: tuple[Any, ...], *, alone: Callable[[], Awaitable[tuple[str, bool]]],
-               duplicate: Callable[[], Awaitable[tuple[str, bool]]],
-               make_id: Callable[[int], str]) -> asyncio.Future[tuple[str, bool]]:
+    def submit(self, params: tuple[Any, ...], *, replay: bool, alone: Callable[[], Awaitable[tuple[str, bool]]],
+               duplicate: Callable[[], Awaitable[tuple[str, bool]]]) -> asyncio.Future[tuple[str, bool]]:
+        """Queue an event's insert; the future gives (event id, was a duplicate)."""
         future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
-        self.enqueue(Insert(sql, params, alone, duplicate, make_id, future))
+        self.enqueue(Insert(params, replay, alone, duplicate, future))
         return future
 
     async def close(self) -> None:
@@ -63,22 +70,35 @@ class AsyncIntake(BatchQueue[Insert]):
 
     async def flush(self, batch: list[Insert]) -> None:
         started = asyncio.get_running_loop().time()
-        await self._insert_or_settle(batch)
+        plain = [item for item in batch if not item.replay]
+        digests: set[bytes] = set()
+        guarded: list[Insert] = []
+        again: list[Insert] = []
+        for item in batch:
+            if item.replay:
+                (again if item.params[0] in digests else guarded).append(item)
+                digests.add(item.params[0])
+        if plain:
+            await self._insert_or_settle(plain, insert_sql)
+        if guarded:
+            await self._insert_or_settle(guarded, guarded_sql)
+        for item in again:  # its digest's first event is committed now: this one is its replay (or, expired, new)
+            self._spawn(item)
         if self.on_batch:
             self.on_batch(len(batch), asyncio.get_running_loop().time() - started)
 
-    async def _insert_or_settle(self, batch: list[Insert]) -> None:
+    async def _insert_or_settle(self, batch: list[Insert], sql: Callable[[int], str]) -> None:
         try:
-            rows = await self._insert(batch)
+            seqs = await self._insert(batch, sql(len(batch)))
         except Exception as exc:  # noqa: BLE001  (nothing committed: each goes alone, only a bad one fails)
             log.info("intake batch of %d went one by one: %s", len(batch), str(exc).strip().splitlines()[:1])
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self._conn = None
             await asyncio.gather(*(self._settle(item, item.alone) for item in batch))
             return
-        for item, row in zip(batch, rows, strict=True):
-            if row is not None:
-                item.future.set_result((item.make_id(row[0]), False))
+        for item, seq in zip(batch, seqs, strict=True):
+            if seq is not None:
+                item.future.set_result((events.event_id(seq), False))
             else:
                 self._spawn(item)
 
@@ -96,19 +116,22 @@ class AsyncIntake(BatchQueue[Insert]):
         if not item.future.done():
             item.future.set_result(result)
 
-    async def _insert(self, batch: list[Insert]) -> list[Any]:
+    async def _insert(self, batch: list[Insert], sql: str) -> list[int | None]:
+        """One statement for the batch (autocommit: it commits alone); each item's seq, None if it was not stored."""
         if self._conn is None:
             self._conn = await self.connect()
-        groups: dict[str, list[int]] = {}
-        for i, item in enumerate(batch):
-            groups.setdefault(item.sql, []).append(i)
-        rows: dict[int, Any] = {}
-        async with self._conn.transaction():
-            for sql, positions in groups.items():
-                cur = self._conn.cursor()
-                await cur.executemany(sql, [batch[i].params for i in positions], returning=True)
-                for n, i in enumerate(positions):
-                    rows[i] = await cur.fetchone()
-                    if n < len(positions) - 1:
-                        cur.nextset()
-        return [rows[i] for i in range(len(batch))]
+        cur = await self._conn.execute(sql, [value for n, item in enumerate(batch) for value in (n, *item.params)])
+        seqs = [row[0] for row in await cur.fetchall()]
+        if len(seqs) != len(batch):
+            raise StoreError(f"the intake statement answered {len(seqs)} rows for {len(batch)} events")
+        return seqs
+
+
+@functools.lru_cache(maxsize=64)
+def insert_sql(n: int) -> str:
+    return translate(events.insert_rows(n))
+
+
+@functools.lru_cache(maxsize=64)
+def guarded_sql(n: int) -> str:
+    return translate(replays.take_then_insert_rows(n))

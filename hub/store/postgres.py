@@ -16,9 +16,7 @@ transactions cross. Long reads (``read``) run on pooled connections in worker th
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +31,7 @@ from hub.errors import StoreError, StoreUnavailableError
 from hub.store import events, pg_schema, probe, replays
 from hub.store.conn import Conn
 from hub.store.pg_intake import AsyncIntake
+from hub.store.pg_sql import translate
 from hub.store.pg_writer import PgGroupWriter
 from hub.store.probe import touch_probe
 from hub.store.writer import BatchHook
@@ -40,29 +39,6 @@ from hub.store.writer import BatchHook
 T = TypeVar("T")
 log = logging.getLogger("hub.store")
 RETRIES = 4  # a transaction that met a deadlock or a serialization failure runs again, up to this many times
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<!:):([A-Za-z_]\w*)|%|\bLIKE\b")
-
-
-@functools.lru_cache(maxsize=2048)
-def translate(sql: str) -> str:
-    """SQLite's placeholders as psycopg's: ``?`` -> ``%s``, ``:name`` -> ``%(name)s``, a literal ``%`` -> ``%%``;
-    ``LIKE`` -> ``ILIKE`` (SQLite's LIKE ignores the case of ASCII letters). String literals keep their text."""
-
-    def one(m: re.Match[str]) -> str:
-        text = m.group(0)
-        if text.startswith("'"):
-            return text.replace("%", "%%")
-        if text == "?":
-            return "%s"
-        if text == "%":
-            return "%%"
-        if text == "LIKE":
-            return "ILIKE"
-        return f"%({m.group(1)})s"
-
-    return _TOKEN.sub(one, sql)
-
-
 class PgConn:
     """A psycopg connection that takes the query modules' SQL (see ``translate``)."""
 
@@ -240,13 +216,12 @@ class PostgresStore:
             if replay is None:
                 return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
             return await self.write(lambda conn: replays.insert_event(conn, ev, replay[0], replay[1], now))
-        if replay is None:  # with the other inserts of the moment, one round trip and one commit (pg_intake.py)
+        if replay is None:  # a row of the moment's statement: one round trip and one commit for all (pg_intake.py)
 
             async def again() -> tuple[str, bool]:
                 return await self.write(lambda conn: events.insert(conn, ev), single_statement=True)
 
-            return await self.intake.submit(translate(events.INSERT), events.params(ev), alone=again,
-                                            duplicate=again, make_id=events.event_id)
+            return await self.intake.submit(events.params(ev), replay=False, alone=again, duplicate=again)
         key, expires = replay
 
         async def alone() -> tuple[str, bool]:
@@ -255,8 +230,8 @@ class PostgresStore:
         async def duplicate() -> tuple[str, bool]:
             return await self.write(lambda conn: replays.settled(conn, ev, key, None))
 
-        return await self.intake.submit(translate(replays.TAKE_THEN_INSERT), replays.taking(ev, key, expires, now),
-                                        alone=alone, duplicate=duplicate, make_id=events.event_id)
+        return await self.intake.submit(replays.taking(ev, key, expires, now), replay=True, alone=alone,
+                                        duplicate=duplicate)
 
     async def ping(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109  (a probe with its own deadline)
         return await probe.ping(self.write, timeout)

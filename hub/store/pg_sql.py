@@ -1,0 +1,28 @@
+"""The query modules' SQL as psycopg takes it: they are written once, in SQLite's spelling, for both engines."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<!:):([A-Za-z_]\w*)|%|\bLIKE\b")
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """SQLite's placeholders as psycopg's: ``?`` -> ``%s``, ``:name`` -> ``%(name)s``, a literal ``%`` -> ``%%``;
+    ``LIKE`` -> ``ILIKE`` (SQLite's LIKE ignores the case of ASCII letters). String literals keep their text."""
+
+    def one(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if text.startswith("'"):
+            return text.replace("%", "%%")
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if text == "LIKE":
+            return "ILIKE"
+        return f"%({m.group(1)})s"
+
+    return _TOKEN.sub(one, sql)
