@@ -44,6 +44,9 @@ class ServerConfig(StrictModel):
                                  "(lowered at start to fit the process's open-file limit).")
     max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576, description="Request line and headers together; "
                                   "more is answered 431 and never stored.")
+    reuse_port: bool = Field(False, description="Several `hub serve` processes on this host listen on one "
+                             "host:port (SO_REUSEPORT, Linux): the kernel spreads new connections among them. Needs "
+                             "the PostgreSQL store; SQLite keeps one `hub serve` per store.")
 
 
 class RetentionConfig(StrictModel):

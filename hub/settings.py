@@ -118,7 +118,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Setti
     targets, mappings, target_problems = _targets(config, doc, base_dir)
     options, option_problems = _options(config, doc)
     problems += [*_when_problems(config, doc), *target_problems, *_kind_problems(config, doc, targets),
-                 *option_problems, *_writeback_problems(config, doc, targets), *_enrich_problems(config, doc)]
+                 *option_problems, *_writeback_problems(config, doc, targets), *_enrich_problems(config, doc),
+                 *_server_problems(config, doc)]
     if problems := _shown(doc, problems):
         raise ConfigError(problems)
     return Settings(config, doc.file, base_dir, MappingProxyType(targets), MappingProxyType(mappings),
@@ -288,6 +289,13 @@ def _enrich_problems(config: HubConfig, doc: YamlDoc) -> list[Problem]:
             problems.append(doc.problem(("sources", name, "enrich"), f"{which} cannot enrich; adapters that can: "
                                         f"{', '.join(enrichment.enriching_adapters())}"))
     return problems
+
+
+def _server_problems(config: HubConfig, doc: YamlDoc) -> list[Problem]:
+    if config.server.reuse_port and config.storage.url is None:
+        return [doc.problem(("server", "reuse_port"), "several processes on one port need storage.url "
+                            "(PostgreSQL): a SQLite store is held by one `hub serve`")]
+    return []
 
 
 def _split_platform_notes(config: HubConfig, doc: YamlDoc) -> list[Problem]:

@@ -98,12 +98,13 @@ class Sink:
 # --- the cluster ---------------------------------------------------------------------------------------------------
 
 
-def configs(tmp_path: Path, url: str, sink: str, n: int, *, lease: float, concurrency: int = 4) -> list[Path]:
+def configs(tmp_path: Path, url: str, sink: str, n: int, *, lease: float, concurrency: int = 4,
+            reuse_port: bool = False) -> list[Path]:
     """One config per process: the same store, sources and routes; the target's URL path names the process."""
     out = []
     for i in range(n):
         out.append(write_config(tmp_path / f"hub-{i}.yaml", {
-            "server": {"host": "127.0.0.1", "port": 8080},
+            "server": {"host": "127.0.0.1", "port": 8080, "reuse_port": reuse_port},
             "storage": {"url": url, "pool_size": 4},
             "sources": {
                 "sw": {"verify": {"scheme": "standard-webhooks", "secrets": [SW_SECRET]}, **GENERIC},
@@ -382,3 +383,32 @@ def test_sigterm_with_deliveries_in_flight_exits_and_leaves_nothing_in_flight(tm
         assert not sink.duplicates()
         print(f"[SIGTERM] process {victim} had {in_flight_then} deliveries in flight at the sink; it exited 0 in "
               f"{took:.2f} s; the rest were delivered by process 0 ({sink.finished.get(0, 0)} in all)")
+
+
+def test_processes_on_one_port_share_its_connections(tmp_path: Path):
+    """server.reuse_port: two processes listen on one host:port and the kernel hands each new connection to one of
+    them. Both answer there (one leads, one does not); events sent to that one address are stored once and delivered
+    in order; with one process killed, the port still answers."""
+    sink = Sink()
+    port = free_port()
+    with fresh_schema() as url, LoopbackServer(sink.app()) as server:
+        procs = [HubProcess(c, port) for c in configs(tmp_path, url, server.url, 2, lease=3.0, reuse_port=True)]
+        try:
+            for p in procs:
+                p.start()
+            seen: set[bool] = set()
+            deadline = time.monotonic() + 20
+            while seen != {True, False}:  # a new connection each time: the second process answers some once it listens
+                assert time.monotonic() < deadline, f"one process answered every connection: leader={seen}"
+                seen.add(httpx.get(f"{procs[0].url}/readyz", timeout=2).json()["leader"])
+            tool_ids, steps = [f"F-{i}" for i in range(8)], 3
+            sender = Sender(procs[:1])
+            asyncio.run(sender.findings(tool_ids, steps))
+            settle(url, len(tool_ids) * steps, timeout=60)
+            check(url, sender, sink, tool_ids, steps, "one port, 2 processes")
+            procs[1].kill()
+            for _ in range(10):
+                assert httpx.get(f"{procs[0].url}/healthz", timeout=2).status_code == 200
+        finally:
+            for p in procs:
+                p.kill()

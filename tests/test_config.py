@@ -247,3 +247,15 @@ console:
 def test_console_public_url_loses_its_trailing_slash(tmp_path):
     config = HubConfig.model_validate({"console": {"public_url": "https://hub.example.com/ops/"}})
     assert config.console.public_url == "https://hub.example.com/ops"
+
+
+def test_a_shared_port_needs_a_store_several_processes_can_share(tmp_path):
+    out = problems(tmp_path, """\
+server:
+  port: 8080
+  reuse_port: true
+""")
+    assert out == ["hub.yaml:3: server.reuse_port: several processes on one port need storage.url (PostgreSQL): a "
+                   "SQLite store is held by one `hub serve`"]
+    (tmp_path / "pg.yaml").write_text("server: {reuse_port: true}\nstorage: {url: 'postgresql://db/hub'}\n")
+    assert load_config(tmp_path / "pg.yaml", {}).config.server.reuse_port is True

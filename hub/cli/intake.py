@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -59,10 +60,27 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str |
     limits = EdgeLimits(server.header_timeout_secs, server.body_timeout_secs, cap, server.max_header_bytes,
                         on_drop=lambda reason: dropped.labels(reason).inc())
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.run(create_app(hub), host=host or server.host, port=port or server.port, log_config=None,
-                access_log=server.access_log if access_log is None else access_log, lifespan="on",
-                server_header=False, log_level=log_level, http=protocol_class(limits),
-                timeout_keep_alive=server.keepalive_timeout_secs)
+    settings = uvicorn.Config(create_app(hub), host=host or server.host, port=port or server.port, log_config=None,
+                              access_log=server.access_log if access_log is None else access_log, lifespan="on",
+                              server_header=False, log_level=log_level, http=protocol_class(limits),
+                              timeout_keep_alive=server.keepalive_timeout_secs)
+    sockets = [shared_socket(settings.host, settings.port)] if server.reuse_port else None
+    uvicorn.Server(settings).run(sockets=sockets)
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket other processes may bind too (SO_REUSEPORT): the kernel spreads connections among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    sock.set_inheritable(True)
+    return sock
 
 
 def _stopped(signum: int, frame: Any) -> None:
