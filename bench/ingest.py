@@ -11,16 +11,20 @@ and the medians are printed with the ratio hub/bare. At the end the hub is SIGKI
 on disk are counted: every acknowledged (202) event must be there.
 
 --store postgres runs the hub on a fresh schema of --pg-url (default: env HUB_BENCH_PG_URL, else
-postgresql://127.0.0.1:5432/test), dropped at the end; --processes N starts N hubs on that schema, each on its own
-port, and spreads the load over them (wrk: N wrk at once, connections split evenly, req/s summed, p50 the
-request-weighted mean of their p50, p99 the max of their p99; python client: one client over the N ports). Every
-hub is SIGKILLed before the count. --compare runs SQLite x1 and PostgreSQL x1, x2, x3 one after the other and prints
-one table, each row with its ratio to the bare app and to SQLite x1.
+postgresql://127.0.0.1:5432/test), dropped at the end; --processes N starts N hubs on that schema listening on one
+port (server.reuse_port: the kernel spreads the client's connections over them, as one host with N processes
+would serve). So every configuration has the same client, one wrk thread with the same connections, whose CPU is
+the same share of this machine's in every row, and p50/p99 are over all requests. (Each hub on its own port with
+a wrk of its own cost twice the client CPU per request, on a machine the hubs and PostgreSQL already saturate, and
+gave no percentile over all requests, only the worst of the per-port ones.) Every hub is SIGKILLed before the
+count. --compare runs SQLite x1 and PostgreSQL x1, x2, x3 one after the other and prints one table, each row with
+its ratio to the bare app and to SQLite x1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
@@ -98,10 +102,9 @@ def unique_bodies(seconds: float) -> list[bytes]:
     return [make_body(i, run) for i in range(int(seconds * 20_000) + 2_000)]
 
 
-def load_python(ports: list[int], seconds: float, connections: int) -> Figures:
-    """One client spreading its connections over ``ports``: percentiles over every request of the load."""
-    requests = [raw_request(ports[0], body) for body in unique_bodies(seconds)]
-    res = loadgen.run("127.0.0.1", ports, requests, connections, seconds)
+def load_python(port: int, seconds: float, connections: int) -> Figures:
+    requests = [raw_request(port, body) for body in unique_bodies(seconds)]
+    res = loadgen.run("127.0.0.1", [port], requests, connections, seconds)
     lat = sorted(res.latencies) or [0.0]
     ok = sum(n for s, n in res.statuses.items() if 200 <= s < 300)
     return Figures(res.requests / res.seconds, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, ok,
@@ -131,46 +134,29 @@ end
 """
 
 
-def _wrk_figures(out: str) -> tuple[Figures, int]:
+def _wrk_figures(out: str) -> Figures:
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]  (the distribution,
     # not a "+/- Stdev" cell that ends in 50%)
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return Figures(rps, p50, p99, total - non2xx, non2xx), total
+    return Figures(rps, p50, p99, total - non2xx, non2xx)
 
 
-def load_wrk(ports: list[int], seconds: float, connections: int, work: Path, procs: stores.Procs) -> Figures:
-    """One wrk per port, all at once, the connections split evenly. wrk reports percentiles, not latencies, so
-    with several ports: req/s summed, p50 the request-weighted mean of the runs' p50, p99 the max of their p99."""
+def load_wrk(port: int, seconds: float, connections: int, work: Path, procs: stores.Procs) -> Figures:
+    """One wrk thread, ``connections`` connections, fresh signed bodies (written before it starts)."""
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
-    runs = []
-    for k, port in enumerate(ports):
-        bodies = work / f"bodies-{k}.tsv"  # one "signature TAB body" per line, fresh for each load
-        bodies.write_text("".join(f"{signature(b)}\t{b.decode()}\n" for b in unique_bodies(seconds)))
-        share = connections // len(ports) + (1 if k < connections % len(ports) else 0)
-        runs.append(procs.start(["wrk", "-t1", f"-c{share}", f"-d{max(1, round(seconds))}s", "--latency",
-                                 "-s", str(script), f"http://127.0.0.1:{port}/hooks/bench", "--", str(bodies)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    parts = []
-    for proc in runs:
-        out, err = proc.communicate(timeout=seconds + 60)
-        if proc.returncode != 0:
-            raise SystemExit(f"wrk failed ({proc.returncode}): {err.strip()}")
-        parts.append(_wrk_figures(out))
-    return combine(parts)
-
-
-def combine(parts: list[tuple[Figures, int]]) -> Figures:
-    """Runs made at once, each with its request count: req/s summed, p50 the request-weighted mean of their p50,
-    p99 the max of their p99 (wrk gives percentiles, not the latencies to merge)."""
-    if len(parts) == 1:
-        return parts[0][0]
-    total = sum(n for _, n in parts) or 1
-    return Figures(sum(f.rps for f, _ in parts), sum(f.p50_ms * n for f, n in parts) / total,
-                   max(f.p99_ms for f, _ in parts), sum(f.ok for f, _ in parts), sum(f.other for f, _ in parts))
+    bodies = work / "bodies.tsv"  # one "signature TAB body" per line
+    bodies.write_text("".join(f"{signature(b)}\t{b.decode()}\n" for b in unique_bodies(seconds)))
+    proc = procs.start(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s",
+                        str(script), f"http://127.0.0.1:{port}/hooks/bench", "--", str(bodies)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed ({proc.returncode}): {err.strip()}")
+    return _wrk_figures(out)
 
 
 @dataclass
@@ -193,48 +179,81 @@ def median(figures: list[Figures]) -> Figures:
                    sum(f.ok for f in figures), sum(f.other for f in figures))
 
 
-def start_hubs(config: Path, ports: list[int], procs: stores.Procs, work: Path, hubs: list[subprocess.Popen]) -> None:
-    """``hub serve`` on each port, into ``hubs`` as each starts (a failure leaves the started ones there to kill);
-    the first alone until it listens (it creates the store), then the others."""
+def start_hubs(config: Path, port: int, processes: int, procs: stores.Procs, work: Path,
+               hubs: list[subprocess.Popen]) -> None:
+    """``processes`` x ``hub serve`` on ``port``, into ``hubs`` as each starts (a failure leaves the started ones there
+    to kill); the first alone until it listens (it creates the store), then the others, each until it listens too."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for k, port in enumerate(ports):
+    for k in range(processes):
         with open(work / f"hub-{k}.log", "wb") as log:
             hubs.append(procs.start([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port",
                                      str(port), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=log))
         if k == 0:
-            wait_hub(port, hubs[0], work / "hub-0.log")
-    for k, (port, hub) in enumerate(zip(ports, hubs, strict=True)):
-        if k:
-            wait_hub(port, hub, work / f"hub-{k}.log")
+            wait_hub(lambda: port_open(port), hubs[0], work / "hub-0.log")
+    for k, hub in enumerate(hubs[1:], start=1):
+        wait_hub(lambda hub=hub: listening(hub.pid, port), hub, work / f"hub-{k}.log")  # type: ignore[misc]
 
 
-def wait_hub(port: int, hub: subprocess.Popen, log: Path) -> None:
+def port_open(port: int) -> bool:
     try:
-        wait_port(port, hub)
-    except SystemExit as exc:
-        raise SystemExit(f"{exc}; hub log:\n{log.read_text(errors='replace')[-2000:]}") from None
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
-def measure(kind: str, processes: int, args: argparse.Namespace, load: Callable[[list[int], float], Figures],
+def listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on ``port`` (Linux /proc): with a shared port a connection
+    cannot tell which process answered."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                    inodes.add(fields[9])
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+    return False
+
+
+def wait_hub(ready: Callable[[], bool], hub: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub.poll() is not None:
+            raise SystemExit(f"hub exited early with {hub.returncode}; hub log:\n"
+                             f"{log.read_text(errors='replace')[-2000:]}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"hub did not start listening; hub log:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def measure(kind: str, processes: int, args: argparse.Namespace, load: Callable[[int, float], Figures],
             bare_port: int, work: Path, procs: stores.Procs, prefix: str) -> Run:
     folder = work / f"{kind}-{processes}"
     with stores.location(kind, folder, args.pg_url) as where:
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "hub.yaml"
-        config.write_text(f"server: {{host: 127.0.0.1, port: 8080}}\nstorage: {stores.storage_yaml(where)}\n"
+        shared = ", reuse_port: true" if processes > 1 else ""
+        config.write_text(f"server: {{host: 127.0.0.1, port: 8080{shared}}}\nstorage: {stores.storage_yaml(where)}\n"
                           "sources:\n  bench:\n    verify: {scheme: hmac-sha256, header: X-Signature, "
                           f"secrets: [\"{SECRET}\"]}}\n")
-        ports = [free_port() for _ in range(processes)]
+        port = free_port()
         hubs: list[subprocess.Popen] = []
         try:
-            start_hubs(config, ports, procs, folder, hubs)
-            load([bare_port], 1)
-            load(ports, 1)  # warm-up, not counted (its events are stored and counted below)
+            start_hubs(config, port, processes, procs, folder, hubs)
+            load(bare_port, 1)
+            load(port, 1)  # warm-up, not counted (its events are stored and counted below)
             run = Run(kind, processes, [], [], 0)
             for r in range(args.rounds):
-                run.bare.append(load([bare_port], args.seconds))
-                run.hub.append(load(ports, args.seconds))
+                run.bare.append(load(bare_port, args.seconds))
+                run.hub.append(load(port, args.seconds))
                 print(f"{prefix}round {r + 1}: bare {run.bare[-1].rps:,.0f} req/s, hub {run.hub[-1].rps:,.0f} req/s",
                       flush=True)
         finally:
@@ -249,9 +268,7 @@ def report(runs: list[Run], args: argparse.Namespace, client: str, body_size: in
     print(f"\nclient: {client}, {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s, "
           f"body {body_size} B, {os.cpu_count()} CPUs; medians")
     if any(r.processes > 1 for r in runs):
-        print("N processes: " + ("N wrk at once, one per port, connections split evenly;\n  req/s summed, p50 the "
-                                 "request-weighted mean of their p50, p99 the max of their p99" if client == "wrk" else
-                                 "one client, connections split evenly over the N ports; p50/p99 over all requests"))
+        print("N processes: N hubs on one port (server.reuse_port), the same client; p50/p99 over all requests")
     bare = median([f for r in runs for f in r.bare])  # with --compare: over the rounds of every configuration
     hubs = {r.label: median(r.hub) for r in runs}
     if len(runs) == 1 and runs[0].label == stores.label("sqlite", 1):
@@ -298,10 +315,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     procs = stores.Procs()
 
-    def load(ports: list[int], seconds: float) -> Figures:
+    def load(port: int, seconds: float) -> Figures:
         if client == "wrk":
-            return load_wrk(ports, seconds, args.connections, work, procs)
-        return load_python(ports, seconds, args.connections)
+            return load_wrk(port, seconds, args.connections, work, procs)
+        return load_python(port, seconds, args.connections)
 
     try:
         bare_port = free_port()

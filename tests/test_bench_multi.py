@@ -1,6 +1,6 @@
-"""The benchmarks' multi-process parts (bench/stores.py, bench/loadgen.py, bench/ingest.py): how several hubs'
-figures are combined, how the load is spread over their ports, which configurations are allowed. The benches
-themselves run in bench/smoke.sh; these pin the arithmetic a real comparison is read with."""
+"""The benchmarks' multi-process parts (bench/stores.py, bench/loadgen.py, bench/ingest.py): how the bench knows
+each hub of a shared port listens, how the load is spread over several ports, which configurations are allowed.
+The benches themselves run in bench/smoke.sh; these pin what a real comparison is read with."""
 
 from __future__ import annotations
 
@@ -40,12 +40,18 @@ def test_storage_yaml():
     assert stores.storage_yaml("postgresql://h/test?options=x") == '{url: "postgresql://h/test?options=x"}'
 
 
-def test_combine_sums_rates_weights_p50_and_takes_the_worst_p99():
-    a = ingest.Figures(rps=1000, p50_ms=2.0, p99_ms=9.0, ok=3000, other=0)
-    b = ingest.Figures(rps=500, p50_ms=8.0, p99_ms=30.0, ok=999, other=1)
-    both = ingest.combine([(a, 3000), (b, 1000)])
-    assert both == ingest.Figures(1500, 3.5, 30.0, 3999, 1)
-    assert ingest.combine([(a, 3000)]) is a
+def test_listening_tells_which_process_holds_a_shared_port():
+    """N hubs on one port (server.reuse_port): the bench waits until each one listens, which a connection (answered
+    by any of them) cannot tell."""
+    import os
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert not ingest.listening(os.getpid(), port)  # bound, not yet listening
+        sock.listen()
+        assert ingest.listening(os.getpid(), port)
+        assert not ingest.listening(os.getppid(), port)
 
 
 @pytest.fixture
