@@ -30,7 +30,7 @@ import psycopg
 
 from hub.errors import StoreError
 from hub.store import events, replays
-from hub.store.pg_sql import translate
+from hub.store.pg_sql import numbered
 from hub.store.queue import BatchQueue
 from hub.store.writer import BatchHook
 
@@ -120,7 +120,8 @@ class AsyncIntake(BatchQueue[Insert]):
         """One statement for the batch (autocommit: it commits alone); each item's seq, None if it was not stored."""
         if self._conn is None:
             self._conn = await self.connect()
-        cur = await self._conn.execute(sql, [value for n, item in enumerate(batch) for value in (n, *item.params)])
+        cur = psycopg.AsyncRawCursor(self._conn)
+        await cur.execute(sql, [value for n, item in enumerate(batch) for value in (n, *item.params)])
         seqs = [row[0] for row in await cur.fetchall()]
         if len(seqs) != len(batch):
             raise StoreError(f"the intake statement answered {len(seqs)} rows for {len(batch)} events")
@@ -129,9 +130,9 @@ class AsyncIntake(BatchQueue[Insert]):
 
 @functools.lru_cache(maxsize=64)
 def insert_sql(n: int) -> str:
-    return translate(events.insert_rows(n))
+    return numbered(events.insert_rows(n))
 
 
 @functools.lru_cache(maxsize=64)
 def guarded_sql(n: int) -> str:
-    return translate(replays.take_then_insert_rows(n))
+    return numbered(replays.take_then_insert_rows(n))

@@ -26,3 +26,18 @@ def translate(sql: str) -> str:
         return f"%({m.group(1)})s"
 
     return _TOKEN.sub(one, sql)
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's own ``$1``, ``$2``... (psycopg's raw cursors send the text as it is: a long
+    statement with many parameters is not parsed again on every execution, as ``%s`` ones are)."""
+    count = 0
+
+    def one(m: re.Match[str]) -> str:
+        nonlocal count
+        if m.group(0) != "?":
+            return m.group(0)
+        count += 1
+        return f"${count}"
+
+    return _TOKEN.sub(one, sql)
