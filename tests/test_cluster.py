@@ -19,6 +19,9 @@ import hashlib
 import hmac
 import itertools
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -412,3 +415,17 @@ def test_processes_on_one_port_share_its_connections(tmp_path: Path):
         finally:
             for p in procs:
                 p.kill()
+
+
+def test_a_shared_port_another_program_holds_is_one_clear_error(tmp_path: Path):
+    """reuse_port shares a port among hubs, not with a program that bound it alone: hub serve says so and exits."""
+    with fresh_schema() as url, socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        [config] = configs(tmp_path, url, "http://127.0.0.1:9", 1, lease=3.0, reuse_port=True)
+        done = subprocess.run([sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        last = done.stderr.strip().splitlines()[-1]
+        assert last == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
