@@ -34,7 +34,8 @@ COMPARE = [("sqlite", 1), ("postgres", 1), ("postgres", 2), ("postgres", 3)]
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--processes", type=int, default=1,
-                    help="hub serve processes on one PostgreSQL schema, each on its own port (sqlite: 1)")
+                    help="hub serve processes on one PostgreSQL schema (ingest.py: on one shared port; "
+                         "pipeline.py: each on its own; sqlite: 1)")
     ap.add_argument("--pg-url", default=DEFAULT_PG_URL, help="a server where the user may create schemas")
     ap.add_argument("--compare", action="store_true",
                     help="run " + ", ".join(label(k, n) for k, n in COMPARE) + " one after the other; one table")
