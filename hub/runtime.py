@@ -110,12 +110,12 @@ class Hub:
                     await fn()
             return run
 
-        async def statistics() -> None:  # PostgreSQL's planner, kept up with the queues (postgres.py says why)
-            from hub.store.postgres import refresh_statistics
+        async def statistics() -> None:  # PostgreSQL's queue tables kept vacuumed and analyzed (postgres.py says why)
+            from hub.store.postgres import refresh_statistics, vacuum_dead
 
             # beside the group commit, not in it: an ANALYZE of 100,000 events took 240 ms, and every write of
-            # its batch (the pipeline's, the workers') waited for it
-            await store.peek(refresh_statistics)
+            # its batch (the pipeline's, the workers') waited for it; a VACUUM cannot run in a transaction at all
+            await store.peek(lambda conn: (vacuum_dead(conn), refresh_statistics(conn)))
 
         async def peers() -> None:
             await leadership.check()

@@ -98,6 +98,26 @@ def refresh_statistics(conn: Conn) -> list[str]:
     return stale
 
 
+DEAD_ROWS = 10_000  # and a fifth of the table: what ``vacuum_dead`` calls piled up
+VACUUM_SECS = 300  # unless something vacuumed the table this recently
+
+
+def vacuum_dead(conn: Conn) -> list[str]:
+    """VACUUM (and analyze) the queue tables whose dead rows piled up and that nothing vacuumed in the last five
+    minutes; returns their names. Every step of an event or a delivery leaves a dead row version behind, and the
+    pending reads and claims walk past them in the indexes until a vacuum removes them. Autovacuum does this where it
+    is on; where it is off (this project's CI machines have it off) or falls behind, the leader does. Runs outside a
+    transaction (``Store.peek``), as VACUUM must."""
+    piled = [r[0] for r in conn.execute(
+        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(?) "
+        "AND n_dead_tup > greatest(?, n_live_tup / 5) AND coalesce(greatest(last_vacuum, last_autovacuum), "
+        "'-infinity') < now() - make_interval(secs => ?)", (list(QUEUE_TABLES), DEAD_ROWS, VACUUM_SECS))]
+    for table in piled:
+        log.info("vacuuming %s: its dead rows piled up and nothing vacuumed it in %d s", table, VACUUM_SECS)
+        conn.execute(f"VACUUM (ANALYZE) {table}")
+    return piled
+
+
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and errors."""
     parts = urlsplit(url)
