@@ -17,30 +17,28 @@ from hub.store.conn import Conn, is_postgres
 from hub.store.dialect import one_of
 from hub.store.keyset import Sort, keyset
 
+COLUMNS = "source, received_at, idempotency_key, content_type, headers, body, verified_by"  # params(ev)'s order
 INSERT = (
-    "INSERT INTO events (source, received_at, idempotency_key, content_type, headers, body, verified_by) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq"
 )
-_COLUMNS = "source, received_at, idempotency_key, content_type, headers, body, verified_by"
-_TYPED = ("CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), "
-          "CAST(? AS bytea), CAST(? AS text)")  # the first row's types are the VALUES list's
-SEQS_IN_ORDER = ("s AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq, v.* FROM v "
-                 "ORDER BY o)")  # the rows of ``v``, each with the seq its event gets, drawn in ordinal order
+ROW_TYPES = ("CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS bytea), "
+             "CAST(? AS text)")  # COLUMNS' types: a VALUES list takes its columns' types from its first row
 
 
-def values(n: int, first: str, width: int) -> str:
-    """A VALUES list of ``n`` rows of ``width`` placeholders, the first row's typed by ``first``."""
-    rest = "(" + ", ".join(["?"] * width) + ")"
-    return ", ".join([f"({first})", *[rest] * (n - 1)])
-
-
-def insert_rows(n: int) -> str:
-    """PostgreSQL: ``n`` events in one statement, each row ``(ordinal, *params(ev))``. Their seqs are drawn in the
-    ordinals' order (``SEQS_IN_ORDER``), so ids grow in it; the answer is one row per ordinal, in order: the seq
-    stored, or NULL for an event whose idempotency key was taken (pg_intake.py)."""
-    return (f"WITH v (o, {_COLUMNS}) AS (VALUES {values(n, _TYPED, 8)}), {SEQS_IN_ORDER}, "
-            f"e AS (INSERT INTO events (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM s ORDER BY seq "
+def stored_rows(n: int, *, lead: str = "", lead_types: str = "", before: str = "", stored: str = "s") -> str:
+    """PostgreSQL intake's statement (pg_intake.py), rows ``(ordinal, *params(ev))``; with a ``lead``, the skeleton of
+    replays.take_then_insert_rows. ``n`` VALUES rows of ``(o, <lead>, COLUMNS)``, each given the seq its
+    event gets, drawn in ordinal order (so ids grow in it), ``before`` (CTEs ending in ", ") run first, and the events
+    of ``stored`` (rows of ``s``) inserted. The answer is one row per ordinal, in order: the seq stored, or NULL for
+    an event not stored (its idempotency key taken, or left out by ``stored``)."""
+    typed = ", ".join(t for t in ("CAST(? AS integer)", lead_types, ROW_TYPES) if t)
+    rows = ", ".join([f"({typed})", *["(" + ", ".join(["?"] * typed.count("?")) + ")"] * (n - 1)])
+    columns = ", ".join(f"s.{c}" for c in COLUMNS.split(", "))
+    return (f"WITH v (o, {lead + ', ' if lead else ''}{COLUMNS}) AS (VALUES {rows}), "
+            "s AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq, v.* FROM v "
+            f"ORDER BY o), {before}"
+            f"e AS (INSERT INTO events (seq, {COLUMNS}) SELECT s.seq, {columns} FROM {stored} ORDER BY s.seq "
             "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq) "
             "SELECT e.seq FROM s LEFT JOIN e ON e.seq = s.seq ORDER BY s.o")
 

@@ -68,27 +68,19 @@ TAKE_THEN_INSERT = (
     "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq")
 
 
-_TYPED = ("CAST(? AS integer), CAST(? AS bytea), CAST(? AS double precision), CAST(? AS double precision), "
-          "CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS bytea), "
-          "CAST(? AS text)")
-
-
 def take_then_insert_rows(n: int) -> str:
     """``TAKE_THEN_INSERT`` for ``n`` events in one statement, each row ``(ordinal, *taking(...))``, their digests
     distinct (two rows of one statement cannot both update one guard row). One answer row per ordinal, in order: the
     seq stored, or NULL (a replay, or an idempotency key taken: ``settled`` tells which). A guard row is renewed
     when it expired at or before its own row's ``now``."""
-    cols = "source, received_at, idempotency_key, content_type, headers, body, verified_by"
-    return (f"WITH v (o, digest, expires_at, now, {cols}) AS (VALUES {events.values(n, _TYPED, 11)}), "
-            f"{events.SEQS_IN_ORDER}, "
-            "g AS (INSERT INTO replay_guard (digest, expires_at, event_seq) SELECT digest, expires_at, seq FROM s "
-            "ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at, event_seq = excluded.event_seq "
-            "WHERE replay_guard.expires_at <= (SELECT s.now FROM s WHERE s.digest = excluded.digest) "
-            "RETURNING event_seq), "
-            f"e AS (INSERT INTO events (seq, {cols}) SELECT s.seq, {', '.join('s.' + c for c in cols.split(', '))} "
-            "FROM s JOIN g ON g.event_seq = s.seq ORDER BY s.seq "
-            "ON CONFLICT (source, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING seq) "
-            "SELECT e.seq FROM s LEFT JOIN e ON e.seq = s.seq ORDER BY s.o")
+    return events.stored_rows(
+        n, lead="digest, expires_at, now",
+        lead_types="CAST(? AS bytea), CAST(? AS double precision), CAST(? AS double precision)",
+        before="g AS (INSERT INTO replay_guard (digest, expires_at, event_seq) SELECT digest, expires_at, seq FROM s "
+               "ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at, event_seq = excluded.event_seq "
+               "WHERE replay_guard.expires_at <= (SELECT s.now FROM s WHERE s.digest = excluded.digest) "
+               "RETURNING event_seq), ",
+        stored="s JOIN g ON g.event_seq = s.seq")
 
 
 def taking(ev: events.NewEvent, key: bytes, expires: float, now: float) -> tuple[Any, ...]:
