@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from hub.app import create_app
-from hub.errors import StoreError
+from hub.errors import StoreError, StoreUnavailableError
 from hub.ids import iso
 from hub.leader import Leadership
 from hub.runtime import Hub
@@ -335,3 +335,27 @@ def test_dead_rows_piled_up_in_a_queue_table_are_vacuumed_once(url: str) -> None
         assert vacuum_dead(store.conn) == []  # vacuumed just now
     finally:
         store.shutdown()
+
+
+async def test_an_intake_answer_that_names_no_event_fails_its_callers_and_inserts_nothing_again(url: str) -> None:
+    """The batch statement commits on its own: if its answer ever lacked rows, going one by one would store the
+    events twice. Its callers are told to send again instead, and the next batch goes as usual."""
+    store = open_store(url, pool_size=2)
+    await store.start()
+    try:
+        assert isinstance(store, PostgresStore) and store.intake is not None
+        real = store.intake._insert
+
+        async def short(batch: Any, sql: str) -> list[int | None]:
+            return (await real(batch, sql))[:-1]
+
+        store.intake._insert = short  # type: ignore[method-assign]
+        burst = [event_rows.NewEvent("se", iso(T0), None, None, "{}", b"x", "hmac") for _ in range(3)]
+        answers = await asyncio.gather(*(store.insert_event(ev) for ev in burst), return_exceptions=True)
+        assert all(isinstance(a, StoreUnavailableError) for a in answers), answers
+        assert event_rows.counts(store.conn) == {"pending": 3}  # stored once each, by the statement; none again
+        store.intake._insert = real  # type: ignore[method-assign]
+        assert (await store.insert_event(burst[0]))[1] is False
+        assert event_rows.counts(store.conn) == {"pending": 4}
+    finally:
+        await store.close()

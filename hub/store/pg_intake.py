@@ -6,7 +6,7 @@ message of its pipeline; here the batch is awaited on an ``AsyncConnection`` on 
 loop serves requests while PostgreSQL works.
 
 The events of a batch are one statement on an autocommit connection: one round trip, one plan and one commit
-(``events.insert_rows``; for sources with a replay window ``replays.take_then_insert_rows``, the digests and the
+(``events.stored_rows``; for sources with a replay window ``replays.take_then_insert_rows``, the digests and the
 events). BEGIN, a statement per event and COMMIT cost three round trips and a plan per event: at the 4 to 16 events
 a batch holds under load, about twice the client's CPU and the server's per event (bench/ingest.py). Each row
 carries its ordinal and the answer has one row per ordinal: the event's seq, or NULL when it was not stored (its
@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from hub.errors import StoreError
+from hub.errors import StoreUnavailableError
 from hub.store import events, replays
 from hub.store.pg_sql import numbered
 from hub.store.queue import BatchQueue
@@ -70,14 +70,18 @@ class AsyncIntake(BatchQueue[Insert]):
 
     async def flush(self, batch: list[Insert]) -> None:
         started = asyncio.get_running_loop().time()
-        plain = [item for item in batch if not item.replay]
-        digests: set[bytes] = set()
+        plain: list[Insert] = []
         guarded: list[Insert] = []
-        again: list[Insert] = []
+        again: list[Insert] = []  # a digest already in this batch: one statement cannot take it twice
+        digests: set[bytes] = set()
         for item in batch:
-            if item.replay:
-                (again if item.params[0] in digests else guarded).append(item)
+            if not item.replay:
+                plain.append(item)
+            elif item.params[0] in digests:
+                again.append(item)
+            else:
                 digests.add(item.params[0])
+                guarded.append(item)
         if plain:
             await self._insert_or_settle(plain, insert_sql)
         if guarded:
@@ -95,6 +99,12 @@ class AsyncIntake(BatchQueue[Insert]):
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self._conn = None
             await asyncio.gather(*(self._settle(item, item.alone) for item in batch))
+            return
+        if len(seqs) != len(batch):  # committed, but the answer names no event for some: never insert them again
+            log.error("the intake statement answered %d rows for %d events", len(seqs), len(batch))
+            error = StoreUnavailableError("the store gave no answer for this event; send it again")
+            for item in batch:
+                item.future.set_exception(error)
             return
         for item, seq in zip(batch, seqs, strict=True):
             if seq is not None:
@@ -122,17 +132,14 @@ class AsyncIntake(BatchQueue[Insert]):
             self._conn = await self.connect()
         cur = psycopg.AsyncRawCursor(self._conn)
         await cur.execute(sql, [value for n, item in enumerate(batch) for value in (n, *item.params)])
-        seqs = [row[0] for row in await cur.fetchall()]
-        if len(seqs) != len(batch):
-            raise StoreError(f"the intake statement answered {len(seqs)} rows for {len(batch)} events")
-        return seqs
+        return [row[0] for row in await cur.fetchall()]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=MAX_BATCH)
 def insert_sql(n: int) -> str:
-    return numbered(events.insert_rows(n))
+    return numbered(events.stored_rows(n))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=MAX_BATCH)
 def guarded_sql(n: int) -> str:
     return numbered(replays.take_then_insert_rows(n))
