@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hub.errors import StoreUnavailableError
 from hub.store import events as event_rows
 from hub.store.conn import Conn
 from tests.support import HubHarness, events_of, findings_of, scanner_source
@@ -115,3 +116,36 @@ async def test_apply_all_skips_an_event_taken_meanwhile(tmp_path: Path) -> None:
         assert [o is not None for o in outcomes] == [True, False, True]
         assert sorted(str(f.tool_id) for f in findings_of(store.conn)) == ["F-0", "F-2"]
         assert h.events("pending") == 0
+
+
+async def test_a_store_refusing_the_rounds_write_leaves_every_event_pending_without_trying_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transient fault of the shared job is not one event's failure: nothing fails, nothing goes alone (a job per
+    event against a refusing store), and all of them are processed once it takes writes."""
+    async with HubHarness.running(tmp_path, config(tmp_path), scheduler=False) as h:
+        await held(h, [finding(i) for i in range(5)])
+        real, jobs, refusing = h.hub.store.write, [0], True
+
+        async def refuse(fn: Any, **kw: Any) -> Any:
+            if refusing and not kw.get("single_statement"):
+                jobs[0] += 1
+                raise StoreUnavailableError("the store cannot commit: database or disk is full")
+            return await real(fn, **kw)
+
+        pipeline, alone = h.hub.pipeline, [0]
+        real_commit = pipeline._commit
+
+        async def commit(ready: Any) -> Any:
+            alone[0] += 1
+            return await real_commit(ready)
+
+        monkeypatch.setattr(h.hub.store, "write", refuse)
+        monkeypatch.setattr(pipeline, "_commit", commit)
+        h.hub.leadership.leader = True
+        pipeline.wake()
+        await h.until(lambda: jobs[0] >= 2)  # two rounds (the second after the backoff)
+        assert alone[0] == 0  # each round one shared job, no job per event
+        assert h.events("pending") == 5 and h.events("failed") == 0
+        refusing = False
+        await h.until(lambda: h.events("processed") == 5, timeout=10)
+        assert all(e["attempts"] == 1 and e["error"] is None for e in events_of(h.hub.store.conn))
