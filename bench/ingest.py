@@ -64,19 +64,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
-
-
 def make_body(i: int, run: str = "") -> bytes:
     """A ~1 KB finding event; ``run`` and ``i`` make it unique (the same body again would be a replay: 200)."""
     doc = {"event": "finding.created", "timestamp": "2026-11-22T10:00:00Z",
@@ -190,17 +177,9 @@ def start_hubs(config: Path, port: int, processes: int, procs: stores.Procs, wor
                                      str(port), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=log))
         if k == 0:
-            wait_hub(lambda: port_open(port), hubs[0], work / "hub-0.log")
+            wait_listening(hubs[0], port, work / "hub-0.log")
     for k, hub in enumerate(hubs[1:], start=1):
-        wait_hub(lambda hub=hub: listening(hub.pid, port), hub, work / f"hub-{k}.log")  # type: ignore[misc]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        wait_listening(hub, port, work / f"hub-{k}.log")
 
 
 def listening(pid: int, port: int) -> bool:
@@ -222,16 +201,20 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
-def wait_hub(ready: Callable[[], bool], hub: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+def wait_listening(proc: subprocess.Popen, port: int, log: Path | None = None, timeout: float = 20.0) -> None:
+    """Until ``proc`` listens on ``port`` (a server that exits first, or takes too long, ends the bench)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if hub.poll() is not None:
-            raise SystemExit(f"hub exited early with {hub.returncode}; hub log:\n"
-                             f"{log.read_text(errors='replace')[-2000:]}")
-        if ready():
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}{_tail(log)}")
+        if listening(proc.pid, port):
             return
         time.sleep(0.05)
-    raise SystemExit(f"hub did not start listening; hub log:\n{log.read_text(errors='replace')[-2000:]}")
+    raise SystemExit(f"server on port {port} did not start{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    return f"; its log:\n{log.read_text(errors='replace')[-2000:]}" if log else ""
 
 
 def measure(kind: str, processes: int, args: argparse.Namespace, load: Callable[[int, float], Figures],
@@ -326,7 +309,7 @@ def main() -> None:
                             str(bare_port), "--no-access-log", "--log-level", "warning"], cwd=HERE,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-        wait_port(bare_port, bare)
+        wait_listening(bare, bare_port)
         runs = []
         for kind, processes in configs:
             prefix = "" if len(configs) == 1 else f"{stores.label(kind, processes)}: "

@@ -79,7 +79,6 @@ def shared_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         fail(f"cannot listen on {host}:{port}: {exc.strerror}")
-    sock.set_inheritable(True)
     return sock
 
 
