@@ -168,13 +168,16 @@ class Page:
         return self.driver.find_element(By.LINK_TEXT, text)
 
     def follow(self, element: Any) -> None:
-        """Click ``element`` and wait for the page it leads to (a click returns before the navigation ends)."""
-        from selenium.webdriver.support import expected_conditions
+        """Click ``element`` and wait for the page it leads to (a click returns before the navigation ends): until the
+        window holds a new, loaded document. (Waiting for the old ``<html>`` to go stale asked the browser about a
+        node mid-navigation, which Chromium 156 sometimes answers with an inspector error instead of "stale".)"""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        old = self.find("html")
+        self.driver.execute_script("window.hubOldPage = true")
         element.click()
-        WebDriverWait(self.driver, WAIT).until(expected_conditions.staleness_of(old))
+        WebDriverWait(self.driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script("return !window.hubOldPage && document.readyState === 'complete'"))
 
     def text(self) -> str:
         return str(self.find("main").text)
