@@ -171,13 +171,15 @@ class Hub:
         return bool(self.scheduler is not None and self.scheduler.running)
 
     async def aclose(self) -> None:
-        if not self.started:
-            return
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-        await self.pipeline.close()
-        await self.leadership.close()
-        await self.enrichment.aclose()
-        await self.dispatcher.close()
+        """Stop what ``start`` started, and close the store, which the constructor opened whether or not the hub
+        started (on PostgreSQL a hub built and never started left its connection pool to the garbage collector,
+        whose thread could not join itself)."""
+        if self.started:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+            await self.pipeline.close()
+            await self.leadership.close()
+            await self.enrichment.aclose()
+            await self.dispatcher.close()
         await self.store.close()
         self.started = False

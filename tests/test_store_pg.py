@@ -359,3 +359,14 @@ async def test_an_intake_answer_that_names_no_event_fails_its_callers_and_insert
         assert event_rows.counts(store.conn) == {"pending": 4}
     finally:
         await store.close()
+
+
+async def test_a_hub_built_and_never_started_closes_its_store(url: str, tmp_path: Path) -> None:
+    """A command that builds a Hub only to read it (check its jobs, render a page) and closes it must not leave its
+    connection pool to the garbage collector: collected in one of the pool's own threads, it cannot join itself."""
+    data = base_config(tmp_path)
+    data["storage"] = {"url": url}
+    hub = Hub(load_config(write_config(tmp_path / "hub.yaml", data)), scheduler=False)
+    assert isinstance(hub.store, PostgresStore)
+    await hub.aclose()
+    assert hub.store.pool.closed
